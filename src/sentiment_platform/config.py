@@ -1,0 +1,112 @@
+"""Every setting the platform reads, in one place (environment or `.env`).
+
+Nothing else in the code reads the environment: modules take a `Settings` instance.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "your-api-key", "xxx", "secret", ""})
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- store ---
+    database_url: str = "sqlite+aiosqlite:///./sentiment.db"
+    db_pool_size: int = Field(10, ge=1)
+    db_statement_timeout_ms: int = Field(5_000, ge=100)
+
+    # --- bus ---
+    redis_host: str | None = None
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_db: int = Field(0, ge=0)
+    redis_password: SecretStr | None = None
+    redis_stream_name: str = "social_posts"
+    redis_consumer_group: str = "sentiment_workers"
+    redis_stream_maxlen: int = Field(1_000_000, ge=1_000)
+    events_channel: str = "sentiment_events"
+
+    # --- API ---
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    # --- analyzer ---
+    analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
+    sentiment_model: str = "cardiffnlp/twitter-roberta-base-sentiment-latest"
+    emotion_model: str = "j-hartmann/emotion-english-distilroberta-base"
+    model_device: Literal["cpu", "cuda"] = "cpu"
+    llm_escalate_below: float | None = Field(None, ge=0.0, le=1.0)
+
+    # --- LLM fallback ---
+    llm_provider: Literal["groq", "openai", "anthropic"] | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_timeout_s: float = Field(10.0, gt=0)
+
+    # --- alerting ---
+    alert_threshold: float = Field(0.4, gt=0.0, lt=1.0)
+    alert_window_minutes: int = Field(5, ge=1)
+
+    _split = field_validator("analyzer_backends", mode="before")(_split_commas)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("llm_provider", mode="before")
+    @classmethod
+    def _blank_provider_is_none(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        for name in ("llm_api_key", "redis_password"):
+            secret: SecretStr | None = getattr(self, name)
+            if secret is not None and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+                raise ValueError(f"{name.upper()} is a placeholder; set a real value or unset it")
+        return self
+
+    @property
+    def async_database_url(self) -> str:
+        """The URL SQLAlchemy's async engine needs; the seed's plain forms are mapped."""
+        url = self.database_url
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.async_database_url.startswith("sqlite")
+
+    @property
+    def uses_redis(self) -> bool:
+        return bool(self.redis_host)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,155 @@
+"""The platform's vocabulary: labels, the Post a producer sends, the Analysis a model gives.
+
+Everything above this module (store, bus, services, both front doors) speaks these types,
+so the API and the stream agree on what a valid post is without importing each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+MAX_CONTENT_CHARS = 10_000
+MAX_BATCH_POSTS = 1_000
+
+
+class Sentiment(StrEnum):
+    POSITIVE = "positive"
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+
+
+class Emotion(StrEnum):
+    JOY = "joy"
+    SADNESS = "sadness"
+    ANGER = "anger"
+    FEAR = "fear"
+    SURPRISE = "surprise"
+    NEUTRAL = "neutral"
+
+
+# The one label map: any model's label name (lower-cased) -> our label.
+SENTIMENT_ALIASES: dict[str, Sentiment] = {
+    "positive": Sentiment.POSITIVE,
+    "pos": Sentiment.POSITIVE,
+    "negative": Sentiment.NEGATIVE,
+    "neg": Sentiment.NEGATIVE,
+    "neutral": Sentiment.NEUTRAL,
+    "neu": Sentiment.NEUTRAL,
+}
+EMOTION_ALIASES: dict[str, Emotion] = {
+    **{e.value: e for e in Emotion},
+    "disgust": Emotion.ANGER,
+    "annoyance": Emotion.ANGER,
+    "happiness": Emotion.JOY,
+    "love": Emotion.JOY,
+    "optimism": Emotion.JOY,
+    "sad": Emotion.SADNESS,
+    "grief": Emotion.SADNESS,
+    "pessimism": Emotion.SADNESS,
+    "nervousness": Emotion.FEAR,
+    "worry": Emotion.FEAR,
+    "none": Emotion.NEUTRAL,
+    "others": Emotion.NEUTRAL,
+}
+
+
+def to_sentiment(label: str) -> Sentiment:
+    """Map a model's sentiment label onto ours; unknown labels are an error, not a guess."""
+    try:
+        return SENTIMENT_ALIASES[label.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown sentiment label {label!r}") from None
+
+
+def to_emotion(label: str) -> Emotion:
+    """Map a model's emotion label onto our six (disgust -> anger, ...)."""
+    try:
+        return EMOTION_ALIASES[label.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown emotion label {label!r}") from None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken as UTC; aware ones are converted to it."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def new_post_id() -> str:
+    return uuid.uuid4().hex
+
+
+PostId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Author = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
+
+
+class Post(BaseModel):
+    """A social-media post as producers send it; the same shape travels on the bus."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    post_id: PostId = Field(default_factory=new_post_id)
+    source: Source
+    content: str = Field(max_length=MAX_CONTENT_CHARS)
+    author: Author | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @field_validator("content")
+    @classmethod
+    def _content_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content must not be empty")
+        return value
+
+    @field_validator("created_at")
+    @classmethod
+    def _created_at_utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """What a model says about one text, and which backend said it."""
+
+    sentiment: Sentiment
+    confidence: float
+    emotion: Emotion
+    emotion_confidence: float
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A prediction bound to the post it describes, ready to store."""
+
+    post_id: str
+    sentiment: Sentiment
+    confidence: float
+    emotion: Emotion
+    emotion_confidence: float
+    model: str
+    analyzed_at: datetime
+
+    @classmethod
+    def of(cls, post_id: str, prediction: Prediction, analyzed_at: datetime | None = None) -> Analysis:
+        return cls(
+            post_id=post_id,
+            sentiment=prediction.sentiment,
+            confidence=prediction.confidence,
+            emotion=prediction.emotion,
+            emotion_confidence=prediction.emotion_confidence,
+            model=prediction.model,
+            analyzed_at=analyzed_at or utcnow(),
+        )
