@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     emotion_model: str = "j-hartmann/emotion-english-distilroberta-base"
     model_device: Literal["cpu", "cuda"] = "cpu"
     llm_escalate_below: float | None = Field(None, ge=0.0, le=1.0)
+    model_local_files_only: bool = True  # False lets the transformers backend download
+    model_batch_size: int = Field(32, ge=1)
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None
@@ -58,6 +60,9 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_timeout_s: float = Field(10.0, gt=0)
+    llm_max_attempts: int = Field(3, ge=1)
+    llm_breaker_failures: int = Field(5, ge=1)
+    llm_breaker_cooldown_s: float = Field(30.0, gt=0)
 
     # --- alerting ---
     alert_threshold: float = Field(0.4, gt=0.0, lt=1.0)
