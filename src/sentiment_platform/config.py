@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    serve_demo: bool = False  # `serve --demo`: feed generated posts in-process
 
     # --- analyzer ---
     analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
@@ -86,7 +87,10 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         for name in ("llm_api_key", "redis_password"):
             secret: SecretStr | None = getattr(self, name)
-            if secret is not None and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS:
+            if (
+                secret is not None
+                and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+            ):
                 raise ValueError(f"{name.upper()} is a placeholder; set a real value or unset it")
         return self
 

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -143,7 +143,9 @@ class Analysis:
     analyzed_at: datetime
 
     @classmethod
-    def of(cls, post_id: str, prediction: Prediction, analyzed_at: datetime | None = None) -> Analysis:
+    def of(
+        cls, post_id: str, prediction: Prediction, analyzed_at: datetime | None = None
+    ) -> Analysis:
         return cls(
             post_id=post_id,
             sentiment=prediction.sentiment,
@@ -153,3 +155,38 @@ class Analysis:
             model=prediction.model,
             analyzed_at=analyzed_at or utcnow(),
         )
+
+
+class PostView(BaseModel):
+    """A stored post with its analysis (null until analysed): the REST item and the live event."""
+
+    post_id: str
+    source: str
+    content: str
+    author: str | None
+    created_at: datetime
+    sentiment: Sentiment | None = None
+    confidence: float | None = None
+    emotion: Emotion | None = None
+    emotion_confidence: float | None = None
+    model: str | None = None
+    analyzed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, post: Any, analysis: Any | None) -> PostView:
+        """Combine a post and its analysis: domain objects and ORM rows alike carry the fields."""
+        fields = {name: getattr(post, name) for name in _POST_FIELDS}
+        if analysis is not None:
+            fields |= {name: getattr(analysis, name) for name in _ANALYSIS_FIELDS}
+        return cls(**fields)
+
+
+_POST_FIELDS = ("post_id", "source", "content", "author", "created_at")
+_ANALYSIS_FIELDS = (
+    "sentiment",
+    "confidence",
+    "emotion",
+    "emotion_confidence",
+    "model",
+    "analyzed_at",
+)

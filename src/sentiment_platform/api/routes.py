@@ -1,0 +1,88 @@
+"""REST endpoints: parse, call the store or a service, answer. Nothing else lives here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query, Request, Response, status
+from sqlalchemy import text
+
+from sentiment_platform import store
+from sentiment_platform.api.deps import BusDep, SessionDep
+from sentiment_platform.api.schemas import (
+    AlertItem,
+    AlertsPage,
+    AlertsQuery,
+    Health,
+    MetricsQuery,
+    PostsAccepted,
+    PostsPage,
+    PostsQuery,
+)
+from sentiment_platform.domain import MAX_BATCH_POSTS, Post
+from sentiment_platform.services.aggregator import Metrics, compute_metrics
+
+router = APIRouter(prefix="/api")
+
+HEALTH_TIMEOUT_S = 2.0
+
+
+@router.get("/health", response_model=Health, responses={503: {"model": Health}})
+async def health(request: Request, response: Response, session: SessionDep) -> Health:
+    """ok: everything answers; degraded: the store answers but the bus or the model does not."""
+    try:
+        await asyncio.wait_for(session.execute(text("SELECT 1")), HEALTH_TIMEOUT_S)
+        database = "ok"
+    except Exception as error:  # noqa: BLE001 - any failure means "down", reported by type
+        database = f"down: {type(error).__name__}"
+    state = request.app.state
+    redis = await state.bus.health()
+    model = state.model_status()
+    if database != "ok":
+        verdict = "down"
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    elif redis.startswith("down") or model.startswith(("down", "unavailable")):
+        verdict = "degraded"
+    else:
+        verdict = "ok"
+    return Health(status=verdict, database=database, redis=redis, model=model)
+
+
+@router.get("/posts", response_model=PostsPage)
+async def list_posts(session: SessionDep, query: Annotated[PostsQuery, Query()]) -> PostsPage:
+    where = store.PostFilter(
+        limit=query.limit,
+        offset=query.offset,
+        sentiment=query.sentiment_filter,
+        emotion=query.emotion,
+        source=query.source,
+        since=query.since,
+        until=query.until,
+        text=query.q,
+    )
+    items, total = await store.list_posts(session, where)
+    return PostsPage(items=items, total=total, limit=query.limit, offset=query.offset)
+
+
+@router.post("/posts", status_code=status.HTTP_202_ACCEPTED, response_model=PostsAccepted)
+async def submit_posts(
+    bus: BusDep,
+    body: Annotated[Post | list[Post], Body(max_length=MAX_BATCH_POSTS)],
+) -> PostsAccepted:
+    """Queue posts for analysis; they appear in GET /api/posts once analysed."""
+    posts = body if isinstance(body, list) else [body]
+    await bus.publish(posts)
+    return PostsAccepted(accepted=len(posts), post_ids=[post.post_id for post in posts])
+
+
+@router.get("/metrics", response_model=Metrics)
+async def metrics(session: SessionDep, query: Annotated[MetricsQuery, Query()]) -> Metrics:
+    assert query.start is not None and query.end is not None  # resolved by the schema
+    return await compute_metrics(session, query.start, query.end, query.bucket, query.source)
+
+
+@router.get("/alerts", response_model=AlertsPage)
+async def list_alerts(session: SessionDep, query: Annotated[AlertsQuery, Query()]) -> AlertsPage:
+    alerts, total = await store.list_alerts(session, query.limit, query.since)
+    return AlertsPage(items=[AlertItem.model_validate(a) for a in alerts], total=total)

@@ -1,0 +1,126 @@
+"""Request and response models of the REST API (the shapes CONTRACT.md promises)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+
+from sentiment_platform.domain import Emotion, PostView, Sentiment, as_utc, utcnow
+from sentiment_platform.services.aggregator import Bucket
+
+MAX_PAGE = 100
+MAX_BUCKETS = 1_500
+
+
+class _Range(BaseModel):
+    """`since`/`until`-style bounds, made UTC-aware, with the order checked."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return as_utc(value) if isinstance(value, datetime) else value
+
+
+class PostsQuery(_Range):
+    model_config = {"extra": "forbid"}
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0)
+    sentiment_filter: Sentiment | None = None
+    emotion: Emotion | None = None
+    source: str | None = Field(None, min_length=1, max_length=64)
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("until")
+    @classmethod
+    def _until_after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None and as_utc(until) < since:
+            raise ValueError("until must not be before since")
+        return until
+
+
+class MetricsQuery(_Range):
+    """Either `start`/`end` or the last `window_minutes` (default 60) up to `end` or now."""
+
+    model_config = {"extra": "forbid"}
+
+    start: datetime | None = None
+    end: datetime | None = None
+    window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366)
+    bucket: Bucket | None = None
+    source: str | None = Field(None, min_length=1, max_length=64)
+
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
+        start = info.data.get("start")
+        if end is not None and start is not None and as_utc(end) < start:
+            raise ValueError("end must not be before start")
+        return end
+
+    @model_validator(mode="after")
+    def _resolve_range(self) -> MetricsQuery:
+        """Fill in the range and bucket, so the aggregator gets exact bounds."""
+        if self.start is not None and self.window_minutes is not None:
+            raise ValueError("window_minutes: give either start/end or window_minutes, not both")
+        self.end = self.end or utcnow()
+        if self.start is None:
+            self.start = self.end - timedelta(minutes=self.window_minutes or 60)
+        if self.start > self.end:
+            raise ValueError("start: start must not be after end (now, when end is not given)")
+        self.bucket = self.bucket or Bucket.for_range(self.start, self.end)
+        if self.bucket.count_in(self.start, self.end) > MAX_BUCKETS:
+            raise ValueError(
+                f"bucket: {self.bucket.value} buckets over this range exceed {MAX_BUCKETS}; "
+                "use a coarser bucket or a shorter range"
+            )
+        return self
+
+
+class AlertsQuery(_Range):
+    model_config = {"extra": "forbid"}
+
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    since: datetime | None = None
+
+
+class PostsPage(BaseModel):
+    items: list[PostView]
+    total: int
+    limit: int
+    offset: int
+
+
+class PostsAccepted(BaseModel):
+    accepted: int
+    post_ids: list[str]
+
+
+class AlertItem(BaseModel):
+    model_config = {"from_attributes": True}
+
+    id: int
+    alert_type: str
+    message: str
+    severity: Literal["warning", "critical"] | str
+    state: str
+    details: dict[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None = None
+
+
+class AlertsPage(BaseModel):
+    items: list[AlertItem]
+    total: int
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded", "down"]
+    database: str
+    redis: str
+    model: str

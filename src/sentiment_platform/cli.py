@@ -1,0 +1,109 @@
+"""`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sentiment_platform.config import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
+app.add_typer(ingest_app, name="ingest")
+
+Task = Annotated[str, typer.Option(help="sentiment or emotion")]
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
+
+
+def _check_task(task: str) -> str:
+    if task not in ("sentiment", "emotion"):
+        raise typer.BadParameter("must be 'sentiment' or 'emotion'", param_hint="--task")
+    return task
+
+
+@app.command("init-db")
+def init_db() -> None:
+    """Create or upgrade the schema (Alembic migrations)."""
+    from sentiment_platform.db import create_engine, upgrade_schema
+
+    settings = get_settings()
+    _configure_logging(settings)
+
+    async def run() -> None:
+        engine = create_engine(settings)
+        try:
+            await upgrade_schema(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    typer.echo(f"schema is at head on {settings.async_database_url.split('@')[-1]}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,
+    port: Annotated[int | None, typer.Option(help="default: API_PORT")] = None,
+    demo: Annotated[bool, typer.Option(help="also feed generated posts")] = False,
+) -> None:
+    """Run the API (and, on the embedded default, the worker and the alert monitor)."""
+    import uvicorn
+
+    from sentiment_platform.main import create_app
+
+    settings = get_settings()
+    updates: dict[str, object] = {"serve_demo": demo}
+    if host:
+        updates["api_host"] = host
+    if port:
+        updates["api_port"] = port
+    settings = settings.model_copy(update=updates)
+    _configure_logging(settings)
+    if settings.is_sqlite:
+        init_db()
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        ws_per_message_deflate=False,
+    )
+
+
+@app.command()
+def train(
+    task: Task,
+    data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="training data dir")],
+    out: Annotated[Path, typer.Option(help="where the trained model goes")],
+) -> None:
+    """Train the offline (embedded) model."""
+    from sentiment_platform.training.train import train as run_training
+
+    _configure_logging(get_settings())
+    result = run_training(_check_task(task), data, out)
+    typer.echo(json.dumps(result))
+
+
+@app.command()
+def evaluate(
+    task: Task,
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV with text,label")],
+    backend: Annotated[str | None, typer.Option(help="embedded, transformers or llm")] = None,
+) -> None:
+    """Score a backend on a labelled CSV; the last line printed is one JSON object."""
+    from sentiment_platform.training.evaluate import evaluate as run_evaluation
+
+    settings = get_settings()
+    _configure_logging(settings)
+    typer.echo(json.dumps(run_evaluation(_check_task(task), data, backend, settings)))

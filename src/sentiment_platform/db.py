@@ -1,0 +1,71 @@
+"""The async engine and the one session factory, for PostgreSQL or the embedded SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from sentiment_platform.config import Settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "models" / "migrations"
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    url = settings.async_database_url
+    if settings.is_sqlite:
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_timeout=5,
+        pool_pre_ping=True,
+        connect_args={
+            "timeout": 5,
+            "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,
+            "server_settings": {
+                "timezone": "UTC",
+                "statement_timeout": str(settings.db_statement_timeout_ms),
+                "application_name": "sentiment-platform",
+            },
+        },
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets the API read while the worker writes; foreign keys are off by default in SQLite."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def upgrade_schema(engine: AsyncEngine) -> None:
+    """Apply the Alembic migrations up to head (what `init-db` runs)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(_alembic_upgrade)
+
+
+def _alembic_upgrade(connection: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")

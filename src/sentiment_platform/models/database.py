@@ -1,0 +1,105 @@
+"""SQLAlchemy models: one post, at most one analysis per post, and the alerts raised.
+
+Timestamps are stored in UTC on both PostgreSQL and SQLite and always read back aware.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from sentiment_platform.domain import as_utc, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that goes in as UTC and comes out aware, whatever the dialect keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SocialMediaPost(Base):
+    __tablename__ = "social_media_posts"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    post_id: Mapped[str] = mapped_column(String(128), unique=True)
+    source: Mapped[str] = mapped_column(String(64))
+    content: Mapped[str] = mapped_column(Text)
+    author: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    analysis: Mapped[SentimentAnalysis | None] = relationship(back_populates="post", uselist=False)
+
+    __table_args__ = (
+        Index("ix_posts_created_at", "created_at"),
+        Index("ix_posts_source_created_at", "source", "created_at"),
+    )
+
+
+class SentimentAnalysis(Base):
+    __tablename__ = "sentiment_analysis"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    post_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("social_media_posts.post_id", ondelete="CASCADE"), unique=True
+    )
+    sentiment: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[float] = mapped_column(Float)
+    emotion: Mapped[str] = mapped_column(String(16))
+    emotion_confidence: Mapped[float] = mapped_column(Float)
+    model: Mapped[str] = mapped_column(String(128))
+    analyzed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    post: Mapped[SocialMediaPost] = relationship(back_populates="analysis")
+
+    __table_args__ = (
+        Index("ix_analysis_sentiment", "sentiment"),
+        Index("ix_analysis_emotion", "emotion"),
+        Index("ix_analysis_analyzed_at", "analyzed_at"),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    alert_type: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_alerts_created_at", "created_at"),)
