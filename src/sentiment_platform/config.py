@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     redis_consumer_group: str = "sentiment_workers"
     redis_stream_maxlen: int = Field(1_000_000, ge=1_000)
     events_channel: str = "sentiment_events"
+    worker_batch_size: int = Field(500, ge=1, le=10_000)  # XREADGROUP COUNT: one model call
+    worker_block_ms: int = Field(1_000, ge=10, le=5_000)  # XREADGROUP BLOCK
+    claim_idle_ms: int = Field(60_000, ge=100)  # janitor takes entries idle this long
+    max_deliveries: int = Field(5, ge=1)  # then the entry goes to `<stream>:dead`
 
     # --- API ---
     api_host: str = "127.0.0.1"
