@@ -12,10 +12,8 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, String, func, select
+from sqlalchemy import ColumnElement, Select, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.functions import FunctionElement
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
@@ -61,23 +59,6 @@ _WIDTHS = {
 }
 
 
-class _BucketStart(FunctionElement[Any]):
-    """The start of the UTC bucket a timestamp falls in, per dialect."""
-
-    inherit_cache = True
-    type = String()
-
-    def __init__(self, column: ColumnElement[Any], bucket: Bucket) -> None:
-        self.bucket = bucket
-        super().__init__(column)
-
-
-@compiles(_BucketStart, "postgresql")
-def _bucket_start_postgresql(element: _BucketStart, compiler: Any, **kw: Any) -> str:
-    # The connection's time zone is UTC (see db.create_engine).
-    return f"date_trunc('{element.bucket.value}', {compiler.process(element.clauses, **kw)})"
-
-
 _SQLITE_FORMATS = {
     Bucket.MINUTE: "%Y-%m-%d %H:%M:00",
     Bucket.HOUR: "%Y-%m-%d %H:00:00",
@@ -85,10 +66,12 @@ _SQLITE_FORMATS = {
 }
 
 
-@compiles(_BucketStart, "sqlite")
-def _bucket_start_sqlite(element: _BucketStart, compiler: Any, **kw: Any) -> str:
-    column = compiler.process(element.clauses, **kw)
-    return f"strftime('{_SQLITE_FORMATS[element.bucket]}', {column})"
+def _bucket_start(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+    """The start of the UTC bucket a timestamp falls in, in the dialect's own SQL."""
+    if dialect == "sqlite":
+        return func.strftime(literal_column(f"'{_SQLITE_FORMATS[bucket]}'"), column)
+    # PostgreSQL: the connection's time zone is UTC (see db.create_engine).
+    return func.date_trunc(literal_column(f"'{bucket.value}'"), column)
 
 
 def _as_moment(value: datetime | str) -> datetime:
@@ -155,7 +138,8 @@ async def compute_metrics(
             query = query.where(SocialMediaPost.source == source)
         return query
 
-    bucket_start = _BucketStart(SocialMediaPost.created_at, bucket).label("bucket_start")
+    dialect = session.get_bind().dialect.name
+    bucket_start = _bucket_start(dialect, SocialMediaPost.created_at, bucket).label("bucket_start")
     sentiment = SentimentAnalysis.sentiment
     by_time = await session.execute(
         scoped(select(bucket_start, sentiment, func.count())).group_by(bucket_start, sentiment)
@@ -193,7 +177,7 @@ async def compute_metrics(
         bucket=bucket,
         total=total,
         sentiment=_shares(sentiment_counts, Sentiment, total),
-        emotion=_shares(dict(by_emotion.tuples().all()), Emotion, total),
+        emotion=_shares({label: count for label, count in by_emotion}, Emotion, total),
         timeline=list(timeline.values()),
         by_source=dict(sorted(sources.items())),
     )

@@ -1,0 +1,155 @@
+"""Shared fixtures: the real PostgreSQL and Redis when reachable, SQLite always.
+
+Where a service is unreachable its tests are skipped with a loud warning; with CI=true its
+absence fails the run instead, so CI can never pass by skipping the integration tests.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from urllib.parse import urlsplit
+
+import pytest
+
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/sentiment_test"
+)
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _reachable(url: str, default_port: int) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or default_port), 1):
+            return True
+    except OSError:
+        return False
+
+
+SERVICES = {
+    "postgres": _reachable(TEST_DATABASE_URL, 5432),
+    "redis": _reachable(TEST_REDIS_URL, 6379),
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    missing = [name for name, up in SERVICES.items() if not up]
+    if missing and IN_CI:
+        raise pytest.UsageError(f"CI=true but {', '.join(missing)} unreachable: start them first")
+    for name in missing:
+        warnings.warn(
+            f"\n\n*** {name.upper()} IS NOT REACHABLE: its integration tests are SKIPPED ***\n",
+            stacklevel=1,
+        )
+
+
+def pytest_report_header() -> str:
+    return "services: " + ", ".join(
+        f"{name}={'up' if up else 'DOWN (tests skipped)'}" for name, up in SERVICES.items()
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for name, up in SERVICES.items():
+            if not up and item.get_closest_marker(name):
+                item.add_marker(pytest.mark.skip(reason=f"{name} is not reachable"))
+
+
+# --- databases --------------------------------------------------------------------------
+
+from collections.abc import AsyncIterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import asyncpg  # noqa: E402
+import httpx  # noqa: E402
+import pytest_asyncio  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
+
+from sentiment_platform.config import Settings  # noqa: E402
+from sentiment_platform.db import create_engine, upgrade_schema  # noqa: E402
+
+
+async def recreate_postgres_database(url: str, create: bool = True) -> None:
+    """Drop (and by default create anew) the throw-away test database named in `url`."""
+    target = make_url(url)
+    admin = await asyncpg.connect(
+        host=target.host, port=target.port or 5432, user=target.username, database="postgres"
+    )
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+        if create:
+            await admin.execute(f'CREATE DATABASE "{target.database}"')
+    finally:
+        await admin.close()
+
+
+class LazyPostgres:
+    """The migrated PostgreSQL test database, created on first use (SQLite-only runs skip it)."""
+
+    def __init__(self) -> None:
+        self.engine: AsyncEngine | None = None
+
+    async def get(self) -> AsyncEngine:
+        if self.engine is None:
+            await recreate_postgres_database(TEST_DATABASE_URL)
+            self.engine = create_engine(Settings(database_url=TEST_DATABASE_URL))
+            await upgrade_schema(self.engine)
+        return self.engine
+
+
+@pytest_asyncio.fixture(scope="session")
+async def postgres() -> AsyncIterator[LazyPostgres]:
+    lazy = LazyPostgres()
+    yield lazy
+    if lazy.engine is not None:
+        await lazy.engine.dispose()
+        await recreate_postgres_database(TEST_DATABASE_URL, create=False)
+
+
+@pytest_asyncio.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres: LazyPostgres
+) -> AsyncIterator[tuple[Settings, async_sessionmaker[AsyncSession]]]:
+    """Settings and a session factory over a clean store, on SQLite and on PostgreSQL.
+
+    SQLite: a fresh file per test. PostgreSQL: one migrated database, each test inside a
+    transaction that is rolled back (the app's commits become savepoints).
+    """
+    if request.param == "sqlite":
+        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+        engine = create_engine(settings)
+        await upgrade_schema(engine)
+        yield settings, async_sessionmaker(engine, expire_on_commit=False)
+        await engine.dispose()
+        return
+    engine = await postgres.get()
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        yield (
+            Settings(database_url=TEST_DATABASE_URL),
+            async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            ),
+        )
+        await transaction.rollback()
+
+
+@pytest_asyncio.fixture
+async def api(
+    database: tuple[Settings, async_sessionmaker[AsyncSession]],
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the app, its lifespan running, its sessions on the test's store."""
+    from sentiment_platform.main import create_app
+
+    settings, session_factory = database
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        app.state.session_factory = session_factory
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client

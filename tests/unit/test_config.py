@@ -1,0 +1,62 @@
+"""Settings: the seed's URL forms, comma lists, and secrets that never leak."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from sentiment_platform.config import Settings
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("postgresql://u:pw@db:5432/posts", "postgresql+asyncpg://u:pw@db:5432/posts"),
+        ("postgres://u@db/posts", "postgresql+asyncpg://u@db/posts"),
+        ("postgresql+asyncpg://u@db/posts", "postgresql+asyncpg://u@db/posts"),
+        ("sqlite:///./x.db", "sqlite+aiosqlite:///./x.db"),
+    ],
+)
+def test_database_url_forms(given: str, used: str) -> None:
+    assert Settings(database_url=given).async_database_url == used
+
+
+def test_defaults_are_the_embedded_platform() -> None:
+    settings = Settings(_env_file=None)
+    assert settings.is_sqlite and not settings.uses_redis
+    assert settings.async_database_url == "sqlite+aiosqlite:///./sentiment.db"
+    assert (settings.api_host, settings.api_port) == ("127.0.0.1", 8000)
+    assert (settings.alert_threshold, settings.alert_window_minutes) == (0.4, 5)
+    assert (settings.redis_stream_name, settings.redis_consumer_group) == (
+        "social_posts",
+        "sentiment_workers",
+    )
+
+
+def test_environment_and_comma_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_HOST", "cache.internal")
+    monkeypatch.setenv("ANALYZER_BACKENDS", "embedded, llm")
+    monkeypatch.setenv("log_level", "debug")
+    settings = Settings(_env_file=None)
+    assert settings.uses_redis and settings.analyzer_backends == ["embedded", "llm"]
+    assert settings.log_level == "DEBUG"
+
+
+def test_llm_key_is_masked_everywhere() -> None:
+    settings = Settings(llm_provider="groq", llm_api_key="gsk-real-secret-123")
+    assert "gsk-real-secret-123" not in repr(settings)
+    assert "gsk-real-secret-123" not in str(settings.model_dump())
+    assert "gsk-real-secret-123" not in settings.model_dump_json()
+    assert settings.llm_api_key is not None
+    assert settings.llm_api_key.get_secret_value() == "gsk-real-secret-123"
+
+
+@pytest.mark.parametrize("placeholder", ["changethis", "CHANGEME", "  "])
+def test_placeholder_secrets_are_refused(placeholder: str) -> None:
+    with pytest.raises(ValidationError, match="LLM_API_KEY is a placeholder"):
+        Settings(llm_api_key=placeholder)
+
+
+def test_out_of_range_values_name_the_variable() -> None:
+    with pytest.raises(ValidationError, match="alert_threshold"):
+        Settings(alert_threshold=1.5)
