@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import torch
-from _hf_tiny import GENERIC_LABELS, HARTMANN_LABELS, SENTIMENT_LABELS, build_tiny_classifier
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sentiment_platform.config import Settings
@@ -19,6 +18,12 @@ from sentiment_platform.services.transformers_backend import (
     load_transformers_backend,
     preprocess,
     sentiment_classes,
+)
+from tests.unit._hf_tiny import (
+    GENERIC_LABELS,
+    HARTMANN_LABELS,
+    SENTIMENT_LABELS,
+    build_tiny_classifier,
 )
 
 TEXTS = [

@@ -1,0 +1,213 @@
+"""The analyzer: a chain of batch backends tried in order, run off the event loop.
+
+`ANALYZER_BACKENDS` names the chain (default transformers, embedded, llm). A backend that
+cannot load here is skipped at startup with one log line; one that fails on a batch hands
+that batch to the next. If nothing loads, startup fails with `AnalyzerUnavailable`: the
+platform never invents labels. Optionally, posts the local model is unsure about
+(`LLM_ESCALATE_BELOW`) are re-asked of the LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import Prediction
+from sentiment_platform.services.backends import Backend, BackendUnavailable
+from sentiment_platform.services.llm import load_llm_backend
+from sentiment_platform.services.transformers_backend import load_transformers_backend
+
+logger = logging.getLogger(__name__)
+
+HOW_TO_CONFIGURE = (
+    "put SENTIMENT_MODEL/EMOTION_MODEL in the local Hugging Face cache (`hf download <id>`) "
+    "or point them at local directories, train the embedded model (`sentiment-platform train`), "
+    "or set LLM_PROVIDER and LLM_API_KEY; ANALYZER_BACKENDS chooses the chain"
+)
+
+
+class AnalyzerUnavailable(RuntimeError):
+    """No backend could load, so the platform cannot label posts and must not start."""
+
+
+class AnalysisFailed(RuntimeError):
+    """Every backend failed on this batch; the caller keeps the posts to retry or dead-letter."""
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """Re-ask `backend` (the LLM) about posts whose local confidence is below `below`."""
+
+    backend: Backend
+    below: float
+
+
+def _load_embedded(settings: Settings) -> Backend:
+    """Imported here: the embedded backend is optional and ships separately from this chain."""
+    try:
+        from sentiment_platform.services.embedded_backend import load_embedded_backend
+    except ModuleNotFoundError as exc:
+        if exc.name != "sentiment_platform.services.embedded_backend":
+            raise
+        raise BackendUnavailable("the embedded backend is not part of this install") from exc
+    return load_embedded_backend(settings)
+
+
+LOADERS: dict[str, Callable[[Settings], Backend]] = {
+    "transformers": load_transformers_backend,
+    "embedded": _load_embedded,
+    "llm": load_llm_backend,
+}
+
+
+def _escalation(settings: Settings, llm: Backend | None, below: float) -> Escalation | None:
+    """Reuse the chain's LLM, or load one just for escalation when the chain has none."""
+    if llm is None:
+        try:
+            llm = load_llm_backend(settings)
+        except BackendUnavailable as exc:
+            logger.warning("escalation disabled reason=%s", exc)
+            return None
+    logger.info("escalation enabled backend=%s below=%s", llm.name, below)
+    return Escalation(llm, below)
+
+
+def _predict_checked(backend: Backend, texts: list[str]) -> list[Prediction]:
+    """A backend's answer, refused unless it has exactly one prediction per text."""
+    predictions = backend.predict(texts)
+    if len(predictions) != len(texts):
+        raise RuntimeError(f"returned {len(predictions)} predictions for {len(texts)} texts")
+    return predictions
+
+
+def _failure_level(exc: Exception) -> int:
+    # An open circuit already said so when it opened; repeating it per batch is noise.
+    return logging.DEBUG if isinstance(exc, BackendUnavailable) else logging.WARNING
+
+
+class SentimentAnalyzer:
+    """Labels batches of texts with the first backend of the chain that answers."""
+
+    def __init__(self, backends: Sequence[Backend], escalation: Escalation | None = None) -> None:
+        if not backends:
+            raise AnalyzerUnavailable(f"no analyzer backend given; {HOW_TO_CONFIGURE}")
+        self._backends = list(backends)
+        self._escalation = escalation
+        # One thread: a batch already uses every core (torch) and batches stay in order.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyzer")
+        self._status = f"ok: {self._backends[0].name}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SentimentAnalyzer:
+        """Load the configured chain. Blocking (it loads models): call it from a thread."""
+        loaded: dict[str, Backend] = {}
+        reasons: list[str] = []
+        for name in dict.fromkeys(n.strip().lower() for n in settings.analyzer_backends):
+            loader = LOADERS.get(name)
+            if loader is None:
+                raise AnalyzerUnavailable(
+                    f"unknown backend {name!r} in ANALYZER_BACKENDS; choose from {sorted(LOADERS)}"
+                )
+            try:
+                loaded[name] = loader(settings)
+            except BackendUnavailable as exc:
+                logger.warning("backend skipped backend=%s reason=%s", name, exc)
+                reasons.append(f"{name}: {exc}")
+                continue
+            logger.info("backend loaded backend=%s model=%s", name, loaded[name].name)
+        if not loaded:
+            tried = "; ".join(reasons) or "ANALYZER_BACKENDS is empty"
+            raise AnalyzerUnavailable(
+                f"no analyzer backend available ({tried}); {HOW_TO_CONFIGURE}"
+            )
+        below = settings.llm_escalate_below
+        escalation = None if below is None else _escalation(settings, loaded.get("llm"), below)
+        return cls(list(loaded.values()), escalation)
+
+    @property
+    def backend_names(self) -> list[str]:
+        """The loaded chain, in order, as each backend names itself in the `model` column."""
+        return [backend.name for backend in self._backends]
+
+    @property
+    def status(self) -> str:
+        """`ok: <backend>`, `degraded: <fallback> (...)` or `down: ...`, from the last batch."""
+        return self._status
+
+    async def analyze(self, texts: Sequence[str]) -> list[Prediction]:
+        """One prediction per text, in order, computed in the analyzer's thread."""
+        if not texts:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.analyze_blocking, list(texts))
+
+    def analyze_blocking(self, texts: Sequence[str]) -> list[Prediction]:
+        """The chain itself, for callers with no event loop (evaluate, benchmarks)."""
+        batch = list(texts)
+        if not batch:
+            return []
+        failures = []
+        for position, backend in enumerate(self._backends):
+            try:
+                predictions = _predict_checked(backend, batch)
+            except Exception as exc:
+                logger.log(
+                    _failure_level(exc),
+                    "backend failed backend=%s posts=%d error=%s: %s",
+                    backend.name,
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                failures.append(f"{backend.name}: {exc}")
+                continue
+            if position == 0:
+                self._status = f"ok: {backend.name}"
+            else:
+                self._status = f"degraded: {backend.name} ({self._backends[0].name} failing)"
+            return self._escalate(batch, predictions, backend)
+        self._status = "down: every backend failed the last batch"
+        raise AnalysisFailed("every backend failed: " + "; ".join(failures))
+
+    def _escalate(
+        self, texts: list[str], predictions: list[Prediction], answered_by: Backend
+    ) -> list[Prediction]:
+        """Swap in the LLM's answers for the unsure posts; if it fails, keep the local ones."""
+        escalation = self._escalation
+        if escalation is None or answered_by is escalation.backend:
+            return predictions
+        unsure = [i for i, p in enumerate(predictions) if p.confidence < escalation.below]
+        if not unsure:
+            return predictions
+        try:
+            second = _predict_checked(escalation.backend, [texts[i] for i in unsure])
+        except Exception as exc:
+            logger.log(
+                _failure_level(exc),
+                "escalation failed backend=%s posts=%d error=%s: %s",
+                escalation.backend.name,
+                len(unsure),
+                type(exc).__name__,
+                exc,
+            )
+            return predictions
+        merged = list(predictions)
+        for i, prediction in zip(unsure, second, strict=True):
+            merged[i] = prediction
+        return merged
+
+    def close(self) -> None:
+        """Wait for the batch in flight, then release backends (HTTP clients, models)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        backends = {id(b): b for b in self._backends}
+        if self._escalation is not None:
+            backends.setdefault(id(self._escalation.backend), self._escalation.backend)
+        for backend in backends.values():
+            close = getattr(backend, "close", None)
+            if callable(close):
+                close()
+        self._status = "down: analyzer closed"
