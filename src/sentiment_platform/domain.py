@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+)
 
 MAX_CONTENT_CHARS = 10_000
 MAX_BATCH_POSTS = 1_000
@@ -190,3 +198,11 @@ _ANALYSIS_FIELDS = (
     "model",
     "analyzed_at",
 )
+
+
+PostBatch = Annotated[list[Post], Field(min_length=1, max_length=MAX_BATCH_POSTS)]
+# One post or a batch, told apart by shape so a bad post gets one error, not one per guess.
+OneOrManyPosts = Annotated[
+    Annotated[Post, Tag("post")] | Annotated[PostBatch, Tag("batch")],
+    Discriminator(lambda value: "batch" if isinstance(value, list) else "post"),
+]

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -47,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _store_unavailable)
     app.add_exception_handler(InterfaceError, _store_unavailable)
     app.add_exception_handler(PoolTimeoutError, _store_unavailable)
@@ -57,6 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/", lambda: FileResponse(WEB_DIR / "index.html"), include_in_schema=False
         )
     return app
+
+
+async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field, without echoing the (possibly huge) input back."""
+    detail = [{key: e[key] for key in ("loc", "msg", "type")} for e in error.errors()]
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 async def _store_unavailable(_request: Request, error: Exception) -> JSONResponse:

@@ -64,3 +64,33 @@ async def test_database_down_is_503_everywhere() -> None:
                 response = await client.get(path)
                 assert response.status_code == 503, (path, response.text)
                 assert "database is unavailable" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        ({"source": "x", "content": "   "}, ["body", "post", "content"]),
+        ({"source": "x", "content": "a" * 10_001}, ["body", "post", "content"]),
+        ({"content": "no source"}, ["body", "post", "source"]),
+        ([], ["body", "batch"]),
+        ([{"source": "x", "content": "ok"}] * 1_001, ["body", "batch"]),
+        ([{"source": "x", "content": "ok"}, {"source": "x"}], ["body", "batch", 1, "content"]),
+        ({"source": "x", "content": "ok", "created_at": "last week"}, ["body", "post", "created_at"]),
+    ],
+)
+async def test_bad_posts_are_422_naming_the_field(
+    api: httpx.AsyncClient, body: object, where: list
+) -> None:
+    response = await api.post("/api/posts", json=body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [error["loc"] for error in detail] == [where]
+    assert "input" not in detail[0]  # a rejected post is not echoed back
+
+
+async def test_malformed_json_is_422(api: httpx.AsyncClient) -> None:
+    response = await api.post(
+        "/api/posts", content=b'{"source": "x",', headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"

@@ -20,7 +20,7 @@ from sentiment_platform.api.schemas import (
     PostsPage,
     PostsQuery,
 )
-from sentiment_platform.domain import MAX_BATCH_POSTS, Post
+from sentiment_platform.domain import OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
 
 router = APIRouter(prefix="/api")
@@ -68,7 +68,7 @@ async def list_posts(session: SessionDep, query: Annotated[PostsQuery, Query()])
 @router.post("/posts", status_code=status.HTTP_202_ACCEPTED, response_model=PostsAccepted)
 async def submit_posts(
     bus: BusDep,
-    body: Annotated[Post | list[Post], Body(max_length=MAX_BATCH_POSTS)],
+    body: Annotated[OneOrManyPosts, Body()],
 ) -> PostsAccepted:
     """Queue posts for analysis; they appear in GET /api/posts once analysed."""
     posts = body if isinstance(body, list) else [body]
