@@ -75,7 +75,10 @@ async def test_database_down_is_503_everywhere() -> None:
         ([], ["body", "batch"]),
         ([{"source": "x", "content": "ok"}] * 1_001, ["body", "batch"]),
         ([{"source": "x", "content": "ok"}, {"source": "x"}], ["body", "batch", 1, "content"]),
-        ({"source": "x", "content": "ok", "created_at": "last week"}, ["body", "post", "created_at"]),
+        (
+            {"source": "x", "content": "ok", "created_at": "last week"},
+            ["body", "post", "created_at"],
+        ),
     ],
 )
 async def test_bad_posts_are_422_naming_the_field(

@@ -113,10 +113,20 @@ async def test_metrics_hour_and_day_buckets(seeded: httpx.AsyncClient) -> None:
         seeded, "/api/metrics", start=iso(), end=iso(timedelta(hours=2)), bucket="hour"
     )
     assert hourly["timeline"] == [
-        {"bucket_start": "2026-01-15T10:00:00Z", "positive": 72, "negative": 54, "neutral": 54,
-         "total": 180},
-        {"bucket_start": "2026-01-15T11:00:00Z", "positive": 72, "negative": 54, "neutral": 54,
-         "total": 180},
+        {
+            "bucket_start": "2026-01-15T10:00:00Z",
+            "positive": 72,
+            "negative": 54,
+            "neutral": 54,
+            "total": 180,
+        },
+        {
+            "bucket_start": "2026-01-15T11:00:00Z",
+            "positive": 72,
+            "negative": 54,
+            "neutral": 54,
+            "total": 180,
+        },
     ]
     daily = await get(
         seeded, "/api/metrics", start=iso(), end=iso(timedelta(hours=2)), bucket="day"

@@ -60,7 +60,9 @@ async def test_an_analysis_can_follow_its_post_later(database) -> None:
         assert await store.save_batch(session, posts, analyses) == 5
     async with session_factory() as session:
         assert await counts(session) == (5, 5)
-        stored = await session.scalar(select(SentimentAnalysis).where(SentimentAnalysis.post_id == "b3"))
+        stored = await session.scalar(
+            select(SentimentAnalysis).where(SentimentAnalysis.post_id == "b3")
+        )
         assert stored is not None and stored.analyzed_at == datetime(2026, 1, 1, tzinfo=UTC)
 
 
