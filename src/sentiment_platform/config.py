@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     # --- alerting ---
     alert_threshold: float = Field(0.4, gt=0.0, lt=1.0)
     alert_window_minutes: int = Field(5, ge=1)
+    alert_min_posts: int = Field(20, ge=1)  # fewer posts in the window: no verdict
+    alert_hold_seconds: float = Field(0.0, ge=0.0)  # above threshold this long before firing
+    alert_recovery_threshold: float | None = Field(None, gt=0.0, lt=1.0)  # None: threshold - 0.05
+    alert_repeat_minutes: float = Field(15.0, gt=0.0)  # re-notify a firing alert at most this often
+    alert_critical_margin: float = Field(0.2, gt=0.0)  # share >= threshold + margin: critical
+    alert_check_interval_s: float = Field(5.0, gt=0.0)
+
+    # --- websocket ---
+    ws_allowed_origins: CommaList = []  # besides the server's own host and loopback; "*": any
+    ws_queue_size: int = Field(512, ge=1)  # messages queued per client before it is dropped
+    ws_metrics_interval_s: float = Field(2.0, gt=0.0)
+    ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
+    _split_origins = field_validator("ws_allowed_origins", mode="before")(_split_commas)
 
     _split = field_validator("analyzer_backends", mode="before")(_split_commas)
 
