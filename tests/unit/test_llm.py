@@ -403,3 +403,13 @@ def test_the_key_never_appears_in_logs_reprs_or_errors(
     for text in everything:
         assert KEY not in text
     llm.close()
+
+
+def test_a_big_batch_is_split_into_requests_and_answers_keep_their_order(
+    fake: FakeProvider,
+) -> None:
+    fake.script(chat(json.dumps(ITEMS[:2])), chat(json.dumps(ITEMS[2:])))
+    predictions = backend(fake, posts_per_request=2).predict(TEXTS)
+    assert [p.sentiment for p in predictions] == ["positive", "negative", "neutral"]
+    assert len(fake.seen) == 2
+    assert '1. "the bus is at 9"' in fake.seen[1].body["messages"][1]["content"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -175,3 +177,21 @@ def test_cuda_without_a_device_is_unavailable(models: dict[str, Path]) -> None:
         load_transformers_backend(
             settings_for(models["named"], models["emotion"], model_device="cuda")
         )
+
+
+def test_without_the_optional_extra_the_backend_is_unavailable(
+    models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "transformers", None)  # makes `import transformers` fail
+    with pytest.raises(
+        BackendUnavailable, match=r"pip install 'sentiment-platform\[transformers\]'"
+    ):
+        load_transformers_backend(settings_for(models["named"], models["emotion"]))
+
+
+def test_the_analyzer_imports_without_torch_or_transformers() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = sys.modules['transformers'] = None; "
+        "import sentiment_platform.services.sentiment_analyzer"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

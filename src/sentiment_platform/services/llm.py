@@ -211,7 +211,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class LLMBackend:
-    """One provider, one model; `predict` sends the whole batch as a single request."""
+    """One provider, one model; `predict` sends a batch in requests of up to 40 posts."""
 
     def __init__(
         self,
@@ -228,6 +228,7 @@ class LLMBackend:
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 8.0,
         max_retry_after_s: float = 30.0,
+        posts_per_request: int = 40,
     ) -> None:
         spec = PROVIDERS[provider]
         self.provider = provider
@@ -243,19 +244,23 @@ class LLMBackend:
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
         self._max_retry_after_s = max_retry_after_s
+        # Bounded so a big worker batch never outgrows the provider's output-token limit.
+        self._posts_per_request = posts_per_request
 
     def __repr__(self) -> str:
         return f"LLMBackend(name={self.name!r}, base_url={str(self._client.base_url)!r})"
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """The whole batch in one request; raises `LLMError` or `CircuitOpen` to fall through."""
+        """The batch in as few requests as fit; `LLMError` or `CircuitOpen` to fall through."""
         if not texts:
             return []
         self.breaker.before_call()
         try:
-            predictions = parse_answer(
-                self._complete(build_prompt(texts), len(texts)), len(texts), self.name
-            )
+            predictions = []
+            for start in range(0, len(texts), self._posts_per_request):
+                chunk = texts[start : start + self._posts_per_request]
+                content = self._complete(build_prompt(chunk), len(chunk))
+                predictions += parse_answer(content, len(chunk), self.name)
         except Exception:
             self.breaker.record_failure()
             raise
