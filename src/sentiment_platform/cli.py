@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -20,10 +19,9 @@ Task = Annotated[str, typer.Option(help="sentiment or emotion")]
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    from sentiment_platform.telemetry import configure_logging
+
+    configure_logging(settings)
 
 
 def _check_task(task: str) -> str:
@@ -79,6 +77,29 @@ def serve(
         log_level=settings.log_level.lower(),
         ws_per_message_deflate=False,
     )
+
+
+@app.command()
+def worker(
+    name: Annotated[
+        str | None, typer.Option(help="stable consumer name (a restart resumes its entries)")
+    ] = None,
+    analyzer: Annotated[
+        str | None, typer.Option(help="module:Factory of another analyzer; default the model")
+    ] = None,
+) -> None:
+    """Run one stream worker (Redis mode); SIGTERM/SIGINT finish the batch in hand, then exit."""
+    from sentiment_platform.pipeline.worker import load_analyzer, run_worker
+
+    settings = get_settings()
+    _configure_logging(settings)
+    if not settings.uses_redis:
+        typer.echo(
+            "worker needs REDIS_HOST; on the embedded default `serve` runs the worker itself",
+            err=True,
+        )
+        raise typer.Exit(2)
+    asyncio.run(run_worker(settings, load_analyzer(analyzer, settings), name))
 
 
 @app.command()

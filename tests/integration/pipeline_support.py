@@ -1,0 +1,140 @@
+"""Fixtures and helpers for the pipeline tests: a dedicated PostgreSQL database, unique Redis
+stream names per test, and a small deterministic analyzer (no model needed). A test module
+imports the `fixture_*` names to use the fixtures.
+
+A worker subprocess loads the analyzer from here too:
+`--analyzer tests.integration.pipeline_support:SlowKeywordAnalyzer`, the repo on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+
+import asyncpg
+import pytest_asyncio
+import redis.asyncio as redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
+from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment
+
+PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+PG_TEST_DB = "sentiment_pipeline_test"
+PG_TEST_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_TEST_DB}"
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+
+
+class KeywordAnalyzer:
+    """A deterministic rule: a few words decide the label. Raises on 'EXPLODE' (a poison text)."""
+
+    model = "test-keyword-rule"
+    negative = ("terrible", "awful", "hate", "broken", "worst", "angry")
+    positive = ("love", "great", "excellent", "happy", "wonderful")
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batches: list[int] = []
+
+    async def analyze(self, texts: Sequence[str]) -> list[Prediction]:
+        self.batches.append(len(texts))
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if any("EXPLODE" in text for text in texts):
+            raise RuntimeError("the keyword rule cannot handle this text")
+        return [self._label(text.lower()) for text in texts]
+
+    def _label(self, text: str) -> Prediction:
+        if any(word in text for word in self.negative):
+            return Prediction(Sentiment.NEGATIVE, 0.9, Emotion.ANGER, 0.8, self.model)
+        if any(word in text for word in self.positive):
+            return Prediction(Sentiment.POSITIVE, 0.9, Emotion.JOY, 0.8, self.model)
+        return Prediction(Sentiment.NEUTRAL, 0.6, Emotion.NEUTRAL, 0.6, self.model)
+
+
+class SlowKeywordAnalyzer(KeywordAnalyzer):
+    """The keyword rule taking 0.3 s a batch, so a worker can be killed in the middle of one."""
+
+    def __init__(self) -> None:
+        super().__init__(delay_s=0.3)
+
+
+def make_posts(count: int, tag: str = "") -> list[Post]:
+    moods = ("I love this, great work", "this is terrible and broken", "the meeting is at noon")
+    return [
+        Post(post_id=f"{tag}{i:05d}", source="test", content=f"{moods[i % 3]} #{i}")
+        for i in range(count)
+    ]
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def counts(session_factory: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """(posts, analyses) stored."""
+    async with session_factory() as session:
+        posts = (await session.execute(text("SELECT count(*) FROM social_media_posts"))).scalar()
+        analyses = (await session.execute(text("SELECT count(*) FROM sentiment_analysis"))).scalar()
+    return int(posts or 0), int(analyses or 0)
+
+
+async def _ensure_database() -> None:
+    connection = await asyncpg.connect(PG_ADMIN_DSN)
+    try:
+        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", PG_TEST_DB)
+        if not exists:
+            await connection.execute(f'CREATE DATABASE "{PG_TEST_DB}"')
+    finally:
+        await connection.close()
+
+
+@pytest_asyncio.fixture(scope="session", name="pipeline_pg_engine")
+async def fixture_pipeline_pg_engine() -> AsyncIterator[AsyncEngine]:
+    await _ensure_database()
+    engine = create_engine(Settings(database_url=PG_TEST_URL))
+    await upgrade_schema(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest_asyncio.fixture(name="pg_sessions")
+async def fixture_pg_sessions(
+    pipeline_pg_engine: AsyncEngine,
+) -> async_sessionmaker[AsyncSession]:
+    """A session factory on an emptied test database."""
+    async with pipeline_pg_engine.begin() as connection:
+        await connection.execute(
+            text("TRUNCATE social_media_posts, sentiment_analysis, alerts RESTART IDENTITY CASCADE")
+        )
+    return create_session_factory(pipeline_pg_engine)
+
+
+@pytest_asyncio.fixture(name="redis_settings")
+async def fixture_redis_settings() -> AsyncIterator[Settings]:
+    """Settings with a stream, group and channel of their own, deleted afterwards."""
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings(
+        database_url=PG_TEST_URL,
+        redis_host=REDIS_HOST,
+        redis_port=REDIS_PORT,
+        redis_stream_name=f"test_posts_{suffix}",
+        redis_consumer_group=f"test_workers_{suffix}",
+        events_channel=f"test_events_{suffix}",
+    )
+    yield settings
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        stream = settings.redis_stream_name
+        await client.delete(stream, f"{stream}:dead")
+    finally:
+        await client.aclose()

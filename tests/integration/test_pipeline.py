@@ -1,0 +1,301 @@
+"""The stream pipeline end to end on the real Redis and PostgreSQL, and embedded in-process:
+every post stored and announced exactly once, poison entries dead-lettered, outages survived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentiment_platform.bus import (
+    MemoryBus,
+    MemoryEvents,
+    RedisEvents,
+    RedisStreamBus,
+    redis_client,
+)
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
+from sentiment_platform.domain import Post
+from sentiment_platform.pipeline.worker import POST_ANALYZED, Worker, WorkerConfig
+from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
+    KeywordAnalyzer,
+    counts,
+    fixture_pg_sessions,
+    fixture_pipeline_pg_engine,
+    fixture_redis_settings,
+    make_posts,
+    wait_until,
+)
+
+FAST = WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=1_000, retry_base_s=0.05)
+
+Sessions = async_sessionmaker[AsyncSession]
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Workers as tasks; stopped the way SIGTERM stops them, and required to exit promptly."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+
+
+@contextlib.asynccontextmanager
+async def announced(events: RedisEvents | MemoryEvents) -> AsyncIterator[list[str]]:
+    """The post ids of every post.analyzed event published while inside."""
+    seen: list[str] = []
+    subscription = events.subscribe()
+
+    async def listen() -> None:
+        async for event in subscription:
+            if event.type == POST_ANALYZED:
+                seen.append(event.data["post_id"])
+
+    listener = asyncio.create_task(listen())
+    if isinstance(events, RedisEvents):
+        client = redis_client(Settings(redis_host="127.0.0.1"))
+
+        async def subscribed() -> bool:
+            return bool((await client.pubsub_numsub(events.channel))[0][1])
+
+        await wait_until(subscribed, 5, "the events subscription")
+        await client.aclose()
+    try:
+        yield seen
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+async def pending_count(settings: Settings) -> int:
+    client = redis_client(settings)
+    try:
+        summary = await client.xpending(settings.redis_stream_name, settings.redis_consumer_group)
+    finally:
+        await client.aclose()
+    return int(summary["pending"])
+
+
+def stored(sessions: Sessions, expected: int) -> object:
+    async def check() -> bool:
+        return await counts(sessions) == (expected, expected)
+
+    return check
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_2000_posts_through_three_workers_stored_and_announced_once(
+    pg_sessions: Sessions, redis_settings: Settings
+) -> None:
+    settings = redis_settings
+    producer = RedisStreamBus.from_settings(settings)
+    events = RedisEvents(redis_client(settings), settings.events_channel)
+    workers = [
+        Worker(
+            RedisStreamBus.from_settings(settings),
+            events,
+            pg_sessions,
+            KeywordAnalyzer(),
+            f"w{i}",
+            FAST,
+        )
+        for i in range(3)
+    ]
+    posts = make_posts(2_000, "a")
+    async with announced(RedisEvents(redis_client(settings), settings.events_channel)) as seen:
+        for start in range(0, len(posts), 500):
+            await producer.publish(posts[start : start + 500])
+        async with running(workers):
+            await wait_until(stored(pg_sessions, 2_000), 30, "2,000 posts stored")
+
+            async def all_announced() -> bool:
+                return len(seen) >= 2_000
+
+            await wait_until(all_announced, 10, "2,000 events")
+    assert await counts(pg_sessions) == (2_000, 2_000)
+    assert sorted(seen) == sorted(post.post_id for post in posts)
+    assert sum(worker.stored for worker in workers) == 2_000
+    assert sum(1 for worker in workers if worker.stored) >= 2, "the group shares the work"
+    assert await pending_count(settings) == 0
+    for bus in [producer, *(worker.bus for worker in workers)]:
+        await bus.close()
+    await events.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_poison_entries_are_dead_lettered_with_their_error_while_the_rest_flow(
+    pg_sessions: Sessions, redis_settings: Settings
+) -> None:
+    settings = redis_settings
+    bus = RedisStreamBus.from_settings(settings)
+    raw = redis_client(settings)
+    stream = settings.redis_stream_name
+    good = make_posts(300, "c")
+    await bus.publish(good[:150])
+    not_json = await raw.xadd(stream, {"data": "{not json"})
+    no_content = await raw.xadd(stream, {"data": '{"post_id": "c-x", "source": "test"}'})
+    no_data = await raw.xadd(stream, {"text": "a field nobody reads"})
+    [explodes] = await bus.publish([Post(post_id="c-boom", source="test", content="EXPLODE")])
+    [nul_byte] = await bus.publish([Post(post_id="c-nul", source="test", content="a\x00b")])
+    await bus.publish(good[150:])
+    config = WorkerConfig(batch_size=50, block_ms=100, max_deliveries=3, retry_base_s=0.05)
+    worker = Worker(bus, MemoryEvents(), pg_sessions, KeywordAnalyzer(), "poison", config)
+
+    async def five_dead() -> bool:
+        return await raw.xlen(f"{stream}:dead") >= 5
+
+    async with running([worker]):
+        await wait_until(five_dead, 20, "five dead letters")
+        await wait_until(stored(pg_sessions, 300), 10, "the good posts")
+
+    dead = {fields["original_id"]: fields for _, fields in await raw.xrange(f"{stream}:dead")}
+    assert set(dead) == {not_json, no_content, no_data, explodes, nul_byte}
+    assert dead[not_json]["data"] == "{not json"  # the original fields travel along
+    for malformed in (not_json, no_content, no_data):  # can never parse: dead at once
+        assert dead[malformed]["error"].startswith("malformed entry"), dead[malformed]
+        assert dead[malformed]["deliveries"] == "1"
+    assert "content" in dead[no_content]["error"]
+    assert dead[explodes]["error"].startswith("analyzer: RuntimeError")
+    assert dead[explodes]["deliveries"] == "3"  # tried max_deliveries times
+    assert dead[nul_byte]["error"].startswith("store: ")
+    assert await counts(pg_sessions) == (300, 300)
+    assert await pending_count(settings) == 0
+    await raw.aclose()
+    await bus.close()
+
+
+class OwnRedis:
+    """A throw-away redis-server on a free port (AOF on, so a restart keeps the stream)."""
+
+    def __init__(self, directory: Path) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.directory = directory
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SIGTERM: Redis shuts down cleanly, AOF flushed
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+async def test_workers_ride_out_a_redis_restart_and_lose_nothing(
+    pg_sessions: Sessions, redis_settings: Settings, tmp_path: Path
+) -> None:
+    server = OwnRedis(tmp_path)
+    server.start()
+    settings = redis_settings.model_copy(update={"redis_port": server.port})
+    try:
+        producer = RedisStreamBus.from_settings(settings)
+        await wait_until(lambda: _healthy(producer), 10, "own redis-server up")
+        workers = [
+            Worker(
+                RedisStreamBus.from_settings(settings),
+                MemoryEvents(),
+                pg_sessions,
+                KeywordAnalyzer(),
+                f"r{i}",
+                FAST,
+            )
+            for i in range(2)
+        ]
+        posts = make_posts(1_000, "d")
+
+        async def produce() -> None:
+            """A producer that retries a failed batch (a duplicate entry is harmless)."""
+            for start in range(0, len(posts), 25):
+                while True:
+                    try:
+                        await producer.publish(posts[start : start + 25])
+                        break
+                    except (ConnectionError, OSError, Exception):  # noqa: B014 - any outage
+                        await asyncio.sleep(0.1)
+                await asyncio.sleep(0.01)
+
+        async with running(workers):
+            feeding = asyncio.create_task(produce())
+
+            async def some_stored() -> bool:
+                return (await counts(pg_sessions))[1] >= 200
+
+            await wait_until(some_stored, 20, "a first part stored")
+            server.stop()
+            await asyncio.sleep(1.5)
+            server.start()
+            await asyncio.wait_for(feeding, 30)
+            await wait_until(stored(pg_sessions, 1_000), 30, "all 1,000 posts after the restart")
+        assert await pending_count(settings) == 0
+        for bus in [producer, *(worker.bus for worker in workers)]:
+            await bus.close()
+    finally:
+        server.stop()
+
+
+async def _healthy(bus: RedisStreamBus) -> bool:
+    return await bus.health() == "ok"
+
+
+async def test_embedded_bus_runs_the_same_flow_in_process_on_sqlite(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}")
+    engine = create_engine(settings)
+    await upgrade_schema(engine)
+    sessions = create_session_factory(engine)
+    bus, events = MemoryBus(), MemoryEvents()
+    config = WorkerConfig(batch_size=100, block_ms=50, max_deliveries=2, retry_base_s=0.05)
+    worker = Worker(bus, events, sessions, KeywordAnalyzer(), "embedded", config)
+    posts = make_posts(500, "e")
+    async with announced(events) as seen, running([worker]):
+        await bus.publish(posts[:250])
+        await bus.publish([Post(post_id="e-boom", source="test", content="EXPLODE")])
+        await bus.publish(posts[250:])
+
+        async def done() -> bool:
+            return len(seen) >= 500 and len(bus.dead) == 1
+
+        await wait_until(done, 20, "500 posts announced and one dead letter")
+    assert await counts(sessions) == (500, 500)
+    assert sorted(seen) == sorted(post.post_id for post in posts)
+    [dead] = bus.dead
+    assert dead["error"].startswith("analyzer: RuntimeError")
+    assert await bus.read_pending("embedded", 10) == []
+    await engine.dispose()
