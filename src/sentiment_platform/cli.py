@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -19,9 +20,10 @@ Task = Annotated[str, typer.Option(help="sentiment or emotion")]
 
 
 def _configure_logging(settings: Settings) -> None:
-    from sentiment_platform.telemetry import configure_logging
-
-    configure_logging(settings)
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+    )
 
 
 def _check_task(task: str) -> str:
