@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -20,10 +19,9 @@ Task = Annotated[str, typer.Option(help="sentiment or emotion")]
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
-    )
+    from sentiment_platform.telemetry import configure_logging
+
+    configure_logging(settings)
 
 
 def _check_task(task: str) -> str:
@@ -77,6 +75,7 @@ def serve(
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
+        log_config=None,  # uvicorn's records go through our one logging setup
         ws_per_message_deflate=False,
     )
 

@@ -23,7 +23,9 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     # --- store ---
     database_url: str = "sqlite+aiosqlite:///./sentiment.db"
@@ -49,6 +51,13 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     serve_demo: bool = False  # `serve --demo`: feed generated posts in-process
+    log_format: Literal["console", "json"] = "console"  # json: one object a line, for shippers
+
+    # --- security ---
+    api_keys: Annotated[list[SecretStr], NoDecode] = []  # unset: write endpoints are open
+    max_body_bytes: int = Field(2 * 1024 * 1024, ge=1_024)  # larger request bodies get 413
+    rate_limit_per_minute: int = Field(1_200, ge=0)  # per API key or client IP; 0 disables
+    cors_origins: CommaList = []  # browser origins allowed to call the API
 
     # --- analyzer ---
     analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
@@ -86,7 +95,9 @@ class Settings(BaseSettings):
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
     _split_origins = field_validator("ws_allowed_origins", mode="before")(_split_commas)
 
-    _split = field_validator("analyzer_backends", mode="before")(_split_commas)
+    _split = field_validator("analyzer_backends", "api_keys", "cors_origins", mode="before")(
+        _split_commas
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -102,13 +113,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        for name in ("llm_api_key", "redis_password"):
-            secret: SecretStr | None = getattr(self, name)
-            if (
-                secret is not None
-                and secret.get_secret_value().strip().lower() in PLACEHOLDER_SECRETS
+        named = [("LLM_API_KEY", self.llm_api_key), ("REDIS_PASSWORD", self.redis_password)]
+        named += [("API_KEYS", key) for key in self.api_keys]
+        for name, secret in named:
+            if secret is not None and secret.get_secret_value().strip().lower() in (
+                PLACEHOLDER_SECRETS
             ):
-                raise ValueError(f"{name.upper()} is a placeholder; set a real value or unset it")
+                raise ValueError(f"{name} is a placeholder; set a real value or unset it")
         return self
 
     @property

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request, Response, status
-from sqlalchemy import text
+from fastapi import APIRouter, Body, Depends, Query, status
 
 from sentiment_platform import store
 from sentiment_platform.api.deps import BusDep, SessionDep
@@ -14,39 +12,17 @@ from sentiment_platform.api.schemas import (
     AlertItem,
     AlertsPage,
     AlertsQuery,
-    Health,
     MetricsQuery,
     PostsAccepted,
     PostsPage,
     PostsQuery,
 )
+from sentiment_platform.api.security import require_api_key
 from sentiment_platform.domain import OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
+from sentiment_platform.telemetry import POSTS_INGESTED
 
 router = APIRouter(prefix="/api")
-
-HEALTH_TIMEOUT_S = 2.0
-
-
-@router.get("/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request, response: Response, session: SessionDep) -> Health:
-    """ok: everything answers; degraded: the store answers but the bus or the model does not."""
-    try:
-        await asyncio.wait_for(session.execute(text("SELECT 1")), HEALTH_TIMEOUT_S)
-        database = "ok"
-    except Exception as error:  # noqa: BLE001 - any failure means "down", reported by type
-        database = f"down: {type(error).__name__}"
-    state = request.app.state
-    redis = await state.bus.health()
-    model = state.model_status()
-    if database != "ok":
-        verdict = "down"
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    elif redis.startswith("down") or model.startswith(("down", "unavailable")):
-        verdict = "degraded"
-    else:
-        verdict = "ok"
-    return Health(status=verdict, database=database, redis=redis, model=model)
 
 
 @router.get("/posts", response_model=PostsPage)
@@ -65,7 +41,12 @@ async def list_posts(session: SessionDep, query: Annotated[PostsQuery, Query()])
     return PostsPage(items=items, total=total, limit=query.limit, offset=query.offset)
 
 
-@router.post("/posts", status_code=status.HTTP_202_ACCEPTED, response_model=PostsAccepted)
+@router.post(
+    "/posts",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=PostsAccepted,
+    dependencies=[Depends(require_api_key)],
+)
 async def submit_posts(
     bus: BusDep,
     body: Annotated[OneOrManyPosts, Body()],
@@ -73,6 +54,7 @@ async def submit_posts(
     """Queue posts for analysis; they appear in GET /api/posts once analysed."""
     posts = body if isinstance(body, list) else [body]
     await bus.publish(posts)
+    POSTS_INGESTED.labels(producer="api").inc(len(posts))
     return PostsAccepted(accepted=len(posts), post_ids=[post.post_id for post in posts])
 
 

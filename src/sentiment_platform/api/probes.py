@@ -1,0 +1,71 @@
+"""Health endpoints: `/livez` (the process answers), `/readyz` (it can do its job), and the
+contract's `/api/health` (the same checks, reported as ok / degraded / down)."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy import text
+
+from sentiment_platform.api.schemas import Health
+
+router = APIRouter(tags=["probes"])
+
+CHECK_TIMEOUT_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Checks:
+    database: str
+    redis: str
+    model: str
+
+    @property
+    def verdict(self) -> str:
+        """down: no store; degraded: the store answers but the bus or the model does not."""
+        if self.database != "ok":
+            return "down"
+        if self.redis.startswith("down") or self.model.startswith(("down", "unavailable")):
+            return "degraded"
+        return "ok"
+
+
+async def run_checks(request: Request) -> Checks:
+    state = request.app.state
+    try:
+        async with state.session_factory() as session:
+            await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_S)
+        database = "ok"
+    except Exception as error:  # noqa: BLE001 - whatever the failure, the store is down
+        database = f"down: {type(error).__name__}"
+    return Checks(database=database, redis=await state.bus.health(), model=state.model_status())
+
+
+@router.get("/livez")
+async def livez() -> dict[str, str]:
+    """The process is up and its event loop answers; no dependency is consulted."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(request: Request, response: Response) -> Health:
+    """Ready to take traffic: the store, the bus and (where it runs here) the model answer."""
+    checks = await run_checks(request)
+    if checks.verdict != "ok":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status=checks.verdict, **_fields(checks))
+
+
+@router.get("/api/health", response_model=Health, responses={503: {"model": Health}})
+async def health(request: Request, response: Response) -> Health:
+    """200 when ok or degraded, 503 when the store is down."""
+    checks = await run_checks(request)
+    if checks.verdict == "down":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status=checks.verdict, **_fields(checks))
+
+
+def _fields(checks: Checks) -> dict[str, str]:
+    return {"database": checks.database, "redis": checks.redis, "model": checks.model}

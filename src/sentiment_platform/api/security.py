@@ -1,0 +1,127 @@
+"""Who may write, and how often anyone may call: API keys and a per-caller rate limit.
+
+Keys are kept only as SHA-256 digests and compared in constant time. The rate limit is a
+fixed one-minute window per caller (API key, else client IP), counted in Redis when the
+platform runs on Redis, so every API process shares one budget, and in memory otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections.abc import Sequence
+from typing import Annotated, Protocol
+
+import redis.asyncio as redis
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader
+from pydantic import SecretStr
+
+WINDOW_S = 60
+
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of API_KEYS")
+ApiKey = Annotated[str | None, Depends(api_key_header)]
+
+
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
+class KeyRing:
+    """The configured keys, as digests; empty means writes are open."""
+
+    def __init__(self, keys: Sequence[SecretStr]) -> None:
+        self._digests = [digest(key.get_secret_value()) for key in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests)
+
+    def accepts(self, presented: str) -> bool:
+        candidate = digest(presented)
+        # Check every digest, so the time taken says nothing about which one matched.
+        matches = [hmac.compare_digest(candidate, known) for known in self._digests]
+        return any(matches)
+
+
+def require_api_key(request: Request, key: ApiKey) -> None:
+    """Guard for write endpoints: a valid X-API-Key when API_KEYS is set."""
+    ring: KeyRing = request.app.state.key_ring
+    if not ring.enabled:
+        return
+    if key is None or not ring.accepts(key):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a valid X-API-Key header is required for this endpoint",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+class Counter(Protocol):
+    async def hit(self, bucket: str, window_s: int) -> int:
+        """Count one call in `bucket` (which expires after `window_s`); return the count."""
+        ...
+
+
+class MemoryCounter:
+    """One process's counts; windows older than the current one are dropped as they pass."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._window: int | None = None
+
+    async def hit(self, bucket: str, window_s: int) -> int:
+        window = int(time.time() // window_s)
+        if window != self._window:
+            self._counts.clear()
+            self._window = window
+        self._counts[bucket] = self._counts.get(bucket, 0) + 1
+        return self._counts[bucket]
+
+
+class RedisCounter:
+    """Counts shared by every API process: INCR plus an expiry, in one round trip."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    async def hit(self, bucket: str, window_s: int) -> int:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.incr(bucket)
+            pipe.expire(bucket, window_s + 1)
+            count, _ = await pipe.execute()
+        return int(count)
+
+
+class RateLimiter:
+    def __init__(self, counter: Counter, per_minute: int) -> None:
+        self.counter = counter
+        self.per_minute = per_minute
+
+    async def check(self, caller: str) -> None:
+        if self.per_minute <= 0:
+            return
+        now = time.time()
+        window = int(now // WINDOW_S)
+        count = await self.counter.hit(f"ratelimit:{caller}:{window}", WINDOW_S)
+        if count > self.per_minute:
+            retry_after = max(1, int((window + 1) * WINDOW_S - now) + 1)
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                detail=f"rate limit of {self.per_minute} requests a minute exceeded",
+                headers={"Retry-After": str(retry_after)},
+            )
+
+
+async def rate_limit(request: Request, key: ApiKey) -> None:
+    """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
+
+    An invalid key counts against the IP, so inventing keys buys no fresh budget.
+    """
+    ring: KeyRing = request.app.state.key_ring
+    if key and ring.enabled and ring.accepts(key):
+        caller = "key:" + digest(key).hex()[:16]
+    else:
+        caller = "ip:" + (request.client.host if request.client else "unknown")
+    await request.app.state.rate_limiter.check(caller)

@@ -1,0 +1,52 @@
+"""Logs and Prometheus metrics, configured once per process.
+
+The metric objects live here, at the bottom of the import graph, so the worker, the
+analyzer, the hub and the monitor can all count into the same registry.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram
+from pythonjsonlogger.json import JsonFormatter
+
+from sentiment_platform.config import Settings
+
+CONSOLE_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+
+POSTS_INGESTED = Counter(
+    "sentiment_posts_ingested_total", "Posts accepted onto the bus", ["producer"]
+)
+POSTS_ANALYZED = Counter("sentiment_posts_analyzed_total", "Posts analysed and stored", ["model"])
+POSTS_DEAD_LETTERED = Counter(
+    "sentiment_posts_dead_lettered_total", "Entries moved to the dead-letter stream"
+)
+ANALYZER_LATENCY = Histogram(
+    "sentiment_analyzer_batch_seconds",
+    "Time one backend took for one batch",
+    ["backend"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STREAM_LENGTH = Gauge("sentiment_stream_length", "Entries in the input stream")
+STREAM_PENDING = Gauge("sentiment_stream_pending", "Entries delivered but not acknowledged")
+STREAM_LAG = Gauge("sentiment_stream_lag", "Entries not yet delivered to the consumer group")
+WEBSOCKET_CLIENTS = Gauge("sentiment_websocket_clients", "Connected WebSocket clients")
+ALERTS_FIRING = Gauge("sentiment_alerts_firing", "Alerts currently firing")
+
+
+def configure_logging(settings: Settings) -> None:
+    """One line per record: key=value for people, JSON for log shippers."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"levelname": "level", "name": "logger", "asctime": "time"},
+            )
+        )
+    else:
+        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
