@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -16,6 +17,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
 
 Task = Annotated[str, typer.Option(help="sentiment or emotion")]
+T = TypeVar("T")
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -101,6 +103,93 @@ def worker(
         )
         raise typer.Exit(2)
     asyncio.run(run_worker(settings, load_analyzer(analyzer, settings), name))
+
+
+ApiUrl = Annotated[
+    str | None,
+    typer.Option(help="send through this API (default: the stream in Redis mode, else the API)"),
+]
+
+
+def _produce(run: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a producer; an unreachable bus or API is a one-line error, not a traceback."""
+    from redis.exceptions import RedisError
+
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError, RuntimeError) as error:
+        typer.echo(f"ingest failed: {error}", err=True)
+        raise typer.Exit(1) from None
+
+
+@ingest_app.command("demo")
+def ingest_demo(
+    count: Annotated[int, typer.Option(min=1, help="how many posts")] = 100,
+    rate: Annotated[
+        float | None, typer.Option(min=0.1, help="posts per second (default: all at once)")
+    ] = None,
+    negative_ratio: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="share of negative posts (alerts)")
+    ] = 0.2,
+    api: ApiUrl = None,
+) -> None:
+    """Generated posts (twitter, reddit, news, reviews, forum) onto the bus."""
+    from rich.progress import Progress
+
+    from sentiment_platform.pipeline.ingester import publisher_for, run_demo
+
+    settings = get_settings()
+    _configure_logging(settings)
+
+    async def run() -> int:
+        async with publisher_for(settings, api) as publisher:
+            with Progress() as progress:
+                task = progress.add_task("demo posts", total=count)
+                return await run_demo(
+                    publisher,
+                    count,
+                    rate,
+                    negative_ratio,
+                    progress=lambda sent: progress.advance(task, sent),
+                )
+
+    typer.echo(f"published {_produce(run)} demo posts")
+
+
+@ingest_app.command("file")
+def ingest_file(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL, or .csv")],
+    source: Annotated[str | None, typer.Option(help="source for rows without one")] = None,
+    api: ApiUrl = None,
+) -> None:
+    """Replay posts from a JSONL or CSV file; bad rows are reported by line and skipped."""
+    from rich.progress import Progress
+
+    from sentiment_platform.pipeline.ingester import FileReport, ingest_file, publisher_for
+
+    settings = get_settings()
+    _configure_logging(settings)
+    with path.open("rb") as handle:
+        lines = sum(1 for _ in handle)
+
+    async def run() -> FileReport:
+        async with publisher_for(settings, api) as publisher:
+            with Progress() as progress:
+                task = progress.add_task(path.name, total=lines)
+                return await ingest_file(
+                    path,
+                    publisher,
+                    source,
+                    progress=lambda line: progress.update(task, completed=line),
+                )
+
+    report = _produce(run)
+    shown = 100
+    for line, why in report.bad[:shown]:
+        typer.echo(f"line {line}: {why}", err=True)
+    if len(report.bad) > shown:
+        typer.echo(f"... and {len(report.bad) - shown} more bad rows", err=True)
+    typer.echo(f"sent {report.sent} posts, skipped {len(report.bad)} bad rows")
 
 
 @app.command()
