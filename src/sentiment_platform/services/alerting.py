@@ -201,7 +201,7 @@ async def count_window(session: AsyncSession, start: datetime, end: datetime) ->
         .where(SocialMediaPost.created_at >= start, SocialMediaPost.created_at < end)
         .group_by(SentimentAnalysis.sentiment)
     )
-    counts = dict(rows.tuples().all())
+    counts: dict[str, int] = {label: count for label, count in rows}
     return Sample(total=sum(counts.values()), negative=counts.get(Sentiment.NEGATIVE.value, 0))
 
 
