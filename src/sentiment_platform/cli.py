@@ -92,7 +92,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run one stream worker (Redis mode); SIGTERM/SIGINT finish the batch in hand, then exit."""
-    from sentiment_platform.pipeline.worker import load_analyzer, run_worker
+    from sentiment_platform.pipeline.worker import run_worker
 
     settings = get_settings()
     _configure_logging(settings)
@@ -102,7 +102,7 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
-    asyncio.run(run_worker(settings, load_analyzer(analyzer, settings), name))
+    asyncio.run(run_worker(settings, analyzer, name))
 
 
 ApiUrl = Annotated[

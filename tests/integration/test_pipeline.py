@@ -24,7 +24,7 @@ from sentiment_platform.bus import (
 )
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
-from sentiment_platform.domain import Post
+from sentiment_platform.domain import Post, Prediction
 from sentiment_platform.pipeline.worker import POST_ANALYZED, Worker, WorkerConfig
 from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
     KeywordAnalyzer,
@@ -298,4 +298,40 @@ async def test_embedded_bus_runs_the_same_flow_in_process_on_sqlite(tmp_path: Pa
     [dead] = bus.dead
     assert dead["error"].startswith("analyzer: RuntimeError")
     assert await bus.read_pending("embedded", 10) == []
+    await engine.dispose()
+
+
+class DownThenUpAnalyzer(KeywordAnalyzer):
+    """Fails every call, probes included, until `up` is set: an outage, not bad posts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = False
+        self.failed_calls = 0
+
+    async def analyze(self, texts: Sequence[str]) -> list[Prediction]:
+        if not self.up:
+            self.failed_calls += 1
+            raise ConnectionError("model server unreachable")
+        return await super().analyze(texts)
+
+
+async def test_an_analyzer_outage_is_waited_out_not_dead_lettered(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'outage.db'}")
+    engine = create_engine(settings)
+    await upgrade_schema(engine)
+    sessions = create_session_factory(engine)
+    bus, analyzer = MemoryBus(), DownThenUpAnalyzer()
+    config = WorkerConfig(batch_size=20, block_ms=50, max_deliveries=2, retry_base_s=0.05)
+    worker = Worker(bus, MemoryEvents(), sessions, analyzer, "outage", config)
+    async with running([worker]):
+        await bus.publish(make_posts(50, "o"))
+
+        async def failing_for_a_while() -> bool:
+            return analyzer.failed_calls > 20
+
+        await wait_until(failing_for_a_while, 10, "the analyzer to fail repeatedly")
+        analyzer.up = True
+        await wait_until(stored(sessions, 50), 20, "all posts once the analyzer is back")
+    assert not bus.dead
     await engine.dispose()

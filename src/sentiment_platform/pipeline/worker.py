@@ -43,6 +43,8 @@ from sentiment_platform.domain import Analysis, Post, PostView, Prediction
 log = logging.getLogger(__name__)
 
 POST_ANALYZED = "post.analyzed"
+ANALYZER = "analyzer: "  # prefix of the errors the analyzer raised
+PROBE_TEXT = "ok"  # tells a down analyzer from bad posts
 # SQLSTATE classes of errors that belong to particular rows (data exception, integrity
 # violation): the batch is split to find them, instead of being retried as an outage.
 ROW_SQLSTATE_CLASSES = ("22", "23")
@@ -203,7 +205,7 @@ class Worker:
                 continue
             items.setdefault(post.post_id, _Item(post)).entries.append(entry)
 
-        stored, failed = await self._settle(list(items.values()), stop)
+        stored, failed = await self._settle_or_wait(list(items.values()), stop)
         retry = []
         for item, error in failed:
             for entry in item.entries:
@@ -245,6 +247,38 @@ class Worker:
         )
         return max((entry.deliveries for entry in retry), default=0)
 
+    async def _settle_or_wait(
+        self, items: list[_Item], stop: asyncio.Event
+    ) -> tuple[list[tuple[_Item, Analysis]], list[tuple[_Item, str]]]:
+        """Settle the batch. When every post of it failed in the analyzer and a harmless probe
+        text fails too, the analyzer is down rather than the posts bad: wait and retry in
+        place, so an outage costs no deliveries and sends nothing to the dead letters."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            stored, failed = await self._settle(items, stop)
+            if stored or not failed or not all(e.startswith(ANALYZER) for _, e in failed):
+                return stored, failed
+            if await self._analyzer_answers():
+                return stored, failed
+            if stop.is_set():
+                raise Stopped
+            delay = backoff.next_delay()
+            log.warning(
+                "analyzer unavailable consumer=%s posts=%d error=%s retry_in_s=%.2f",
+                self.name,
+                len(failed),
+                failed[0][1],
+                delay,
+            )
+            await _sleep(delay, stop)
+
+    async def _analyzer_answers(self) -> bool:
+        try:
+            await self.analyzer.analyze([PROBE_TEXT])
+        except Exception:  # noqa: BLE001 - any failure means it is down
+            return False
+        return True
+
     async def _settle(
         self, items: list[_Item], stop: asyncio.Event
     ) -> tuple[list[tuple[_Item, Analysis]], list[tuple[_Item, str]]]:
@@ -258,7 +292,7 @@ class Worker:
             if len(predictions) != len(posts):
                 raise ValueError(f"{len(predictions)} predictions for {len(posts)} texts")
         except Exception as error:  # noqa: BLE001 - any analyzer failure is the batch's failure
-            return await self._split(items, stop, f"analyzer: {_one_line(error)}")
+            return await self._split(items, stop, f"{ANALYZER}{_one_line(error)}")
         analyses = [
             Analysis.of(post.post_id, prediction)
             for post, prediction in zip(posts, predictions, strict=True)
@@ -374,8 +408,9 @@ def load_analyzer(spec: str | None, settings: Settings) -> Analyzer:
     return factory()
 
 
-async def run_worker(settings: Settings, analyzer: Analyzer, name: str | None = None) -> None:
+async def run_worker(settings: Settings, analyzer_spec: str | None, name: str | None) -> None:
     """The `worker` command: one consumer until SIGTERM/SIGINT, which finish the batch first."""
+    analyzer = await asyncio.to_thread(load_analyzer, analyzer_spec, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -397,3 +432,6 @@ async def run_worker(settings: Settings, analyzer: Analyzer, name: str | None = 
         await events.close()
         await bus.close()
         await engine.dispose()
+        close = getattr(analyzer, "close", None)  # the model's threads and clients, if it has any
+        if callable(close):
+            await asyncio.to_thread(close)
