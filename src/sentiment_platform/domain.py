@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -98,6 +99,19 @@ def new_post_id() -> str:
     return uuid.uuid4().hex
 
 
+def _parse_iso_8601(value: object) -> object:
+    """Only ISO-8601 text (or a datetime): a bare number is not taken for a Unix time."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("must be an ISO-8601 date-time, e.g. 2026-01-15T10:00:00Z") from None
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("must be an ISO-8601 date-time string")
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_parse_iso_8601)]
 PostId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Author = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
@@ -112,7 +126,7 @@ class Post(BaseModel):
     source: Source
     content: str = Field(max_length=MAX_CONTENT_CHARS)
     author: Author | None = None
-    created_at: datetime = Field(default_factory=utcnow)
+    created_at: IsoDateTime = Field(default_factory=utcnow)
 
     @field_validator("content")
     @classmethod

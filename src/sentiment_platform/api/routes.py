@@ -16,13 +16,14 @@ from sentiment_platform.api.schemas import (
     PostsAccepted,
     PostsPage,
     PostsQuery,
+    problems,
 )
 from sentiment_platform.api.security import require_api_key
 from sentiment_platform.domain import OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
 from sentiment_platform.telemetry import POSTS_INGESTED
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", responses=problems(422, 429, 503))
 
 
 @router.get("/posts", response_model=PostsPage)
@@ -46,6 +47,7 @@ async def list_posts(session: SessionDep, query: Annotated[PostsQuery, Query()])
     status_code=status.HTTP_202_ACCEPTED,
     response_model=PostsAccepted,
     dependencies=[Depends(require_api_key)],
+    responses=problems(400, 401, 413),
 )
 async def submit_posts(
     bus: BusDep,

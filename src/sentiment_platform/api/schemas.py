@@ -7,10 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from sentiment_platform.domain import Emotion, PostView, Sentiment, as_utc, utcnow
+from sentiment_platform.domain import Emotion, IsoDateTime, PostView, Sentiment, as_utc, utcnow
 from sentiment_platform.services.aggregator import Bucket
 
 MAX_PAGE = 100
+MAX_OFFSET = 10_000_000  # deeper than any real reader pages; keeps SQL integers in range
 MAX_BUCKETS = 1_500
 
 
@@ -27,12 +28,12 @@ class PostsQuery(_Range):
     model_config = {"extra": "forbid"}
 
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sentiment_filter: Sentiment | None = None
     emotion: Emotion | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
-    since: datetime | None = None
-    until: datetime | None = None
+    since: IsoDateTime | None = None
+    until: IsoDateTime | None = None
     q: str | None = Field(None, min_length=1, max_length=200)
 
     @field_validator("until")
@@ -49,8 +50,8 @@ class MetricsQuery(_Range):
 
     model_config = {"extra": "forbid"}
 
-    start: datetime | None = None
-    end: datetime | None = None
+    start: IsoDateTime | None = None
+    end: IsoDateTime | None = None
     window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366)
     bucket: Bucket | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
@@ -70,7 +71,10 @@ class MetricsQuery(_Range):
             raise ValueError("window_minutes: give either start/end or window_minutes, not both")
         self.end = self.end or utcnow()
         if self.start is None:
-            self.start = self.end - timedelta(minutes=self.window_minutes or 60)
+            try:
+                self.start = self.end - timedelta(minutes=self.window_minutes or 60)
+            except OverflowError:
+                raise ValueError("window_minutes: the window reaches before year 1") from None
         if self.start > self.end:
             raise ValueError("start: start must not be after end (now, when end is not given)")
         self.bucket = self.bucket or Bucket.for_range(self.start, self.end)
@@ -86,7 +90,7 @@ class AlertsQuery(_Range):
     model_config = {"extra": "forbid"}
 
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    since: datetime | None = None
+    since: IsoDateTime | None = None
 
 
 class PostsPage(BaseModel):
@@ -117,6 +121,17 @@ class AlertItem(BaseModel):
 class AlertsPage(BaseModel):
     items: list[AlertItem]
     total: int
+
+
+class Problem(BaseModel):
+    """Every error answer: a sentence, or for 422 one entry per bad field."""
+
+    detail: str | list[dict[str, Any]]
+
+
+def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error codes an endpoint can answer."""
+    return {code: {"model": Problem} for code in codes}
 
 
 class Health(BaseModel):
