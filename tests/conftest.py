@@ -123,7 +123,9 @@ async def database(
     transaction that is rolled back (the app's commits become savepoints).
     """
     if request.param == "sqlite":
-        settings = Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}")
+        settings = Settings(
+            database_url=f"sqlite+aiosqlite:///{tmp_path / 'test.db'}", embedded_worker=False
+        )
         engine = create_engine(settings)
         await upgrade_schema(engine)
         yield settings, async_sessionmaker(engine, expire_on_commit=False)
@@ -133,7 +135,7 @@ async def database(
     async with engine.connect() as connection:
         transaction = await connection.begin()
         yield (
-            Settings(database_url=TEST_DATABASE_URL),
+            Settings(database_url=TEST_DATABASE_URL, embedded_worker=False),
             async_sessionmaker(
                 bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
             ),

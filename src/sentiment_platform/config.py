@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     serve_demo: bool = False  # `serve --demo`: feed generated posts in-process
+    embedded_worker: bool = True  # embedded default: run the model + worker in the API process
     log_format: Literal["console", "json"] = "console"  # json: one object a line, for shippers
 
     # --- security ---

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
@@ -27,7 +29,10 @@ from sentiment_platform.api.security import (
 from sentiment_platform.bus import create_bus, create_events, redis_client
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.pipeline.ingester import feed_demo
+from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.services.alerting import AlertMonitor
+from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
 
 log = logging.getLogger(__name__)
 
@@ -39,35 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = create_engine(settings)
-        bus = create_bus(settings)
-        app.state.settings = settings
-        app.state.session_factory = create_session_factory(engine)
-        app.state.bus = bus
-        app.state.model_status = lambda: "not loaded in this process"
-        app.state.key_ring = KeyRing(settings.api_keys)
-        counter_client = redis_client(settings) if settings.uses_redis else None
-        app.state.rate_limiter = RateLimiter(
-            RedisCounter(counter_client) if counter_client else MemoryCounter(),
-            settings.rate_limit_per_minute,
-        )
-        _warn_if_open(settings)
-        events = create_events(settings)
-        app.state.events = events
-        app.state.hub = websocket.Hub(settings, app.state.session_factory, events)
-        monitor = AlertMonitor(settings, app.state.session_factory, events)
-        app.state.hub.start()
-        monitor.start()
-        try:
+        async with AsyncExitStack() as stack:
+            await _start(app, settings, stack)
             yield
-        finally:
-            await monitor.stop()
-            await app.state.hub.stop()
-            await events.close()
-            if counter_client is not None:
-                await counter_client.aclose()
-            await bus.close()
-            await engine.dispose()
 
     app = FastAPI(
         title="Sentiment platform",
@@ -100,6 +79,65 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "/", lambda: FileResponse(WEB_DIR / "index.html"), include_in_schema=False
         )
     return app
+
+
+async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
+    """Open everything the process needs; `stack` closes it in reverse order on shutdown."""
+    engine = create_engine(settings)
+    stack.push_async_callback(engine.dispose)
+    session_factory = create_session_factory(engine)
+    bus = create_bus(settings)
+    stack.push_async_callback(bus.close)
+    events = create_events(settings)
+    stack.push_async_callback(events.close)
+    counter: MemoryCounter | RedisCounter = MemoryCounter()
+    if settings.uses_redis:
+        counter_client = redis_client(settings)
+        stack.push_async_callback(counter_client.aclose)
+        counter = RedisCounter(counter_client)
+
+    app.state.settings = settings
+    app.state.session_factory = session_factory
+    app.state.bus = bus
+    app.state.events = events
+    app.state.key_ring = KeyRing(settings.api_keys)
+    app.state.rate_limiter = RateLimiter(counter, settings.rate_limit_per_minute)
+    app.state.model_status = lambda: "runs in the workers" if settings.uses_redis else "off"
+    _warn_if_open(settings)
+
+    hub = websocket.Hub(settings, session_factory, events)
+    app.state.hub = hub
+    hub.start()
+    stack.push_async_callback(hub.stop)
+    monitor = AlertMonitor(settings, session_factory, events)
+    monitor.start()
+    stack.push_async_callback(monitor.stop)
+
+    if not settings.uses_redis and settings.embedded_worker:
+        # The embedded default: the model and one worker live in this process.
+        analyzer = await asyncio.to_thread(SentimentAnalyzer.from_settings, settings)
+        stack.callback(analyzer.close)
+        app.state.model_status = lambda: analyzer.status
+        worker = Worker(
+            bus, events, session_factory, analyzer, "embedded", WorkerConfig.from_settings(settings)
+        )
+        _run_in_background(stack, worker.run, "worker")
+        if settings.serve_demo:
+            _run_in_background(stack, partial(feed_demo, bus), "demo")
+
+
+def _run_in_background(
+    stack: AsyncExitStack, run: Callable[[asyncio.Event], Awaitable[None]], name: str
+) -> None:
+    """Start `run(stop)` as a task; on shutdown set `stop` and wait for it to finish."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run(stop), name=name)
+
+    async def finish() -> None:
+        stop.set()
+        await task
+
+    stack.push_async_callback(finish)
 
 
 def _warn_if_open(settings: Settings) -> None:

@@ -52,7 +52,9 @@ async def test_health_ok_on_a_live_database(api: httpx.AsyncClient) -> None:
 
 
 async def test_database_down_is_503_everywhere() -> None:
-    app = create_app(Settings(database_url="postgresql://postgres@127.0.0.1:9/nowhere"))
+    app = create_app(
+        Settings(database_url="postgresql://postgres@127.0.0.1:9/nowhere", embedded_worker=False)
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:

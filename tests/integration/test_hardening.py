@@ -43,7 +43,9 @@ def away_from_a_window_edge() -> None:
 
 
 def sqlite(tmp_path: Path, **overrides) -> Settings:
-    return Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", **overrides)
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'h.db'}", embedded_worker=False, **overrides
+    )
 
 
 async def test_writes_need_a_valid_key_when_keys_are_set(tmp_path: Path) -> None:
@@ -121,7 +123,7 @@ async def test_probes(tmp_path: Path) -> None:
         assert (await client.get("/livez")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.json()["database"] == "ok"
-    down = Settings(database_url="postgresql://postgres@127.0.0.1:9/nowhere")
+    down = Settings(database_url="postgresql://postgres@127.0.0.1:9/nowhere", embedded_worker=False)
     async with client_for(down) as client:
         assert (await client.get("/livez")).status_code == 200
         ready = await client.get("/readyz")
