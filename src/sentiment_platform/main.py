@@ -15,7 +15,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_fastapi_instrumentator import Instrumentator
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sentiment_platform.api import probes, routes, websocket
@@ -69,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, include_in_schema=False
     )
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(OperationalError, _store_unavailable)
-    app.add_exception_handler(InterfaceError, _store_unavailable)
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(PoolTimeoutError, _store_unavailable)
     app.add_exception_handler(OSError, _store_unavailable)
     if (WEB_DIR / "index.html").exists():
@@ -155,6 +154,21 @@ async def _invalid_request(_request: Request, error: RequestValidationError) -> 
     """422 naming each bad field, without echoing the (possibly huge) input back."""
     detail = [{key: e[key] for key in ("loc", "msg", "type")} for e in error.errors()]
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+# SQLSTATE classes that mean "the database cannot serve now": connection (08), resources
+# (53), operator intervention such as a statement timeout or a shutdown (57).
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+async def _database_error(request: Request, error: DBAPIError) -> JSONResponse:
+    """Outages and timeouts are 503s; any other database error is a bug and stays a 500."""
+    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+    if isinstance(error, OperationalError | InterfaceError) or sqlstate.startswith(
+        UNAVAILABLE_SQLSTATE_CLASSES
+    ):
+        return await _store_unavailable(request, error)
+    raise error
 
 
 async def _store_unavailable(_request: Request, error: Exception) -> JSONResponse:
