@@ -1,0 +1,127 @@
+"""A full run of `sentiment-platform serve` at DEBUG never writes a secret to its logs.
+
+The LLM provider is a loopback server speaking the OpenAI chat API (the real providers are
+unreachable here); everything else is the real thing: the console script, uvicorn, HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+LLM_KEY = "sk-live-4f1c9a7e2b-never-log-me"
+API_KEYS = ("write-key-alpha-7d3e9b1c", "write-key-beta-2a8f6c4e")
+SCRIPT = Path(sys.executable).with_name("sentiment-platform")
+
+
+class OpenAIChat(BaseHTTPRequestHandler):
+    """Answers `Label these N posts` with N well-formed labels, as a provider would."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        count = int(re.search(r"Label these (\d+) posts", prompt).group(1))  # type: ignore[union-attr]
+        items = [
+            {
+                "sentiment": "negative",
+                "confidence": 0.8,
+                "emotion": "anger",
+                "emotion_confidence": 0.7,
+            }
+        ] * count
+        answer = {"choices": [{"message": {"role": "assistant", "content": json.dumps(items)}}]}
+        payload = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def provider() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIChat)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_no_secret_reaches_the_logs_of_a_full_run(provider: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        "PATH": os.environ["PATH"],
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
+        "API_PORT": str(port),
+        "LOG_LEVEL": "DEBUG",
+        "LOG_FORMAT": "json",
+        "ANALYZER_BACKENDS": "llm",
+        "LLM_PROVIDER": "openai",
+        "LLM_API_KEY": LLM_KEY,
+        "LLM_BASE_URL": provider,
+        "API_KEYS": ",".join(API_KEYS),
+    }
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(SCRIPT), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "serve did not come up"
+                time.sleep(0.2)
+
+            posts = [{"source": "test", "content": f"I hate waiting #{i}"} for i in range(5)]
+            for key in API_KEYS:
+                answer = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": key})
+                assert answer.status_code == 202
+            guessed = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": LLM_KEY})
+            assert guessed.status_code == 401
+
+            deadline = time.monotonic() + 30
+            while True:
+                page = httpx.get(f"{base}/api/posts", params={"limit": 100}).json()
+                if page["total"] == 10 and all(item["model"] for item in page["items"]):
+                    break
+                assert time.monotonic() < deadline, page
+                time.sleep(0.2)
+            assert {item["model"] for item in page["items"]} == {"llm/openai/gpt-4o-mini"}
+            assert httpx.get(f"{base}/api/health").json()["model"].startswith("ok")
+            httpx.get(f"{base}/metrics")
+        finally:
+            process.terminate()
+            process.wait(30)
+
+    output = log_path.read_text()
+    assert "request" in output.lower()  # DEBUG really did log the traffic
+    for secret in (LLM_KEY, *API_KEYS):
+        assert secret not in output
