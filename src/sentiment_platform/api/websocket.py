@@ -218,11 +218,10 @@ class Hub:
             await asyncio.sleep(self._flush_s)
             self._posts_ready.clear()
             posts, self._posts = self._posts, []
-            if not self._clients:
-                continue
-            single = [encode("post", post) for post in posts]
-            batched = [encode("posts", posts)]
-            for client in list(self._clients):
+            clients = list(self._clients)
+            single = [encode("post", p) for p in posts] if any(not c.batch for c in clients) else []
+            batched = [encode("posts", posts)] if any(c.batch for c in clients) else []
+            for client in clients:
                 self._push(client, batched if client.batch else single)
 
     async def _tick_metrics(self) -> None:
