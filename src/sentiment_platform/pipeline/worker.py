@@ -38,7 +38,7 @@ from sentiment_platform.bus import (
 )
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
-from sentiment_platform.domain import Analysis, Post, PostView, Prediction
+from sentiment_platform.domain import Analysis, Post, PostView, Prediction, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -293,8 +293,9 @@ class Worker:
                 raise ValueError(f"{len(predictions)} predictions for {len(posts)} texts")
         except Exception as error:  # noqa: BLE001 - any analyzer failure is the batch's failure
             return await self._split(items, stop, f"{ANALYZER}{_one_line(error)}")
+        analyzed_at = utcnow()
         analyses = [
-            Analysis.of(post.post_id, prediction)
+            Analysis.of(post.post_id, prediction, analyzed_at)
             for post, prediction in zip(posts, predictions, strict=True)
         ]
         try:
