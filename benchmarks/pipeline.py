@@ -5,7 +5,8 @@ processes consuming it, and measures
 
 - throughput: posts/s from the first publish to the last post stored;
 - latency: publish -> stored per post (p50/p99), from each post's `created_at` (set at
-  publish) and its `ingested_at` (set in the storing transaction).
+  publish) and its `ingested_at` (set in the storing transaction);
+- the workers' CPU time per post, which holds whatever else shares the machine.
 
 With the default burst every post is published at once, so latency includes the queueing
 behind the backlog; `--rate` paces the publisher to measure latency below saturation.
@@ -119,6 +120,16 @@ async def wait_for_consumers(settings: Settings, count: int, timeout_s: float) -
         await client.aclose()
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU of processes (Linux /proc): the cost per post whatever else runs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 async def publish(bus: RedisStreamBus, posts: list[Post], rate: float | None) -> float:
     """Publish in chunks, each stamped with its publish time; returns the first publish time."""
     first = time.time()
@@ -164,9 +175,12 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     processes = start_workers(settings, workers, args.analyzer, args.batch_size, log_dir)
     try:
         await wait_for_consumers(settings, workers, args.startup_timeout)
+        pids = [process.pid for process in processes]
+        cpu_before = cpu_seconds(pids)
         first_publish = await publish(bus, posts, args.rate)
         published_s = time.time() - first_publish
         await wait_stored(connection, len(posts), args.timeout)
+        worker_cpu_s = cpu_seconds(pids) - cpu_before
         row = await connection.fetchrow(LATENCY_SQL)
     finally:
         for process in processes:
@@ -190,6 +204,8 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
         "posts_per_s": round(len(posts) / elapsed),
         "latency_p50_ms": round(row["p50"].total_seconds() * 1000, 1),
         "latency_p99_ms": round(row["p99"].total_seconds() * 1000, 1),
+        "worker_cpu_s": round(worker_cpu_s, 2),
+        "posts_per_worker_cpu_s": round(len(posts) / worker_cpu_s),
     }
 
 
@@ -206,7 +222,9 @@ async def main(args: argparse.Namespace) -> None:
             f"{result['analyzer']:>8} workers={workers} posts={result['posts']} "
             f"batch={result['batch_size']}: {result['posts_per_s']:>7} posts/s end to end, "
             f"latency p50 {result['latency_p50_ms']} ms p99 {result['latency_p99_ms']} ms "
-            f"(published in {result['publish_s']} s, all stored after {result['elapsed_s']} s)",
+            f"(published in {result['publish_s']} s, all stored after {result['elapsed_s']} s); "
+            f"workers used {result['worker_cpu_s']} CPU-s = "
+            f"{result['posts_per_worker_cpu_s']} posts per worker CPU-second",
             flush=True,
         )
     print(json.dumps(results))
