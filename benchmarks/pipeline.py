@@ -102,12 +102,19 @@ def start_workers(
     return workers
 
 
-async def wait_for_consumers(settings: Settings, count: int, timeout_s: float) -> None:
+async def wait_for_consumers(
+    settings: Settings, processes: list[subprocess.Popen[bytes]], log_dir: Path, timeout_s: float
+) -> None:
     """Workers register in the group on their first read: by then their model is loaded."""
+    count = len(processes)
     client = redis_client(settings)
     deadline = time.monotonic() + timeout_s
     try:
         while True:
+            for i, process in enumerate(processes):
+                if process.poll() is not None:
+                    log = (log_dir / f"worker-{i}.log").read_text(errors="replace")
+                    raise RuntimeError(f"worker {i} exited at startup:\n{log[-2_000:]}")
             consumers = await client.xinfo_consumers(
                 settings.redis_stream_name, settings.redis_consumer_group
             )
@@ -174,7 +181,7 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
     processes = start_workers(settings, workers, args.analyzer, args.batch_size, log_dir)
     try:
-        await wait_for_consumers(settings, workers, args.startup_timeout)
+        await wait_for_consumers(settings, processes, log_dir, args.startup_timeout)
         pids = [process.pid for process in processes]
         cpu_before = cpu_seconds(pids)
         first_publish = await publish(bus, posts, args.rate)
