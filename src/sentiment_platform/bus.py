@@ -18,7 +18,7 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 import redis.asyncio as redis
@@ -173,6 +173,11 @@ def redis_client(settings: Settings) -> redis.Redis:
     )
 
 
+def _fields(fields: dict[str, str]) -> dict[Any, Any]:
+    """redis-py types XADD fields as an invariant dict of every encodable type."""
+    return cast(dict[Any, Any], fields)
+
+
 def _reason(error: BaseException) -> str:
     detail = str(error).strip()
     return f"{type(error).__name__} ({detail[:120]})" if detail else type(error).__name__
@@ -207,7 +212,7 @@ class RedisStreamBus:
             return []
         async with self._redis.pipeline(transaction=False) as pipe:
             for post in posts:
-                pipe.xadd(self.stream, encode_post(post), maxlen=self._maxlen, approximate=True)
+                pipe.xadd(self.stream, _fields(encode_post(post)), maxlen=self._maxlen)
             return [str(entry_id) for entry_id in await pipe.execute()]
 
     async def ensure_group(self) -> None:
@@ -239,7 +244,8 @@ class RedisStreamBus:
             log.warning("consumer group missing, recreating stream=%s", self.stream)
             await self.ensure_group()
             return []
-        return reply[0][1] if reply else []
+        # RESP2 reply: [[stream, [(id, fields), ...]]]; redis-py types it as a union of shapes.
+        return cast(Any, reply)[0][1] if reply else []
 
     async def ack(self, entry_ids: Sequence[str]) -> None:
         if entry_ids:
@@ -295,12 +301,7 @@ class RedisStreamBus:
         # MULTI/EXEC keeps the order XADD-then-XACK and makes the pair atomic.
         async with self._redis.pipeline(transaction=True) as pipe:
             for entry, error in failures:
-                pipe.xadd(
-                    self.dead_stream,
-                    dead_fields(entry, error),
-                    maxlen=self._maxlen,
-                    approximate=True,
-                )
+                pipe.xadd(self.dead_stream, _fields(dead_fields(entry, error)), maxlen=self._maxlen)
             pipe.xack(self.stream, self.group, *(entry.entry_id for entry, _ in failures))
             await pipe.execute()
 
@@ -376,7 +377,7 @@ class MemoryBus:
                 await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 return []
-        entries = []
+        entries: list[Entry] = []
         now = time.monotonic()
         while self._unread and len(entries) < count:
             seq = self._unread.popleft()

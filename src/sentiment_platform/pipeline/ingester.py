@@ -87,7 +87,7 @@ class ApiPublisher:
 # --- the demo generator --------------------------------------------------------------------
 # Fictional brands, places and handles only: no real people's data.
 
-SUBJECTS = {
+SUBJECTS: dict[str, tuple[str, ...]] = {
     "device": (
         "the Nimbus X2 phone",
         "my Lumen earbuds",
@@ -121,7 +121,7 @@ REVIEW_VERB = {
     "place": "visited",
     "travel": "travelled with",
 }
-GENERIC_PHRASES = {
+GENERIC_PHRASES: dict[str, tuple[str, ...]] = {
     "positive": (
         "exceeded my expectations",
         "was worth every penny",
@@ -141,7 +141,7 @@ GENERIC_PHRASES = {
         "published its quarterly report",
     ),
 }
-PHRASES = {
+PHRASES: dict[str, dict[str, tuple[str, ...]]] = {
     "device": {
         "positive": (
             "works flawlessly",

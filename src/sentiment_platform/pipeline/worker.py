@@ -207,10 +207,10 @@ class Worker:
 
         stored, failed = await self._settle_or_wait(list(items.values()), stop)
         retry = []
-        for item, error in failed:
+        for item, reason in failed:
             for entry in item.entries:
                 if entry.deliveries >= self.config.max_deliveries:
-                    dead.append((entry, error))
+                    dead.append((entry, reason))
                 else:
                     retry.append(entry)
                     log.warning(
@@ -218,20 +218,20 @@ class Worker:
                         self.name,
                         entry.entry_id,
                         entry.deliveries,
-                        error,
+                        reason,
                     )
 
         acked = [entry.entry_id for item, _ in stored for entry in item.entries]
         await self._until_done(lambda: self.bus.ack(acked), stop, "ack")
         if dead:
             await self._until_done(lambda: self.bus.dead_letter(dead), stop, "dead-letter")
-            for entry, error in dead:
+            for entry, reason in dead:
                 log.error(
                     "entry dead-lettered consumer=%s id=%s deliveries=%d error=%s",
                     self.name,
                     entry.entry_id,
                     entry.deliveries,
-                    error,
+                    reason,
                 )
         self.stored += len(stored)
         self.dead_lettered += len(dead)
