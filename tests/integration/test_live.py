@@ -271,6 +271,31 @@ async def test_slow_client_is_dropped_without_delaying_a_fast_one(tmp_path: Path
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
 
 
+async def test_a_hub_that_falls_behind_skips_old_posts_instead_of_dropping_clients(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}",
+        ws_queue_size=5,
+        embedded_worker=False,
+    )
+    engine = create_engine(settings)
+    await upgrade_schema(engine)
+    await engine.dispose()
+    with ThreadedServer(settings) as server:
+        async with connect(server.url) as ws:
+            await asyncio.sleep(0.1)
+            # 20 posts in one flush: more than a per-post client may queue.
+            await server.publish(*(Event(POST_ANALYZED, post_item(f"s{i}")) for i in range(20)))
+            received = [(await next_of(ws, "post", 1.0))["post_id"] for _ in range(5)]
+            assert received == [f"s{i}" for i in range(15, 20)]  # the newest five
+            await server.publish(Event(POST_ANALYZED, post_item("after")))
+            assert (await next_of(ws, "post", 1.0))["post_id"] == "after"  # still connected
+            hub = server.app.state.hub
+            assert hub.skipped_posts_total == 15 and hub.dropped_total == 0
+
+
 # --- two API processes on Redis --------------------------------------------------------
 
 

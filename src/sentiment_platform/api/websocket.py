@@ -9,8 +9,13 @@ Why it is shaped this way:
 - Analysed posts are gathered for `WS_FLUSH_MS` and fanned out together, so each client's
   writer wakes once per flush rather than once per post.
 - Every client has a bounded queue drained by its own writer task. A client whose queue
-  overflows (`WS_QUEUE_SIZE` messages) is dropped with close code 1013 (try again later):
-  a slow client never slows the others and never grows memory.
+  overflows (`WS_QUEUE_SIZE` messages) while its socket is backed up (the writer waits for
+  it to drain) is dropped with close code 1013 (try again later): a slow client never slows
+  the others and never grows memory.
+- When the hub itself falls behind (more than `WS_QUEUE_SIZE` posts gathered in one flush:
+  the process is out of CPU, no client is to blame), one-message-per-post clients get the
+  newest `WS_QUEUE_SIZE` of them and the skip is counted and logged; dropping every client
+  instead would only make them all reconnect into the same overload.
 - CORS does not cover WebSockets and browsers send `Origin`: an origin other than the
   server's own host, loopback or one in `WS_ALLOWED_ORIGINS` is refused before the
   handshake (close 1008, which the server answers as HTTP 403). No `Origin` (a script, not
@@ -60,7 +65,7 @@ def encode(kind: str, data: Any) -> str:
 class _Client:
     """One connection: its pending texts and the event that wakes its writer."""
 
-    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "dropped")
+    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "blocked", "dropped")
 
     def __init__(self, websocket: WebSocket, batch: bool) -> None:
         self.websocket = websocket
@@ -68,6 +73,7 @@ class _Client:
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
+        self.blocked = False  # the writer waits for the socket to drain: the client lags
         self.dropped = False
 
 
@@ -105,6 +111,7 @@ class Hub:
         self._metrics: tuple[float, str] | None = None  # (monotonic time, text) of the last tick
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped_total = 0
+        self.skipped_posts_total = 0
 
     @property
     def client_count(self) -> int:
@@ -128,7 +135,7 @@ class Hub:
     async def endpoint(self, websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
         if not self.origin_allowed(origin, websocket.headers):
-            log.warning("ws refused reason=origin origin=%s", origin)
+            log.warning("ws refused reason=origin origin=%r", origin)
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
             return
         await websocket.accept()
@@ -172,12 +179,14 @@ class Hub:
                 await client.wake.wait()
                 client.wake.clear()
                 while client.pending:
+                    client.blocked = True  # only seen by others if the send has to wait
                     await websocket.send_text(client.pending.popleft())
+                    client.blocked = False
 
     # --- fan-out -----------------------------------------------------------------------
 
     def _push(self, client: _Client, texts: Sequence[str]) -> None:
-        if len(client.pending) + len(texts) > self._queue_size:
+        if client.blocked and len(client.pending) + len(texts) > self._queue_size:
             self._drop(client)
             return
         client.pending.extend(texts)
@@ -219,7 +228,14 @@ class Hub:
             self._posts_ready.clear()
             posts, self._posts = self._posts, []
             clients = list(self._clients)
-            single = [encode("post", p) for p in posts] if any(not c.batch for c in clients) else []
+            single: list[str] = []
+            if any(not c.batch for c in clients):
+                single = [encode("post", p) for p in posts[-self._queue_size :]]
+                if skipped := len(posts) - len(single):
+                    self.skipped_posts_total += skipped
+                    log.warning(
+                        "ws hub behind skipped_posts=%d flush_posts=%d", skipped, len(posts)
+                    )
             batched = [encode("posts", posts)] if any(c.batch for c in clients) else []
             for client in clients:
                 self._push(client, batched if client.batch else single)
