@@ -9,9 +9,11 @@ A worker subprocess loads the analyzer from here too:
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
 
 import asyncpg
 import pytest_asyncio
@@ -28,6 +30,7 @@ PG_TEST_DB = "sentiment_pipeline_test"
 PG_TEST_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_TEST_DB}"
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
+MARKER_ENV = "PIPELINE_TEST_MARKER"
 
 
 class KeywordAnalyzer:
@@ -58,10 +61,28 @@ class KeywordAnalyzer:
 
 
 class SlowKeywordAnalyzer(KeywordAnalyzer):
-    """The keyword rule taking 0.3 s a batch, so a worker can be killed in the middle of one."""
+    """The keyword rule taking 0.5 s a batch and noting each batch it starts in the file named
+    by $PIPELINE_TEST_MARKER, so a test can stop a worker process in the middle of one."""
 
     def __init__(self) -> None:
-        super().__init__(delay_s=0.3)
+        super().__init__(delay_s=0.5)
+        self.marker = os.environ.get(MARKER_ENV)
+
+    async def analyze(self, texts: Sequence[str]) -> list[Prediction]:
+        if self.marker:
+            await asyncio.to_thread(_append_line, Path(self.marker), str(len(texts)))
+        return await super().analyze(texts)
+
+
+def _append_line(path: Path, line: str) -> None:
+    with path.open("a") as handle:
+        handle.write(line + "\n")
+
+
+async def batches_started(marker: Path) -> int:
+    """How many batches a SlowKeywordAnalyzer noted in `marker` so far."""
+    exists = await asyncio.to_thread(marker.exists)
+    return len((await asyncio.to_thread(marker.read_text)).splitlines()) if exists else 0
 
 
 def make_posts(count: int, tag: str = "") -> list[Post]:

@@ -17,7 +17,9 @@ from sentiment_platform.bus import MemoryEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
+    MARKER_ENV,
     KeywordAnalyzer,
+    batches_started,
     counts,
     fixture_pg_sessions,
     fixture_pipeline_pg_engine,
@@ -35,8 +37,10 @@ SLOW = "tests.integration.pipeline_support:SlowKeywordAnalyzer"
 Sessions = async_sessionmaker[AsyncSession]
 
 
-def start_worker(settings: Settings, name: str, log_file: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, name: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """A worker process with the slow analyzer, noting its batches in tmp_path/<name>.batches."""
     env = os.environ | {
+        MARKER_ENV: str(tmp_path / f"{name}.batches"),
         "DATABASE_URL": settings.database_url,
         "REDIS_HOST": str(settings.redis_host),
         "REDIS_PORT": str(settings.redis_port),
@@ -47,7 +51,7 @@ def start_worker(settings: Settings, name: str, log_file: Path) -> subprocess.Po
         "WORKER_BLOCK_MS": "100",
         "PYTHONPATH": str(REPO),
     }
-    with log_file.open("wb") as log:
+    with (tmp_path / f"{name}.log").open("wb") as log:
         return subprocess.Popen(
             [str(CLI), "worker", "--name", name, "--analyzer", SLOW],
             env=env,
@@ -73,6 +77,15 @@ async def pending_of(settings: Settings, consumer: str) -> int:
     return len(rows)
 
 
+async def in_second_batch(tmp_path: Path, name: str) -> None:
+    """Wait until the worker has stored its first batch and is analysing its second."""
+
+    async def started_two() -> bool:
+        return await batches_started(tmp_path / f"{name}.batches") >= 2
+
+    await wait_until(started_two, 30, f"{name} to start its second batch")
+
+
 async def stored_at_least(sessions: Sessions, count: int, timeout_s: float) -> None:
     async def enough() -> bool:
         return (await counts(sessions))[1] >= count
@@ -86,9 +99,9 @@ async def test_sigkill_mid_batch_loses_nothing_once_the_janitor_claims(
     settings = redis_settings
     bus = RedisStreamBus.from_settings(settings)
     await bus.publish(make_posts(600, "b"))
-    doomed = start_worker(settings, "doomed", tmp_path / "doomed.log")
+    doomed = start_worker(settings, "doomed", tmp_path)
     try:
-        await stored_at_least(pg_sessions, 50, 30)
+        await in_second_batch(tmp_path, "doomed")
     finally:
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(10)
@@ -99,13 +112,18 @@ async def test_sigkill_mid_batch_loses_nothing_once_the_janitor_claims(
     survivor = Worker(bus, MemoryEvents(), pg_sessions, KeywordAnalyzer(), "survivor", config)
     stop = asyncio.Event()
     task = asyncio.create_task(survivor.run(stop))
+
+    async def orphans_settled() -> bool:
+        # The doomed batch may have been stored but not acked: the claim then acks it.
+        return await pending_of(settings, "doomed") == 0
+
     try:
         await stored_at_least(pg_sessions, 600, 30)
+        await wait_until(orphans_settled, 15, "the janitor to claim the orphaned entries")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
     assert await counts(pg_sessions) == (600, 600)
-    assert await pending_of(settings, "doomed") == 0
     assert await pending_of(settings, "survivor") == 0
     await bus.close()
 
@@ -116,10 +134,9 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
     settings = redis_settings
     bus = RedisStreamBus.from_settings(settings)
     await bus.publish(make_posts(400, "t"))
-    worker = start_worker(settings, "polite", tmp_path / "polite.log")
+    worker = start_worker(settings, "polite", tmp_path)
     try:
-        await stored_at_least(pg_sessions, 50, 30)
-        assert await pending_of(settings, "polite") > 0  # a batch is in hand
+        await in_second_batch(tmp_path, "polite")
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 10)
     finally:
