@@ -92,7 +92,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run one stream worker (Redis mode); SIGTERM/SIGINT finish the batch in hand, then exit."""
-    from sentiment_platform.pipeline.worker import run_worker
+    from sentiment_platform.pipeline.worker import load_analyzer, run_worker
 
     settings = get_settings()
     _configure_logging(settings)
@@ -102,7 +102,12 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
-    asyncio.run(run_worker(settings, analyzer, name))
+    try:
+        model = load_analyzer(analyzer, settings)
+    except (RuntimeError, ValueError) as error:
+        typer.echo(f"worker cannot start: {error}", err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(run_worker(settings, model, name))
 
 
 ApiUrl = Annotated[

@@ -397,7 +397,11 @@ def _one_line(error: BaseException) -> str:
 
 
 def load_analyzer(spec: str | None, settings: Settings) -> Analyzer:
-    """`module:attr` names a zero-argument factory (a class will do); None is the real model."""
+    """`module:attr` names a zero-argument factory (a class will do); None is the real model.
+
+    Blocking (it may load models). Raises RuntimeError when the model cannot load and
+    ValueError for a spec that names nothing.
+    """
     if spec is None:
         from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
 
@@ -405,13 +409,15 @@ def load_analyzer(spec: str | None, settings: Settings) -> Analyzer:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"analyzer must look like 'package.module:Factory', got {spec!r}")
-    factory = getattr(importlib.import_module(module_name), attribute)
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"analyzer {spec!r} not found: {error}") from error
     return factory()
 
 
-async def run_worker(settings: Settings, analyzer_spec: str | None, name: str | None) -> None:
+async def run_worker(settings: Settings, analyzer: Analyzer, name: str | None) -> None:
     """The `worker` command: one consumer until SIGTERM/SIGINT, which finish the batch first."""
-    analyzer = await asyncio.to_thread(load_analyzer, analyzer_spec, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
