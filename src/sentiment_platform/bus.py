@@ -38,6 +38,19 @@ HEALTH_TIMEOUT_S = 2.0
 REDIS_SOCKET_TIMEOUT_S = 10.0
 EVENT_QUEUE_SIZE = 10_000
 PUBLISH_MANY_LUA = "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end"
+# Atomic, so a consumer that reads between the check and the delete cannot lose its entries.
+PRUNE_CONSUMERS_LUA = """
+local pruned = {}
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local consumer = {}
+  for i = 1, #row, 2 do consumer[row[i]] = row[i + 1] end
+  if consumer['pending'] == 0 and consumer['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer['name'])
+    table.insert(pruned, consumer['name'])
+  end
+end
+return pruned
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +136,10 @@ class Bus(Protocol):
         """Copy entries with their error to `<stream>:dead`, then ack them."""
         ...
 
+    async def prune_consumers(self, min_idle_ms: int) -> list[str]:
+        """Forget consumers holding nothing and silent for `min_idle_ms` (workers long gone)."""
+        ...
+
     async def health(self) -> str:
         """'ok', 'in-process', or 'down: <reason>' for /api/health."""
         ...
@@ -197,6 +214,7 @@ class RedisStreamBus:
         self.dead_stream = stream + DEAD_SUFFIX
         self._maxlen = maxlen
         self._claim_cursor = "0-0"
+        self._prune_script = client.register_script(PRUNE_CONSUMERS_LUA)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RedisStreamBus:
@@ -304,6 +322,16 @@ class RedisStreamBus:
                 pipe.xadd(self.dead_stream, _fields(dead_fields(entry, error)), maxlen=self._maxlen)
             pipe.xack(self.stream, self.group, *(entry.entry_id for entry, _ in failures))
             await pipe.execute()
+
+    async def prune_consumers(self, min_idle_ms: int) -> list[str]:
+        """Default consumer names are host-pid, so each restart leaves one behind in the group."""
+        try:
+            pruned = await self._prune_script(keys=[self.stream], args=[self.group, min_idle_ms])
+        except ResponseError as error:
+            if "no such key" in str(error).lower() or _is_nogroup(error):
+                return []
+            raise
+        return [str(name) for name in pruned]
 
     async def health(self) -> str:
         try:
@@ -430,6 +458,10 @@ class MemoryBus:
         for entry, error in failures:
             self.dead.append(dead_fields(entry, error))
         await self.ack([entry.entry_id for entry, _ in failures])
+
+    async def prune_consumers(self, min_idle_ms: int) -> list[str]:
+        """Consumers exist here only through their pending entries: nothing to forget."""
+        return []
 
     async def health(self) -> str:
         return "in-process"

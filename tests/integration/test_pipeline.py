@@ -335,3 +335,25 @@ async def test_an_analyzer_outage_is_waited_out_not_dead_lettered(tmp_path: Path
         await wait_until(stored(sessions, 50), 20, "all posts once the analyzer is back")
     assert not bus.dead
     await engine.dispose()
+
+
+@pytest.mark.redis
+async def test_consumers_gone_quiet_with_nothing_pending_are_pruned(
+    redis_settings: Settings,
+) -> None:
+    bus = RedisStreamBus.from_settings(redis_settings)
+    assert await bus.prune_consumers(0) == []  # no stream yet
+    await bus.ensure_group()
+    await bus.publish(make_posts(2, "g"))
+    [done] = await bus.read("ghost", 1, 10)
+    await bus.ack([done.entry_id])
+    await bus.read("holder", 1, 10)  # keeps its entry pending
+    assert await bus.prune_consumers(60_000) == []  # both active a moment ago
+    assert await bus.prune_consumers(0) == ["ghost"]
+    client = redis_client(redis_settings)
+    consumers = await client.xinfo_consumers(
+        redis_settings.redis_stream_name, redis_settings.redis_consumer_group
+    )
+    assert [c["name"] for c in consumers] == ["holder"]
+    await client.aclose()
+    await bus.close()

@@ -91,6 +91,11 @@ class WorkerConfig:
     def claim_interval_s(self) -> float:
         return min(30.0, self.claim_idle_ms / 2000)
 
+    @property
+    def prune_idle_ms(self) -> int:
+        """A live worker polls every block_ms; ten claim periods of silence is a dead one."""
+        return max(10 * self.claim_idle_ms, 60_000)
+
 
 @dataclass(slots=True)
 class _Item:
@@ -150,6 +155,9 @@ class Worker:
                     next_claim = now if full else now + cfg.claim_interval_s
                     if entries:
                         log.info("claimed entries consumer=%s count=%d", self.name, len(entries))
+                    pruned = await self.bus.prune_consumers(cfg.prune_idle_ms)
+                    if pruned:
+                        log.info("consumers pruned consumer=%s pruned=%s", self.name, pruned)
                 elif pending_after is not None:
                     entries = await self.bus.read_pending(self.name, cfg.batch_size, pending_after)
                     pending_after = entries[-1].entry_id if entries else None
