@@ -3,7 +3,9 @@ generator varies its texts and honours the negative ratio."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -100,3 +102,51 @@ async def test_demo_run_publishes_the_count_in_batches() -> None:
     sent = await run_demo(bus, count=1_234, rate=None, negative_ratio=0.2)
     assert sent == 1_234
     assert len(await _published(bus)) == 1_234
+
+
+async def test_api_publisher_sends_through_a_running_api_with_its_key(tmp_path: Path) -> None:
+    """How `ingest` reaches the embedded bus: POST /api/posts, 1000 a request, X-API-Key."""
+    import uvicorn
+
+    from sentiment_platform.config import Settings
+    from sentiment_platform.db import create_engine, upgrade_schema
+    from sentiment_platform.main import create_app
+    from sentiment_platform.pipeline.ingester import ApiPublisher
+    from tests.integration.pipeline_support import wait_until
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    key = "pipeline-test-key-0123456789"
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'api.db'}",
+        embedded_worker=False,
+        api_keys=key,
+        api_port=port,
+    )
+    engine = create_engine(settings)
+    await upgrade_schema(engine)
+    await engine.dispose()
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+
+    async def started() -> bool:
+        return server.started
+
+    try:
+        await wait_until(started, 20, "the API to start")
+        posts = DemoGenerator(seed=3).posts(2_500)
+        publisher = ApiPublisher(f"http://127.0.0.1:{port}", key)
+        assert await publisher.publish(posts) == [post.post_id for post in posts]
+        await publisher.aclose()
+        bus: MemoryBus = app.state.bus
+        assert len(await bus.read("t", 10_000, 10)) == 2_500
+
+        refused = ApiPublisher(f"http://127.0.0.1:{port}", "a-wrong-key-0123456789")
+        with pytest.raises(RuntimeError, match="refused posts \\(401\\)"):
+            await refused.publish(posts[:1])
+        await refused.aclose()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 20)

@@ -29,6 +29,7 @@ from sentiment_platform.domain import MAX_BATCH_POSTS, Post
 log = logging.getLogger(__name__)
 
 SEND_BATCH = 500
+RATE_LIMIT_RETRIES = 60
 
 
 class Publisher(Protocol):
@@ -46,7 +47,8 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
         finally:
             await bus.close()
         return
-    api = ApiPublisher(api_url or f"http://{settings.api_host}:{settings.api_port}")
+    key = settings.api_keys[0].get_secret_value() if settings.api_keys else None
+    api = ApiPublisher(api_url or f"http://{settings.api_host}:{settings.api_port}", key)
     try:
         yield api
     finally:
@@ -54,31 +56,41 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
 
 
 class ApiPublisher:
-    """POST /api/posts on a running API, up to its 1000-per-request limit."""
+    """POST /api/posts on a running API, up to its 1000-per-request limit; waits out its
+    rate limit (429 + Retry-After) instead of failing."""
 
-    def __init__(self, base_url: str, timeout_s: float = 30.0) -> None:
+    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s)
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
 
     async def publish(self, posts: Sequence[Post]) -> list[str]:
         ids: list[str] = []
         for start in range(0, len(posts), MAX_BATCH_POSTS):
-            chunk = posts[start : start + MAX_BATCH_POSTS]
-            try:
-                response = await self._client.post(
-                    "/api/posts", json=[post.model_dump(mode="json") for post in chunk]
-                )
-            except httpx.TransportError as error:
-                raise RuntimeError(
-                    f"cannot reach the API at {self.base_url} ({type(error).__name__}); "
-                    "is `sentiment-platform serve` running?"
-                ) from error
+            body = [post.model_dump(mode="json") for post in posts[start : start + MAX_BATCH_POSTS]]
+            response = await self._post(body)
+            for _ in range(RATE_LIMIT_RETRIES):
+                if response.status_code != 429:
+                    break
+                wait_s = float(response.headers.get("Retry-After", "1"))
+                log.info("API rate limit reached, waiting seconds=%.0f", wait_s)
+                await asyncio.sleep(wait_s)
+                response = await self._post(body)
             if response.status_code != 202:
                 raise RuntimeError(
                     f"the API refused posts ({response.status_code}): {response.text}"
                 )
             ids.extend(response.json()["post_ids"])
         return ids
+
+    async def _post(self, body: list[dict[str, Any]]) -> httpx.Response:
+        try:
+            return await self._client.post("/api/posts", json=body)
+        except httpx.TransportError as error:
+            raise RuntimeError(
+                f"cannot reach the API at {self.base_url} ({type(error).__name__}); "
+                "is `sentiment-platform serve` running?"
+            ) from error
 
     async def aclose(self) -> None:
         await self._client.aclose()
