@@ -74,6 +74,8 @@ def encode_post(post: Post) -> dict[str, str]:
 
 def decode_post(fields: Mapping[str, str]) -> Post:
     """The post an entry carries; ValueError (pydantic's ValidationError is one) if it has none."""
+    if not fields:  # what a pending entry reads as once MAXLEN trimmed it away
+        raise ValueError("entry is gone from the stream (trimmed before it was processed)")
     if POST_FIELD not in fields:
         raise ValueError(f"entry has no {POST_FIELD!r} field")
     return Post.model_validate_json(fields[POST_FIELD])

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sentiment_platform.bus import Event, MemoryBus, MemoryEvents, decode_post
 from sentiment_platform.domain import Post
 
@@ -87,3 +89,14 @@ async def test_memory_events_fan_out_to_every_subscriber() -> None:
     for subscription in (first, second):
         received = [await asyncio.wait_for(anext(subscription), 1) for _ in range(2)]
         assert [e.type for e in received] == ["post.analyzed", "alert"]
+
+
+async def test_a_pending_entry_trimmed_away_reads_as_gone() -> None:
+    bus = MemoryBus(maxlen=2)
+    await bus.publish(_posts(1))
+    [held] = await bus.read("a", count=1, block_ms=10)
+    await bus.publish(_posts(2, "q"))  # pushes the held entry out
+    [again] = await bus.read_pending("a", count=10)
+    assert again.entry_id == held.entry_id and again.fields == {}
+    with pytest.raises(ValueError, match="gone from the stream"):
+        decode_post(again.fields)
