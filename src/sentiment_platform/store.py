@@ -7,8 +7,9 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
@@ -24,19 +25,15 @@ async def save_batch(
     """
     if posts:
         ingested_at = utcnow()
-        await session.execute(
-            _insert_ignoring_duplicates(session, SocialMediaPost, "post_id"),
+        await _insert_new(
+            session,
+            SocialMediaPost,
             [post.model_dump() | {"ingested_at": ingested_at} for post in posts],
         )
     if not analyses:
         return 0
-    result = await session.execute(
-        _insert_ignoring_duplicates(session, SentimentAnalysis, "post_id").returning(
-            SentimentAnalysis.__table__.c.post_id
-        ),
-        [{name: getattr(analysis, name) for name in _ANALYSIS_COLUMNS} for analysis in analyses],
-    )
-    return len(result.all())
+    rows = [{name: getattr(analysis, name) for name in _ANALYSIS_COLUMNS} for analysis in analyses]
+    return len(await _insert_new(session, SentimentAnalysis, rows))
 
 
 # A shallow row per analysis: `dataclasses.asdict` deep-copies every value, which was a third
@@ -44,12 +41,33 @@ async def save_batch(
 _ANALYSIS_COLUMNS = tuple(field.name for field in fields(Analysis))
 
 
-def _insert_ignoring_duplicates(session: AsyncSession, model: Any, key: str) -> Any:
-    """A Core INSERT on the model's table: the ORM bulk path costs more per row than the rest
-    of the worker's batch handling together."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(model.__table__).on_conflict_do_nothing(index_elements=[key])
+async def _insert_new(session: AsyncSession, model: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """INSERT … ON CONFLICT (post_id) DO NOTHING; returns the post_ids actually inserted.
+
+    PostgreSQL gets one statement with one array per column (`SELECT unnest(…), …`): a
+    statement with a parameter per value cost the worker more than the rest of its batch.
+    """
+    table = model.__table__
+    columns = list(rows[0])
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = select(
+            *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in columns)
+        )
+        statement = (
+            postgresql.insert(table)
+            .from_select(columns, arrays)
+            .on_conflict_do_nothing(index_elements=["post_id"])
+            .returning(table.c.post_id)
+        )
+        params: Any = {name: [row[name] for row in rows] for name in columns}
+    else:
+        statement = (
+            sqlite.insert(table)
+            .on_conflict_do_nothing(index_elements=["post_id"])
+            .returning(table.c.post_id)
+        )
+        params = rows
+    return list((await session.execute(statement, params)).scalars())
 
 
 @dataclass(frozen=True, slots=True)
