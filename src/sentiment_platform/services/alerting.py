@@ -365,7 +365,7 @@ class AlertMonitor:
             "window_minutes": self._window_minutes,
         }
         if action is Action.FIRE:
-            alert = Alert(
+            fired = Alert(
                 alert_type=ALERT_TYPE,
                 severity=str(after.severity),
                 state=State.FIRING.value,
@@ -373,9 +373,9 @@ class AlertMonitor:
                 details=facts | _incident_facts(after),
                 created_at=now,
             )
-            session.add(alert)
+            session.add(fired)
             await session.flush()
-            return alert
+            return fired
         alert = await session.get(Alert, before.alert_id) if before.alert_id is not None else None
         if alert is None:
             log.warning("alert row missing id=%s action=%s", before.alert_id, action)
