@@ -370,7 +370,6 @@ class MemoryBus:
 
     def __init__(self, stream: str = "social_posts", maxlen: int = 1_000_000) -> None:
         self.stream = stream
-        self.dead_stream = stream + DEAD_SUFFIX
         self._maxlen = maxlen
         self._entries: dict[int, dict[str, str]] = {}
         self._unread: deque[int] = deque()
