@@ -17,10 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import uvicorn
@@ -300,39 +301,18 @@ async def test_a_hub_that_falls_behind_skips_old_posts_instead_of_dropping_clien
 
 
 @contextlib.contextmanager
-def api_process(env: dict[str, str]) -> Iterator[int]:
-    """`uvicorn --factory sentiment_platform.main:create_app` on a free port; yields the port."""
-    sock = free_socket()
-    port = sock.getsockname()[1]
-    sock.close()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "sentiment_platform.main:create_app",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--ws-per-message-deflate",
-            "false",
-        ],
-        env=os.environ | env,
-        cwd=REPO_ROOT,
-    )
+def running(args: list[str], env: dict[str, str], port: int | None = None) -> Iterator[None]:
+    """A subprocess of this repo; with `port`, started once it accepts connections there."""
+    process = subprocess.Popen(args, env=os.environ | env, cwd=REPO_ROOT)
     try:
         deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, "the API process exited"
-            assert time.monotonic() < deadline, "the API process did not start"
+        while port is not None:
+            assert process.poll() is None, f"{args[2]} exited"
+            assert time.monotonic() < deadline, f"{args[2]} did not start"
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
                 break
             time.sleep(0.1)
-        yield port
+        yield
     finally:
         process.terminate()
         try:
@@ -341,9 +321,32 @@ def api_process(env: dict[str, str]) -> Iterator[int]:
             process.kill()
 
 
+@contextlib.contextmanager
+def api_process(env: dict[str, str]) -> Iterator[int]:
+    """`uvicorn --factory sentiment_platform.main:create_app` on a free port; yields the port."""
+    sock = free_socket()
+    port = sock.getsockname()[1]
+    sock.close()
+    args = [
+        sys.executable, "-m", "uvicorn", "--factory", "sentiment_platform.main:create_app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+        "--ws-per-message-deflate", "false",
+    ]  # fmt: skip
+    with running(args, env, port):
+        yield port
+
+
+def worker_process(env: dict[str, str]) -> contextlib.AbstractContextManager[None]:
+    """A real `sentiment-platform worker` with the pipeline tests' keyword analyzer."""
+    cli = str(Path(sys.executable).parent / "sentiment-platform")
+    analyzer = "tests.integration.pipeline_support:KeywordAnalyzer"
+    worker_env = env | {"PYTHONPATH": str(REPO_ROOT), "WORKER_BLOCK_MS": "100"}
+    return running([cli, "worker", "--analyzer", analyzer], worker_env)
+
+
 @pytest.mark.redis
 @pytest.mark.postgres
-async def test_two_api_processes_push_the_same_post_and_one_alert() -> None:
+async def test_two_api_processes_push_what_one_worker_analyses_and_one_alert() -> None:
     database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/sentiment_live_{os.getpid()}"
     channel = f"test_events_{uuid.uuid4().hex}"
     settings = Settings(
@@ -366,7 +369,7 @@ async def test_two_api_processes_push_the_same_post_and_one_alert() -> None:
     events = RedisEvents(redis_client(settings), channel)
     admin = redis_client(settings)
     try:
-        with api_process(env) as port_a, api_process(env) as port_b:
+        with api_process(env) as port_a, api_process(env) as port_b, worker_process(env):
             async with (
                 connect(f"ws://127.0.0.1:{port_a}/ws") as ws_a,
                 connect(f"ws://127.0.0.1:{port_b}/ws") as ws_b,
@@ -378,6 +381,20 @@ async def test_two_api_processes_push_the_same_post_and_one_alert() -> None:
                 await events.publish(Event(POST_ANALYZED, post_item("redis-1", "from a worker")))
                 for ws in (ws_a, ws_b):
                     assert (await next_of(ws, "post", 1.0))["post_id"] == "redis-1"
+
+                # The whole path: POST to process A, the worker analyses and stores it,
+                # both processes push it.
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_a}") as http:
+                    body = {"post_id": "e2e-1", "source": "test", "content": "I love this"}
+                    response = await http.post("/api/posts", json=body)
+                    assert response.status_code == 202, response.text
+                for ws in (ws_a, ws_b):
+                    post = await next_of(ws, "post", 5.0)
+                    received = utcnow()
+                    assert post["post_id"] == "e2e-1" and post["sentiment"] == "positive"
+                    assert post["model"] == "test-keyword-rule"
+                    analysed = datetime.fromisoformat(post["analyzed_at"])
+                    assert received - analysed < timedelta(seconds=1)
 
                 # Both processes run a monitor; the lease lets one evaluate: one alert, once.
                 await store_analysed(settings, Sentiment.NEGATIVE, 25)
