@@ -91,7 +91,7 @@ class Settings(BaseSettings):
 
     # --- websocket ---
     ws_allowed_origins: CommaList = []  # besides the server's own host and loopback; "*": any
-    ws_queue_size: int = Field(512, ge=1)  # messages queued per client before it is dropped
+    ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (1013)
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
     _split_origins = field_validator("ws_allowed_origins", mode="before")(_split_commas)
