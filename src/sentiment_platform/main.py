@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -126,7 +127,7 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
 
 
 def _run_in_background(
-    stack: AsyncExitStack, run: Callable[[asyncio.Event], Awaitable[None]], name: str
+    stack: AsyncExitStack, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
 ) -> None:
     """Start `run(stop)` as a task; on shutdown set `stop` and wait for it to finish."""
     stop = asyncio.Event()

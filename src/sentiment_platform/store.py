@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import Alert, SentimentAnalysis, SocialMediaPost
+
+SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
 
 
 async def save_batch(
@@ -97,7 +99,7 @@ async def list_posts(session: AsyncSession, where: PostFilter) -> tuple[list[Pos
     return [PostView.of(post, analysis) for post, analysis in rows], total
 
 
-def _filtered_posts(query: Select[Any], where: PostFilter) -> Select[Any]:
+def _filtered_posts(query: SelectT, where: PostFilter) -> SelectT:
     if where.sentiment is not None:
         query = query.where(SentimentAnalysis.sentiment == where.sentiment.value)
     if where.emotion is not None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import text
 
-from sentiment_platform.api.schemas import Health
+from sentiment_platform.api.schemas import Health, Verdict
 
 router = APIRouter(tags=["probes"])
 
@@ -23,7 +23,7 @@ class Checks:
     model: str
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         """down: no store; degraded: the store answers but the bus or the model does not."""
         if self.database != "ok":
             return "down"

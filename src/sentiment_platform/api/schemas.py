@@ -134,8 +134,11 @@ def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": Problem} for code in codes}
 
 
+Verdict = Literal["ok", "degraded", "down"]
+
+
 class Health(BaseModel):
-    status: Literal["ok", "degraded", "down"]
+    status: Verdict
     database: str
     redis: str
     model: str

@@ -12,11 +12,12 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, Select, func, literal_column, select
+from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
+from sentiment_platform.store import SelectT
 
 
 class Bucket(StrEnum):
@@ -66,7 +67,7 @@ _SQLITE_FORMATS = {
 }
 
 
-def _bucket_start(dialect: str, column: ColumnElement[Any], bucket: Bucket) -> ColumnElement[Any]:
+def _bucket_start(dialect: str, column: Any, bucket: Bucket) -> ColumnElement[Any]:
     """The start of the UTC bucket a timestamp falls in, in the dialect's own SQL."""
     if dialect == "sqlite":
         return func.strftime(literal_column(f"'{_SQLITE_FORMATS[bucket]}'"), column)
@@ -131,7 +132,7 @@ async def compute_metrics(
     """Counts over analysed posts created in [start, end), optionally for one source."""
     bucket = bucket or Bucket.for_range(start, end)
 
-    def scoped(query: Select[Any]) -> Select[Any]:
+    def scoped(query: SelectT) -> SelectT:
         query = query.select_from(SocialMediaPost).join(SocialMediaPost.analysis)
         query = query.where(SocialMediaPost.created_at >= start, SocialMediaPost.created_at < end)
         if source is not None:
