@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -66,9 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
-    Instrumentator(excluded_handlers=["/metrics", "/livez", "/readyz"]).instrument(app).expose(
-        app, include_in_schema=False
-    )
+    # Per-app registry: a second app in one process (tests) must not share request counters.
+    app.state.http_metrics = CollectorRegistry()
+    Instrumentator(
+        registry=app.state.http_metrics, excluded_handlers=["/metrics", "/livez", "/readyz"]
+    ).instrument(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
     app.add_exception_handler(PoolTimeoutError, _store_unavailable)

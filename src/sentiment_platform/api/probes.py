@@ -7,6 +7,7 @@ import asyncio
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from sentiment_platform.api.schemas import Health, Verdict
@@ -65,6 +66,13 @@ async def health(request: Request, response: Response) -> Health:
     if checks.verdict == "down":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus text: the process's own metrics, then this app's request metrics."""
+    body = generate_latest(REGISTRY) + generate_latest(request.app.state.http_metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
 def _fields(checks: Checks) -> dict[str, str]:
