@@ -62,6 +62,11 @@ class Entry:
     deliveries: int = 1
 
 
+# The events that travel on the events channel.
+POST_ANALYZED = "post.analyzed"  # data: the post item (PostView as JSON)
+ALERT = "alert"  # data: the alert item, on fire, re-notification and resolve
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     type: str

@@ -13,7 +13,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,72 +23,20 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sentiment_platform import store
-from sentiment_platform.bus import Event, Events, RedisEvents, redis_client
+from sentiment_platform.bus import POST_ANALYZED, Event, RedisEvents, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
-from sentiment_platform.main import create_app
 from tests.conftest import recreate_postgres_database
+from tests.servers import ThreadedServer, free_socket
 
 pytestmark = pytest.mark.asyncio
 
-POST_ANALYZED = "post.analyzed"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_socket() -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    return sock
-
-
-class ThreadedServer:
-    """The app under uvicorn on its own loop in a thread; `publish` goes onto its events."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.app = create_app(settings)
-        self.sock = free_socket()
-        self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", ws_per_message_deflate=False, lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.thread = threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True)
-
-    async def _serve(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        await self.server.serve(sockets=[self.sock])
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-    async def publish(self, *events: Event) -> None:
-        """Publish on the server's loop, as its worker would."""
-        assert self.loop is not None
-        server_events: Events = self.app.state.events
-        await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(server_events.publish_many(events), self.loop)
-        )
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.bus import (
+    POST_ANALYZED,
     MemoryBus,
     MemoryEvents,
     RedisEvents,
@@ -25,7 +26,7 @@ from sentiment_platform.bus import (
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post, Prediction
-from sentiment_platform.pipeline.worker import POST_ANALYZED, Worker, WorkerConfig
+from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
     KeywordAnalyzer,
     counts,

@@ -44,14 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.websockets import WebSocketDisconnected
 
-from sentiment_platform.bus import Events
+from sentiment_platform.bus import ALERT, POST_ANALYZED, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.services.aggregator import compute_metrics, window
-from sentiment_platform.services.alerting import ALERT_EVENT
 
 log = logging.getLogger(__name__)
 
-POST_ANALYZED = "post.analyzed"  # the worker's event type (pipeline/worker.py)
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 CLOSE_TIMEOUT_S = 10.0  # how long a dropped client gets to read up to its close frame
 RESUBSCRIBE_DELAY_S = 1.0
@@ -215,7 +213,7 @@ class Hub:
                     if event.type == POST_ANALYZED:
                         self._posts.append(event.data)
                         self._posts_ready.set()
-                    elif event.type == ALERT_EVENT:
+                    elif event.type == ALERT:
                         self.broadcast([encode("alert", event.data)])
             except Exception as error:  # noqa: BLE001 - keep the hub alive whatever the channel does
                 log.warning("ws events subscription failed error=%s", type(error).__name__)

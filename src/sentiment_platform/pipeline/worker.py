@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.bus import (
+    POST_ANALYZED,
     Backoff,
     Bus,
     Entry,
@@ -42,7 +43,6 @@ from sentiment_platform.domain import Analysis, Post, PostView, Prediction, utcn
 
 log = logging.getLogger(__name__)
 
-POST_ANALYZED = "post.analyzed"
 ANALYZER = "analyzer: "  # prefix of the errors the analyzer raised
 PROBE_TEXT = "ok"  # tells a down analyzer from bad posts
 # SQLSTATE classes of errors that belong to particular rows (data exception, integrity

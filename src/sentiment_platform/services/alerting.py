@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import Event, Events, redis_client
+from sentiment_platform.bus import ALERT, Event, Events, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Sentiment, utcnow
 from sentiment_platform.models.database import Alert, SentimentAnalysis, SocialMediaPost
@@ -47,7 +47,6 @@ from sentiment_platform.models.database import Alert, SentimentAnalysis, SocialM
 log = logging.getLogger(__name__)
 
 ALERT_TYPE = "negative_spike"
-ALERT_EVENT = "alert"
 DEFAULT_RECOVERY_GAP = 0.05
 LEASE_MIN_TTL_S = 5.0
 
@@ -340,7 +339,7 @@ class AlertMonitor:
                 sample.share,
                 sample.total,
             )
-            await self._events.publish(Event(ALERT_EVENT, alert_item(alert)))
+            await self._events.publish(Event(ALERT, alert_item(alert)))
         return decision
 
     async def _record(
