@@ -112,6 +112,13 @@ class Backoff:
         self.attempt = 0
 
 
+@dataclass(frozen=True, slots=True)
+class StreamStats:
+    length: int  # entries kept in the stream
+    pending: int  # delivered to a worker, not yet acknowledged
+    lag: int  # not yet delivered to any worker
+
+
 class Bus(Protocol):
     """A stream with one consumer group: at-least-once delivery, acks, claims, dead letters."""
 
@@ -149,6 +156,10 @@ class Bus(Protocol):
 
     async def health(self) -> str:
         """'ok', 'in-process', or 'down: <reason>' for /api/health."""
+        ...
+
+    async def stats(self) -> StreamStats:
+        """The stream's backlog, for /metrics."""
         ...
 
     async def close(self) -> None: ...
@@ -347,6 +358,20 @@ class RedisStreamBus:
             return f"down: {_reason(error)}"
         return "ok"
 
+    async def stats(self) -> StreamStats:
+        """XLEN and the group's entry in XINFO GROUPS (whose `lag` Redis 7.0 reports)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            try:
+                length, groups = await pipe.execute()
+            except ResponseError:  # no stream yet
+                return StreamStats(0, 0, 0)
+        group = next((g for g in groups if g["name"] == self.group), None)
+        if group is None:
+            return StreamStats(length, 0, length)
+        return StreamStats(length, int(group["pending"]), int(group.get("lag") or 0))
+
     async def close(self) -> None:
         await self._redis.aclose()
 
@@ -471,6 +496,9 @@ class MemoryBus:
 
     async def health(self) -> str:
         return "in-process"
+
+    async def stats(self) -> StreamStats:
+        return StreamStats(len(self._entries), len(self._pending), len(self._unread))
 
     async def close(self) -> None:
         """Nothing to release: the entries live and die with the process."""

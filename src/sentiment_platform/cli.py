@@ -102,6 +102,10 @@ def worker(
             err=True,
         )
         raise typer.Exit(2)
+    if settings.worker_metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(settings.worker_metrics_port, addr=settings.api_host)
     try:
         model = load_analyzer(analyzer, settings)
     except (RuntimeError, ValueError) as error:

@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     worker_block_ms: int = Field(1_000, ge=10, le=5_000)  # XREADGROUP BLOCK
     claim_idle_ms: int = Field(60_000, ge=100)  # janitor takes entries idle this long
     max_deliveries: int = Field(5, ge=1)  # then the entry goes to `<stream>:dead`
+    worker_metrics_port: int | None = Field(None, ge=1, le=65535)  # a worker's /metrics
 
     # --- API ---
     api_host: str = "127.0.0.1"

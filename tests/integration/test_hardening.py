@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as redis
 
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
@@ -151,3 +152,23 @@ async def test_prometheus_metrics_count_requests_and_posts(tmp_path: Path) -> No
     assert 'http_request_duration_seconds_bucket{handler="/api/posts"' in text
     for name in ("sentiment_websocket_clients", "sentiment_alerts_firing", "sentiment_stream_lag"):
         assert f"# TYPE {name} gauge" in text
+
+
+@pytest.mark.parametrize("redis_host", [None, pytest.param("127.0.0.1", marks=pytest.mark.redis)])
+async def test_metrics_report_the_stream_backlog(tmp_path: Path, redis_host: str | None) -> None:
+    stream = f"metrics-test-{uuid.uuid4().hex}"
+    settings = sqlite(tmp_path, redis_host=redis_host, redis_stream_name=stream)
+    async with client_for(settings) as client:
+        await client.post("/api/posts", json=[POST] * 3)
+        text = (await client.get("/metrics")).text
+        if redis_host:
+            await delete_stream(stream)
+    assert sample(text, "sentiment_stream_length") == 3
+    assert sample(text, "sentiment_stream_lag") == 3  # no worker has read them yet
+    assert sample(text, "sentiment_stream_pending") == 0
+
+
+async def delete_stream(stream: str) -> None:
+    client = redis.Redis(host="127.0.0.1")
+    await client.delete(stream)
+    await client.aclose()

@@ -116,7 +116,12 @@ def test_no_secret_reaches_the_logs_of_a_full_run(provider: str, tmp_path: Path)
                 time.sleep(0.2)
             assert {item["model"] for item in page["items"]} == {"llm/openai/gpt-4o-mini"}
             assert httpx.get(f"{base}/api/health").json()["model"].startswith("ok")
-            httpx.get(f"{base}/metrics")
+            metrics = httpx.get(f"{base}/metrics").text
+            model = 'model="llm/openai/gpt-4o-mini"'
+            assert f"sentiment_posts_analyzed_total{{{model}}} 10.0" in metrics
+            assert 'sentiment_analyzer_batch_seconds_count{backend="llm/openai/gpt-4o-mini"}' in (
+                metrics
+            )
         finally:
             process.terminate()
             process.wait(30)

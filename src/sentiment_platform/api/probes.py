@@ -4,6 +4,7 @@ contract's `/api/health` (the same checks, reported as ok / degraded / down)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, Response, status
@@ -11,6 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 
 from sentiment_platform.api.schemas import Health, Verdict
+from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["probes"])
 
@@ -71,6 +75,14 @@ async def health(request: Request, response: Response) -> Health:
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     """Prometheus text: the process's own metrics, then this app's request metrics."""
+    try:
+        stats = await asyncio.wait_for(request.app.state.bus.stats(), CHECK_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - a bus that is down leaves the last figures
+        log.warning("stream stats unavailable error=%s", type(error).__name__)
+    else:
+        STREAM_LENGTH.set(stats.length)
+        STREAM_PENDING.set(stats.pending)
+        STREAM_LAG.set(stats.lag)
     body = generate_latest(REGISTRY) + generate_latest(request.app.state.http_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 

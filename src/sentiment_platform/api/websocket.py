@@ -47,6 +47,7 @@ from starlette.websockets import WebSocketDisconnected
 from sentiment_platform.bus import ALERT, POST_ANALYZED, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.services.aggregator import compute_metrics, window
+from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Hub:
         return len(self._clients)
 
     def start(self) -> None:
+        WEBSOCKET_CLIENTS.set_function(lambda: self.client_count)
         self._tasks = [
             asyncio.create_task(self._consume(), name="ws-consume"),
             asyncio.create_task(self._flush_posts(), name="ws-flush"),

@@ -40,6 +40,7 @@ from sentiment_platform.bus import (
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
 from sentiment_platform.domain import Analysis, Post, PostView, Prediction, utcnow
+from sentiment_platform.telemetry import POSTS_ANALYZED, POSTS_DEAD_LETTERED
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +244,9 @@ class Worker:
                 )
         self.stored += len(stored)
         self.dead_lettered += len(dead)
+        for _, analysis in stored:
+            POSTS_ANALYZED.labels(model=analysis.model).inc()
+        POSTS_DEAD_LETTERED.inc(len(dead))
         await self._announce(stored)
         log.debug(
             "batch done consumer=%s entries=%d stored=%d retry=%d dead=%d ms=%.1f",

@@ -43,6 +43,7 @@ from sentiment_platform.bus import ALERT, Event, Events, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Sentiment, utcnow
 from sentiment_platform.models.database import Alert, SentimentAnalysis, SocialMediaPost
+from sentiment_platform.telemetry import ALERTS_FIRING
 
 log = logging.getLogger(__name__)
 
@@ -328,6 +329,7 @@ class AlertMonitor:
             alert = await self._record(session, state, decision, sample, now)
             await session.commit()
         self._state = decision.state
+        ALERTS_FIRING.set(1 if decision.state.state is State.FIRING else 0)
         if alert is not None:
             if decision.action is Action.FIRE:
                 self._state = replace(decision.state, alert_id=alert.id)

@@ -20,6 +20,7 @@ from sentiment_platform.domain import Prediction
 from sentiment_platform.services.backends import Backend, BackendUnavailable
 from sentiment_platform.services.llm import load_llm_backend
 from sentiment_platform.services.transformers_backend import load_transformers_backend
+from sentiment_platform.telemetry import ANALYZER_LATENCY
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def _escalation(settings: Settings, llm: Backend | None, below: float) -> Escala
 
 def _predict_checked(backend: Backend, texts: list[str]) -> list[Prediction]:
     """A backend's answer, refused unless it has exactly one prediction per text."""
-    predictions = backend.predict(texts)
+    with ANALYZER_LATENCY.labels(backend=backend.name).time():
+        predictions = backend.predict(texts)
     if len(predictions) != len(texts):
         raise RuntimeError(f"returned {len(predictions)} predictions for {len(texts)} texts")
     return predictions
