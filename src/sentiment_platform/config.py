@@ -59,7 +59,7 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[SecretStr], NoDecode] = []  # unset: write endpoints are open
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1_024)  # larger request bodies get 413
     rate_limit_per_minute: int = Field(1_200, ge=0)  # per API key or client IP; 0 disables
-    cors_origins: CommaList = []  # browser origins allowed to call the API
+    cors_origins: CommaList = []  # browser origins allowed on the API and /ws; "*": any
 
     # --- analyzer ---
     analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
@@ -91,11 +91,9 @@ class Settings(BaseSettings):
     alert_check_interval_s: float = Field(5.0, gt=0.0)
 
     # --- websocket ---
-    ws_allowed_origins: CommaList = []  # besides the server's own host and loopback; "*": any
     ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (1013)
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
-    _split_origins = field_validator("ws_allowed_origins", mode="before")(_split_commas)
 
     _split = field_validator("analyzer_backends", "api_keys", "cors_origins", mode="before")(
         _split_commas

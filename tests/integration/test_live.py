@@ -46,7 +46,7 @@ async def embedded(tmp_path: Path) -> AsyncIterator[Settings]:
         _env_file=None,  # type: ignore[call-arg]
         database_url=f"sqlite+aiosqlite:///{tmp_path / 'live.db'}",
         alert_check_interval_s=0.2,
-        ws_allowed_origins=["https://dash.example.com"],
+        cors_origins=["https://dash.example.com"],
         embedded_worker=False,
     )
     engine = create_engine(settings)
@@ -161,7 +161,7 @@ async def test_origin_allow_list(embedded: Settings) -> None:
         assert refused.value.response.status_code == 403
         for origin in (
             None,  # not a browser
-            "https://dash.example.com",  # WS_ALLOWED_ORIGINS
+            "https://dash.example.com",  # CORS_ORIGINS
             f"http://127.0.0.1:{server.port}",  # the server's own host
             "http://localhost:5173",  # loopback
         ):

@@ -17,7 +17,7 @@ Why it is shaped this way:
   newest `WS_QUEUE_SIZE` of them and the skip is counted and logged; dropping every client
   instead would only make them all reconnect into the same overload.
 - CORS does not cover WebSockets and browsers send `Origin`: an origin other than the
-  server's own host, loopback or one in `WS_ALLOWED_ORIGINS` is refused before the
+  server's own host, loopback or one in `CORS_ORIGINS` is refused before the
   handshake (close 1008, which the server answers as HTTP 403). No `Origin` (a script, not
   a browser) is allowed.
 
@@ -102,7 +102,7 @@ class Hub:
         self._flush_s = settings.ws_flush_ms / 1000
         self._queue_size = settings.ws_queue_size
         self._allowed_origins = frozenset(
-            o.rstrip("/").lower() for o in settings.ws_allowed_origins
+            o.rstrip("/").lower() for o in settings.cors_origins
         )
         self._clients: set[_Client] = set()
         self._posts: list[dict[str, Any]] = []  # analysed posts waiting for the next flush
@@ -162,7 +162,7 @@ class Hub:
                 )
 
     def origin_allowed(self, origin: str | None, headers: Headers) -> bool:
-        """No Origin, the server's own host, loopback, or one of WS_ALLOWED_ORIGINS."""
+        """No Origin, the server's own host, loopback, or one of CORS_ORIGINS."""
         if origin is None or "*" in self._allowed_origins:
             return True
         if origin.rstrip("/").lower() in self._allowed_origins:
