@@ -629,7 +629,8 @@
     conn.retryAt = 0;
     if (conn.ws) return;
     if (conn.attempt > 0) setConnState(navigator.onLine ? "reconnecting" : "offline", navigator.onLine ? "Reconnecting…" : "Offline");
-    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`;
+    // batch=1: one `posts` frame per flush instead of a frame per post (cheaper at volume).
+    const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws?batch=1`;
     let ws;
     try {
       ws = new WebSocket(url);
@@ -654,6 +655,7 @@
       try { msg = JSON.parse(ev.data); } catch { return; }
       if (!msg || typeof msg !== "object") return;
       if (msg.type === "metrics") { conn.sawMetrics = true; renderMetrics(msg.data); }
+      else if (msg.type === "posts") msg.data.forEach(queuePost);
       else if (msg.type === "post") queuePost(msg.data);
       else if (msg.type === "alert") { ingestAlert(msg.data); renderAlerts(); }
     };
