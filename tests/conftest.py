@@ -76,6 +76,12 @@ from sentiment_platform.config import Settings  # noqa: E402
 from sentiment_platform.db import create_engine, upgrade_schema  # noqa: E402
 
 
+def scratch_database_url(suffix: str) -> str:
+    """A database of its own for a group of tests, beside the suite's throw-away one."""
+    url = make_url(TEST_DATABASE_URL)
+    return url.set(database=f"{url.database}_{suffix}").render_as_string(hide_password=False)
+
+
 async def recreate_postgres_database(url: str, create: bool = True) -> None:
     """Drop (and by default create anew) the throw-away test database named in `url`."""
     target = make_url(url)

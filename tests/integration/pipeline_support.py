@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
-import asyncpg
 import pytest_asyncio
 import redis.asyncio as redis
 from sqlalchemy import text
@@ -24,10 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment
+from tests.conftest import recreate_postgres_database, scratch_database_url
 
-PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PG_TEST_DB = "sentiment_pipeline_test"
-PG_TEST_URL = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{PG_TEST_DB}"
+PG_TEST_URL = scratch_database_url("pipeline")
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
 MARKER_ENV = "PIPELINE_TEST_MARKER"
@@ -109,23 +107,14 @@ async def counts(session_factory: async_sessionmaker[AsyncSession]) -> tuple[int
     return int(posts or 0), int(analyses or 0)
 
 
-async def _ensure_database() -> None:
-    connection = await asyncpg.connect(PG_ADMIN_DSN)
-    try:
-        exists = await connection.fetchval("SELECT 1 FROM pg_database WHERE datname=$1", PG_TEST_DB)
-        if not exists:
-            await connection.execute(f'CREATE DATABASE "{PG_TEST_DB}"')
-    finally:
-        await connection.close()
-
-
 @pytest_asyncio.fixture(scope="session", name="pipeline_pg_engine")
 async def fixture_pipeline_pg_engine() -> AsyncIterator[AsyncEngine]:
-    await _ensure_database()
+    await recreate_postgres_database(PG_TEST_URL)
     engine = create_engine(Settings(database_url=PG_TEST_URL))
     await upgrade_schema(engine)
     yield engine
     await engine.dispose()
+    await recreate_postgres_database(PG_TEST_URL, create=False)
 
 
 @pytest_asyncio.fixture(name="pg_sessions")

@@ -31,7 +31,7 @@ from sentiment_platform.bus import POST_ANALYZED, Event, RedisEvents, redis_clie
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
-from tests.conftest import recreate_postgres_database
+from tests.conftest import recreate_postgres_database, scratch_database_url
 from tests.servers import ThreadedServer, free_socket
 
 pytestmark = pytest.mark.asyncio
@@ -294,7 +294,7 @@ def worker_process(env: dict[str, str]) -> contextlib.AbstractContextManager[Non
 @pytest.mark.redis
 @pytest.mark.postgres
 async def test_two_api_processes_push_what_one_worker_analyses_and_one_alert() -> None:
-    database_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/sentiment_live_{os.getpid()}"
+    database_url = scratch_database_url("live")
     channel = f"test_events_{uuid.uuid4().hex}"
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
