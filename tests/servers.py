@@ -1,12 +1,19 @@
-"""A real uvicorn server for the app, in a thread of the test process, on a free port."""
+"""Real servers for the tests: the app under uvicorn in a thread, or `serve` as a process."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import uvicorn
 
 from sentiment_platform.bus import Event, Events
@@ -67,3 +74,45 @@ class ThreadedServer:
         await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(server_events.publish_many(events), self.loop)
         )
+
+
+SCRIPT = Path(sys.executable).with_name("sentiment-platform")
+
+
+@contextmanager
+def serve_process(
+    env: dict[str, str], workdir: Path, *args: str, ready: str = "/livez"
+) -> Iterator[str]:
+    """`sentiment-platform serve` as its own process, as a user runs it; yields its base URL.
+
+    Its output goes to `workdir/serve.log`; the process is stopped with SIGTERM on exit.
+    """
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = f"http://127.0.0.1:{port}"
+    log_path = workdir / "serve.log"
+    environment = {"PATH": os.environ["PATH"], **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [str(SCRIPT), "serve", "--port", str(port), *args],
+            cwd=workdir,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 90
+            while True:
+                assert process.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(base + ready, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, f"serve did not answer {ready}"
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            process.wait(30)

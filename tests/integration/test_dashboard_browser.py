@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.servers import serve_process
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-SCRIPT = Path(sys.executable).with_name("sentiment-platform")
 CHARTS = ("#timeline-chart", "#sentiment-chart", "#emotion-chart")
 BROWSER_ARGS = [
     "--no-sandbox",
@@ -47,40 +43,13 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def demo_server(tmp_path: Path) -> Iterator[str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
     env = {
-        "PATH": os.environ["PATH"],
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
         "ANALYZER_BACKENDS": "embedded",
         "LOG_LEVEL": "WARNING",
     }
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        [str(SCRIPT), "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert process.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "serve --demo did not become ready"
-            time.sleep(0.3)
+    with serve_process(env, tmp_path, "--demo", ready="/readyz") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(30)
-        log.close()
 
 
 def test_dashboard_fills_with_live_data(demo_server: str, tmp_path: Path) -> None:

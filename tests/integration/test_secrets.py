@@ -7,10 +7,7 @@ unreachable here); everything else is the real thing: the console script, uvicor
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -20,6 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.servers import serve_process
 
 LLM_KEY = "sk-live-4f1c9a7e2b-never-log-me"
 API_KEYS = ("write-key-alpha-7d3e9b1c", "write-key-beta-2a8f6c4e")
@@ -62,18 +61,9 @@ def provider() -> Iterator[str]:
     server.shutdown()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_no_secret_reaches_the_logs_of_a_full_run(provider: str, tmp_path: Path) -> None:
-    port = free_port()
     env = {
-        "PATH": os.environ["PATH"],
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'run.db'}",
-        "API_PORT": str(port),
         "LOG_LEVEL": "DEBUG",
         "LOG_FORMAT": "json",
         "ANALYZER_BACKENDS": "llm",
@@ -82,51 +72,31 @@ def test_no_secret_reaches_the_logs_of_a_full_run(provider: str, tmp_path: Path)
         "LLM_BASE_URL": provider,
         "API_KEYS": ",".join(API_KEYS),
     }
-    log_path = tmp_path / "serve.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [str(SCRIPT), "serve"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+    with serve_process(env, tmp_path) as base:
+        posts = [{"source": "test", "content": f"I hate waiting #{i}"} for i in range(5)]
+        for key in API_KEYS:
+            answer = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": key})
+            assert answer.status_code == 202
+        guessed = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": LLM_KEY})
+        assert guessed.status_code == 401
+
+        deadline = time.monotonic() + 30
+        while True:
+            page = httpx.get(f"{base}/api/posts", params={"limit": 100}).json()
+            if page["total"] == 10 and all(item["model"] for item in page["items"]):
+                break
+            assert time.monotonic() < deadline, page
+            time.sleep(0.2)
+        assert {item["model"] for item in page["items"]} == {"llm/openai/gpt-4o-mini"}
+        assert httpx.get(f"{base}/api/health").json()["model"].startswith("ok")
+        metrics = httpx.get(f"{base}/metrics").text
+        model = 'model="llm/openai/gpt-4o-mini"'
+        assert f"sentiment_posts_analyzed_total{{{model}}} 10.0" in metrics
+        assert 'sentiment_analyzer_batch_seconds_count{backend="llm/openai/gpt-4o-mini"}' in (
+            metrics
         )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                assert process.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{base}/livez", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "serve did not come up"
-                time.sleep(0.2)
 
-            posts = [{"source": "test", "content": f"I hate waiting #{i}"} for i in range(5)]
-            for key in API_KEYS:
-                answer = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": key})
-                assert answer.status_code == 202
-            guessed = httpx.post(f"{base}/api/posts", json=posts, headers={"X-API-Key": LLM_KEY})
-            assert guessed.status_code == 401
-
-            deadline = time.monotonic() + 30
-            while True:
-                page = httpx.get(f"{base}/api/posts", params={"limit": 100}).json()
-                if page["total"] == 10 and all(item["model"] for item in page["items"]):
-                    break
-                assert time.monotonic() < deadline, page
-                time.sleep(0.2)
-            assert {item["model"] for item in page["items"]} == {"llm/openai/gpt-4o-mini"}
-            assert httpx.get(f"{base}/api/health").json()["model"].startswith("ok")
-            metrics = httpx.get(f"{base}/metrics").text
-            model = 'model="llm/openai/gpt-4o-mini"'
-            assert f"sentiment_posts_analyzed_total{{{model}}} 10.0" in metrics
-            assert 'sentiment_analyzer_batch_seconds_count{backend="llm/openai/gpt-4o-mini"}' in (
-                metrics
-            )
-        finally:
-            process.terminate()
-            process.wait(30)
-
-    output = log_path.read_text()
+    output = (tmp_path / "serve.log").read_text()
     assert "request" in output.lower()  # DEBUG really did log the traffic
     for secret in (LLM_KEY, *API_KEYS):
         assert secret not in output
