@@ -24,6 +24,14 @@ class _Range(BaseModel):
         return as_utc(value) if isinstance(value, datetime) else value
 
 
+def _not_before(later: datetime | None, info: ValidationInfo, earlier: str) -> datetime | None:
+    """The upper bound of a range may not come before its lower bound (validated first)."""
+    start = info.data.get(earlier)
+    if later is not None and start is not None and as_utc(later) < start:
+        raise ValueError(f"{info.field_name} must not be before {earlier}")
+    return later
+
+
 class PostsQuery(_Range):
     model_config = {"extra": "forbid"}
 
@@ -36,13 +44,9 @@ class PostsQuery(_Range):
     until: IsoDateTime | None = None
     q: str | None = Field(None, min_length=1, max_length=200)
 
-    @field_validator("until")
-    @classmethod
-    def _until_after_since(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
-        since = info.data.get("since")
-        if until is not None and since is not None and as_utc(until) < since:
-            raise ValueError("until must not be before since")
-        return until
+    _until_after_since = field_validator("until")(
+        lambda until, info: _not_before(until, info, "since")
+    )
 
 
 class MetricsQuery(_Range):
@@ -56,13 +60,7 @@ class MetricsQuery(_Range):
     bucket: Bucket | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
 
-    @field_validator("end")
-    @classmethod
-    def _end_after_start(cls, end: datetime | None, info: ValidationInfo) -> datetime | None:
-        start = info.data.get("start")
-        if end is not None and start is not None and as_utc(end) < start:
-            raise ValueError("end must not be before start")
-        return end
+    _end_after_start = field_validator("end")(lambda end, info: _not_before(end, info, "start"))
 
     @model_validator(mode="after")
     def _resolve_range(self) -> MetricsQuery:
