@@ -386,8 +386,10 @@ async def run_demo(
 
 
 DEMO_RATE = 20.0  # posts/s: lively on a dashboard, light on a laptop
-# (negative ratio, seconds): calm, then a spike that fires the alert, then calm that resolves it.
-DEMO_PHASES = ((0.15, 120.0), (0.7, 60.0))
+# (negative ratio, seconds): four calm minutes, then a four-minute storm. Over the default
+# five-minute window the negative share crosses 0.4 some two to three minutes into the storm
+# (the alert fires) and falls back under 0.35 about three minutes into the calm (it resolves).
+DEMO_PHASES = ((0.1, 240.0), (0.8, 240.0))
 
 
 async def feed_demo(publisher: Publisher, stop: asyncio.Event) -> None:
