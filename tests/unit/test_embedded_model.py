@@ -1,0 +1,89 @@
+"""The shipped embedded model: it loads from the package, labels plain texts sensibly, and
+keeps its measured quality on TweetEval validation tweets (no training here; seconds)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import Emotion, Sentiment
+from sentiment_platform.services.backends import Backend
+from sentiment_platform.services.embedded_backend import EmbeddedBackend, load_embedded_backend
+from sentiment_platform.training.data import load_sentiment
+from sentiment_platform.training.metrics import scores
+
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SENTIMENT_DATA = SHARED_DATA / "tweeteval" / "sentiment"
+
+
+@pytest.fixture(scope="module")
+def backend() -> EmbeddedBackend:
+    return load_embedded_backend(Settings(), threads=2)
+
+
+def test_artifact_ships_inside_the_package() -> None:
+    files = resources.files("sentiment_platform") / "embedded_model"
+    for name in (
+        "model.onnx",
+        "tokenizer.json",
+        "config.json",
+        "emotion_head.npz",
+        "MODEL_CARD.md",
+    ):
+        assert (files / name).is_file(), name
+    size = sum((files / n).stat().st_size for n in ("model.onnx", "tokenizer.json"))
+    assert size < 25 * 2**20
+
+
+def test_loads_as_a_backend_named_in_predictions(backend: EmbeddedBackend) -> None:
+    assert isinstance(backend, Backend)
+    predictions = backend.predict(["hello there", "what a day"])
+    assert [p.model for p in predictions] == [backend.name] * 2
+    assert backend.name.startswith("embedded/")
+    assert backend.predict([]) == []
+
+
+def test_obvious_texts_get_obvious_labels(backend: EmbeddedBackend) -> None:
+    texts = {
+        "I love this so much, best day of my life!": (Sentiment.POSITIVE, Emotion.JOY),
+        "This is awful. I hate it, worst service ever.": (Sentiment.NEGATIVE, Emotion.ANGER),
+        "I miss her so much, I can't stop crying.": (Sentiment.NEGATIVE, Emotion.SADNESS),
+    }
+    predictions = backend.predict(list(texts))
+    for (text, (sentiment, emotion)), prediction in zip(texts.items(), predictions, strict=True):
+        assert (prediction.sentiment, prediction.emotion) == (sentiment, emotion), text
+        assert 0.0 < prediction.confidence <= 1.0
+        assert 0.0 < prediction.emotion_confidence <= 1.0
+
+
+def test_results_do_not_hinge_on_the_batch(backend: EmbeddedBackend) -> None:
+    """Order is kept; int8 activations are scaled per call, so scores may move only a little."""
+    texts = [
+        "Thank you all so much, what a wonderful evening!",
+        "The train was late again and nobody told us anything. Useless.",
+        "The meeting is moved to Thursday at 10am.",
+    ]
+    together = backend.predict(texts)
+    alone = [backend.predict([text])[0] for text in texts]
+    assert [p.sentiment for p in together] == [
+        Sentiment.POSITIVE,
+        Sentiment.NEGATIVE,
+        Sentiment.NEUTRAL,
+    ]
+    assert [p.sentiment for p in alone] == [p.sentiment for p in together]
+    for a, b in zip(together, alone, strict=True):
+        assert a.confidence == pytest.approx(b.confidence, abs=0.05)
+
+
+@pytest.mark.skipif(
+    not SENTIMENT_DATA.is_dir(), reason=f"shared data not found at {SENTIMENT_DATA}"
+)
+def test_macro_recall_on_validation_sample(backend: EmbeddedBackend) -> None:
+    val = load_sentiment(SENTIMENT_DATA, "val")
+    texts, gold = val.texts[::2], val.hard_labels()[::2]  # 1,000 tweets: a second or two
+    predicted = [p.sentiment.value for p in backend.predict(texts)]
+    result = scores(gold, predicted, [s.value for s in Sentiment])
+    assert result["macro_recall"] > 70, result
