@@ -135,6 +135,14 @@ class Post(BaseModel):
             raise ValueError("content must not be empty")
         return value
 
+    @field_validator("post_id", "source", "content", "author")
+    @classmethod
+    def _no_nul(cls, value: str | None) -> str | None:
+        # PostgreSQL text cannot hold NUL: refuse it here rather than dead-letter it later.
+        if value is not None and "\x00" in value:
+            raise ValueError("must not contain NUL (\\x00) characters")
+        return value
+
     @field_validator("created_at")
     @classmethod
     def _created_at_utc(cls, value: datetime) -> datetime:

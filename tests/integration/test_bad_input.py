@@ -74,6 +74,7 @@ async def test_database_down_is_503_everywhere() -> None:
         ({"source": "x", "content": "   "}, ["body", "post", "content"]),
         ({"source": "x", "content": "a" * 10_001}, ["body", "post", "content"]),
         ({"content": "no source"}, ["body", "post", "source"]),
+        ({"source": "x", "content": "nul \x00 byte"}, ["body", "post", "content"]),
         ([], ["body", "batch"]),
         ([{"source": "x", "content": "ok"}] * 1_001, ["body", "batch"]),
         ([{"source": "x", "content": "ok"}, {"source": "x"}], ["body", "batch", 1, "content"]),
