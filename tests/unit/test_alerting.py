@@ -157,14 +157,16 @@ def test_severity_from_distance_above_threshold(percent: int, severity: Severity
     assert clock.feed(share(percent)).state.severity is severity
 
 
-def test_severity_is_the_incident_peak() -> None:
-    clock = Clock(policy(alert_repeat_minutes=1), step_s=30)
+def test_severity_is_the_incident_peak_and_an_escalation_is_announced_at_once() -> None:
+    clock = Clock(policy(alert_repeat_minutes=15), step_s=30)
     assert clock.feed(share(45)).state.severity is Severity.WARNING
-    assert clock.feed(share(70)).state.severity is Severity.CRITICAL  # escalates silently...
-    decision = clock.feed(share(45))
-    assert decision.action is Action.RENOTIFY  # ...and is announced with the next notification
-    assert decision.state.severity is Severity.CRITICAL
-    assert decision.state.peak_share == pytest.approx(0.7)
+    escalated = clock.feed(share(70))
+    assert escalated.action is Action.RENOTIFY  # not 15 minutes later
+    assert escalated.state.severity is Severity.CRITICAL
+    calmer = clock.feed(share(45))
+    assert calmer.action is None  # no news: still the same critical incident
+    assert calmer.state.severity is Severity.CRITICAL
+    assert calmer.state.peak_share == pytest.approx(0.7)
 
 
 def test_a_tiny_threshold_keeps_a_proportional_recovery_band() -> None:

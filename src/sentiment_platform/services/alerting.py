@@ -12,7 +12,8 @@ when it is re-notified (at most every `ALERT_REPEAT_MINUTES`: current share, pea
 notification count), and closed with state `resolved` and `resolved_at`. Every fire,
 re-notification and resolve is published as an `alert` event whose data is the row as
 `GET /api/alerts` shows it. Severity is the incident's peak: `critical` once the share reached
-threshold + `ALERT_CRITICAL_MARGIN`, else `warning`.
+threshold + `ALERT_CRITICAL_MARGIN`, else `warning`; an escalation to `critical` is
+announced at once, not at the next re-notification.
 
 One monitor evaluates per deployment. In Redis mode the API processes compete for a lease
 (`SET key token NX PX ttl`), renewed at every check and released only by its owner (compare-
@@ -154,7 +155,8 @@ def evaluate(state: AlertState, sample: Sample, now: datetime, policy: Policy) -
             severity=_worse(state.severity, policy.severity(share)),
             peak_share=max(state.peak_share, share),
         )
-        if state.notified_at is None or now - state.notified_at >= policy.repeat:
+        escalated = firing.severity is not state.severity  # warning -> critical: say so now
+        if escalated or state.notified_at is None or now - state.notified_at >= policy.repeat:
             notified = replace(firing, notified_at=now, notifications=state.notifications + 1)
             return Decision(notified, Action.RENOTIFY)
         return Decision(firing)
