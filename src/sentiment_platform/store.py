@@ -91,10 +91,10 @@ async def list_posts(session: AsyncSession, where: PostFilter) -> tuple[list[Pos
     )
     page = query.order_by(SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
     rows = (await session.execute(page.limit(where.limit).offset(where.offset))).all()
-    count_query = _filtered_posts(
-        select(func.count()).select_from(SocialMediaPost).outerjoin(SocialMediaPost.analysis),
-        where,
-    )
+    counted = select(func.count()).select_from(SocialMediaPost)
+    if where.sentiment is not None or where.emotion is not None:
+        counted = counted.join(SocialMediaPost.analysis)  # only then is the join needed
+    count_query = _filtered_posts(counted, where)
     total = (await session.execute(count_query)).scalar_one()
     return [PostView.of(post, analysis) for post, analysis in rows], total
 

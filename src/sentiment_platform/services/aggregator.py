@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
-from sentiment_platform.store import SelectT
 
 
 class Bucket(StrEnum):
@@ -132,27 +131,26 @@ async def compute_metrics(
     """Counts over analysed posts created in [start, end), optionally for one source."""
     bucket = bucket or Bucket.for_range(start, end)
 
-    def scoped(query: SelectT) -> SelectT:
-        query = query.select_from(SocialMediaPost).join(SocialMediaPost.analysis)
-        query = query.where(SocialMediaPost.created_at >= start, SocialMediaPost.created_at < end)
-        if source is not None:
-            query = query.where(SocialMediaPost.source == source)
-        return query
-
     dialect = session.get_bind().dialect.name
     bucket_start = _bucket_start(dialect, SocialMediaPost.created_at, bucket).label("bucket_start")
-    sentiment = SentimentAnalysis.sentiment
-    by_time = await session.execute(
-        scoped(select(bucket_start, sentiment, func.count())).group_by(bucket_start, sentiment)
+    groups = (
+        bucket_start,
+        SocialMediaPost.source,
+        SentimentAnalysis.sentiment,
+        SentimentAnalysis.emotion,
     )
-    by_source = await session.execute(
-        scoped(select(SocialMediaPost.source, sentiment, func.count())).group_by(
-            SocialMediaPost.source, sentiment
-        )
+    # One scan, grouped finely enough (buckets x sources x 3 x 6 rows at most) that every
+    # figure below is a sum over it.
+    query = (
+        select(*groups, func.count())
+        .select_from(SocialMediaPost)
+        .join(SocialMediaPost.analysis)
+        .where(SocialMediaPost.created_at >= start, SocialMediaPost.created_at < end)
+        .group_by(*groups)
     )
-    by_emotion = await session.execute(
-        scoped(select(SentimentAnalysis.emotion, func.count())).group_by(SentimentAnalysis.emotion)
-    )
+    if source is not None:
+        query = query.where(SocialMediaPost.source == source)
+    rows = await session.execute(query)
 
     timeline = {
         moment: TimelinePoint(bucket_start=moment)
@@ -161,15 +159,17 @@ async def compute_metrics(
         )
     }
     sentiment_counts: dict[str, int] = defaultdict(int)
-    for moment, label, count in by_time:
-        point = timeline[_as_moment(moment)]
-        setattr(point, label, count)
-        point.total += count
-        sentiment_counts[label] += count
+    emotion_counts: dict[str, int] = defaultdict(int)
     sources: dict[str, SourceBreakdown] = defaultdict(SourceBreakdown)
-    for name, label, count in by_source:
-        setattr(sources[name], label, count)
-        sources[name].total += count
+    for moment, name, sentiment, emotion, count in rows:
+        point = timeline[_as_moment(moment)]
+        setattr(point, sentiment, getattr(point, sentiment) + count)
+        point.total += count
+        breakdown = sources[name]
+        setattr(breakdown, sentiment, getattr(breakdown, sentiment) + count)
+        breakdown.total += count
+        sentiment_counts[sentiment] += count
+        emotion_counts[emotion] += count
 
     total = sum(sentiment_counts.values())
     return Metrics(
@@ -178,7 +178,7 @@ async def compute_metrics(
         bucket=bucket,
         total=total,
         sentiment=_shares(sentiment_counts, Sentiment, total),
-        emotion=_shares({label: count for label, count in by_emotion}, Emotion, total),
+        emotion=_shares(emotion_counts, Emotion, total),
         timeline=list(timeline.values()),
         by_source=dict(sorted(sources.items())),
     )
