@@ -101,9 +101,7 @@ class Hub:
         self._metrics_interval_s = settings.ws_metrics_interval_s
         self._flush_s = settings.ws_flush_ms / 1000
         self._queue_size = settings.ws_queue_size
-        self._allowed_origins = frozenset(
-            o.rstrip("/").lower() for o in settings.cors_origins
-        )
+        self._allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
         self._clients: set[_Client] = set()
         self._posts: list[dict[str, Any]] = []  # analysed posts waiting for the next flush
         self._posts_ready = asyncio.Event()
