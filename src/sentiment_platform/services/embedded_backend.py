@@ -28,6 +28,17 @@ ARTIFACT_DIR = "embedded_model"
 CHUNK_SIZE = 64  # texts per ONNX call; sorted by length, so each chunk pads little
 
 
+def pad(encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask, zero-padded to the longest encoding (dynamic padding)."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -66,13 +77,7 @@ class OnnxEncoder:
         features = np.empty((len(texts), self.config["feature_size"]), dtype=np.float32)
         for start in range(0, len(order), self.chunk_size):
             rows = order[start : start + self.chunk_size]
-            chunk = [encodings[i] for i in rows]
-            width = max(len(e.ids) for e in chunk)
-            ids = np.zeros((len(chunk), width), dtype=np.int64)
-            mask = np.zeros_like(ids)
-            for row, encoding in enumerate(chunk):
-                ids[row, : len(encoding.ids)] = encoding.ids
-                mask[row, : len(encoding.ids)] = 1
+            ids, mask = pad([encodings[i] for i in rows])
             logits, pooled = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
             probs[rows] = _softmax(logits)
             features[rows] = pooled

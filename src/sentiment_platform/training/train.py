@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sentiment_platform.services.embedded_backend import pad
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.metrics import scores
 
@@ -131,16 +132,6 @@ def _build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
     return SentimentEncoder()
 
 
-def _pad(encodings: list[Any]) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(e.ids) for e in encodings)
-    ids = np.zeros((len(encodings), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for row, encoding in enumerate(encodings):
-        ids[row, : len(encoding.ids)] = encoding.ids
-        mask[row, : len(encoding.ids)] = 1
-    return ids, mask
-
-
 def _bucketed_batches(
     lengths: np.ndarray, batch_size: int, rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -202,7 +193,7 @@ def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> d
     step, started, running = 0, time.monotonic(), 0.0
     while step < total:
         for batch in _bucketed_batches(lengths, config.batch_size, rng):
-            ids, mask = _pad([encodings[i] for i in batch])
+            ids, mask = pad([encodings[i] for i in batch])
             logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
             loss = loss_fn(logits, torch.from_numpy(targets[batch]))
             loss.backward()
