@@ -87,3 +87,8 @@ def test_macro_recall_on_validation_sample(backend: EmbeddedBackend) -> None:
     predicted = [p.sentiment.value for p in backend.predict(texts)]
     result = scores(gold, predicted, [s.value for s in Sentiment])
     assert result["macro_recall"] > 70, result
+
+
+def test_thread_count_comes_from_the_settings() -> None:
+    backend = load_embedded_backend(Settings(_env_file=None, embedded_threads=1))  # type: ignore[call-arg]
+    assert backend.encoder.session.get_session_options().intra_op_num_threads == 1

@@ -119,7 +119,10 @@ def artifact_files() -> Traversable:
 
 
 def load_embedded_backend(settings: Settings, threads: int | None = None) -> EmbeddedBackend:
-    """The shipped model, or BackendUnavailable saying which file is missing and how to make it."""
+    """The shipped model, or BackendUnavailable saying which file is missing and how to make it.
+
+    `threads` overrides `EMBEDDED_THREADS` (benchmarks compare thread counts).
+    """
     files = artifact_files()
     for name in ("model.onnx", "tokenizer.json", "config.json", "emotion_head.npz"):
         if not (files / name).is_file():
@@ -128,6 +131,6 @@ def load_embedded_backend(settings: Settings, threads: int | None = None) -> Emb
                 "build it with `sentiment-platform train` (see embedded_model/MODEL_CARD.md)"
             )
     try:
-        return EmbeddedBackend(files, threads=threads)
+        return EmbeddedBackend(files, threads=threads or settings.embedded_threads)
     except Exception as exc:  # a corrupt or mismatched artifact must not crash the chain
         raise BackendUnavailable(f"embedded model failed to load: {exc}") from exc
