@@ -75,17 +75,15 @@ async def prepare_database(admin_dsn: str, url: str) -> None:
 def start_workers(
     settings: Settings, count: int, analyzer: str, batch_size: int, log_dir: Path
 ) -> list[subprocess.Popen[bytes]]:
-    env = os.environ | {
-        "DATABASE_URL": settings.database_url,
-        "REDIS_HOST": str(settings.redis_host),
-        "REDIS_PORT": str(settings.redis_port),
-        "REDIS_STREAM_NAME": settings.redis_stream_name,
-        "REDIS_CONSUMER_GROUP": settings.redis_consumer_group,
-        "EVENTS_CHANNEL": settings.events_channel,
-        "WORKER_BATCH_SIZE": str(batch_size),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(REPO),
-    }
+    env = (
+        os.environ
+        | settings.environment()
+        | {
+            "WORKER_BATCH_SIZE": str(batch_size),
+            "LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     command = [str(CLI), "worker"]
     if analyzer == "trivial":
         command += ["--analyzer", TRIVIAL]

@@ -123,6 +123,19 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name} is a placeholder; set a real value or unset it")
         return self
 
+    def environment(self) -> dict[str, str]:
+        """These settings as environment variables, for a child process (a worker) to read."""
+        variables = {}
+        for name, value in self:
+            if value is None:
+                continue
+            items = value if isinstance(value, list) else [value]
+            variables[name.upper()] = ",".join(
+                item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                for item in items
+            )
+        return variables
+
     @property
     def async_database_url(self) -> str:
         """The URL SQLAlchemy's async engine needs; the seed's plain forms are mapped."""

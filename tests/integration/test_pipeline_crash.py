@@ -39,18 +39,16 @@ Sessions = async_sessionmaker[AsyncSession]
 
 def start_worker(settings: Settings, name: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     """A worker process with the slow analyzer, noting its batches in tmp_path/<name>.batches."""
-    env = os.environ | {
-        MARKER_ENV: str(tmp_path / f"{name}.batches"),
-        "DATABASE_URL": settings.database_url,
-        "REDIS_HOST": str(settings.redis_host),
-        "REDIS_PORT": str(settings.redis_port),
-        "REDIS_STREAM_NAME": settings.redis_stream_name,
-        "REDIS_CONSUMER_GROUP": settings.redis_consumer_group,
-        "EVENTS_CHANNEL": settings.events_channel,
-        "WORKER_BATCH_SIZE": "50",
-        "WORKER_BLOCK_MS": "100",
-        "PYTHONPATH": str(REPO),
-    }
+    env = (
+        os.environ
+        | settings.environment()
+        | {
+            MARKER_ENV: str(tmp_path / f"{name}.batches"),
+            "WORKER_BATCH_SIZE": "50",
+            "WORKER_BLOCK_MS": "100",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     with (tmp_path / f"{name}.log").open("wb") as log:
         return subprocess.Popen(
             [str(CLI), "worker", "--name", name, "--analyzer", SLOW],

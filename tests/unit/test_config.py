@@ -60,3 +60,27 @@ def test_placeholder_secrets_are_refused(placeholder: str) -> None:
 def test_out_of_range_values_name_the_variable() -> None:
     with pytest.raises(ValidationError, match="alert_threshold"):
         Settings(alert_threshold=1.5)
+
+
+def test_environment_hands_the_same_settings_to_a_child_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    original = Settings(
+        _env_file=None,
+        redis_host="cache.internal",
+        analyzer_backends="embedded,llm",
+        api_keys="key-one-0123456789,key-two-0123456789",
+        llm_provider="groq",
+        llm_api_key="gsk-real-secret-123",
+        alert_threshold=0.35,
+    )
+    for name, value in original.environment().items():
+        monkeypatch.setenv(name, value)
+    child = Settings(_env_file=None)
+    assert child.model_dump() == original.model_dump()
+    assert child.llm_api_key is not None
+    assert child.llm_api_key.get_secret_value() == "gsk-real-secret-123"
+    assert [key.get_secret_value() for key in child.api_keys] == [
+        "key-one-0123456789",
+        "key-two-0123456789",
+    ]
