@@ -1,6 +1,6 @@
 """WebSocket fan-out: delivery latency and server CPU with N clients on one API process.
 
-The script starts one API process (uvicorn, per-message deflate off, as `serve` runs it) in
+The script starts one API process (`sentiment-platform serve`) in
 Redis mode on a throw-away SQLite file, connects N clients from a few client processes,
 and publishes `post.analyzed` events on the events channel at a fixed rate, each stamped
 with its send time, exactly as a worker announces a stored post. It reports the latency
@@ -199,12 +199,10 @@ def start_server(
         "RATE_LIMIT_PER_MINUTE": "0",
         "WS_FLUSH_MS": str(flush_ms),
     }
-    asyncio.run(migrate(env["DATABASE_URL"]))
     server = subprocess.Popen(
         [
-            sys.executable, "-m", "uvicorn", "--factory", "sentiment_platform.main:create_app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
-            "--ws-per-message-deflate", "false", "--backlog", "4096",
+            str(Path(sys.executable).with_name("sentiment-platform")), "serve",
+            "--host", "127.0.0.1", "--port", str(port),
         ],
         env=env,
         cwd=REPO,
@@ -222,15 +220,6 @@ def start_server(
             if time.monotonic() > deadline:
                 raise SystemExit("the API process did not start") from None
             time.sleep(0.1)
-
-
-async def migrate(database_url: str) -> None:
-    from sentiment_platform.config import Settings
-    from sentiment_platform.db import create_engine, upgrade_schema
-
-    engine = create_engine(Settings(database_url=database_url))
-    await upgrade_schema(engine)
-    await engine.dispose()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
 from sentiment_platform.bus import Event, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.main import create_app
@@ -36,7 +37,7 @@ class ThreadedServer:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", ws_per_message_deflate=False, lifespan="on"
+            self.app, log_level="warning", lifespan="on", **UVICORN_WEBSOCKET_OPTIONS
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None

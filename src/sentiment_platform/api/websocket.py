@@ -55,6 +55,13 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 CLOSE_TIMEOUT_S = 10.0  # how long a dropped client gets to read up to its close frame
 RESUBSCRIBE_DELAY_S = 1.0
 CLOSE_TOO_SLOW = 1013  # "try again later"
+# How uvicorn serves /ws (`serve`, the test servers and benchmarks/ws.py): the sans-I/O
+# websockets protocol writes each frame straight to the transport, cheaper per send than the
+# legacy one; per-message deflate would compress every frame again for every client.
+UVICORN_WEBSOCKET_OPTIONS: dict[str, Any] = {
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,
+}
 
 
 def encode(kind: str, data: Any) -> str:
