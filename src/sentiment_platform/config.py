@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     llm_escalate_below: float | None = Field(None, ge=0.0, le=1.0)
     model_local_files_only: bool = True  # False lets the transformers backend download
     model_batch_size: int = Field(32, ge=1)
-    embedded_threads: int | None = Field(None, ge=1)  # ONNX Runtime threads; None: all cores
+    embedded_threads: int | None = Field(None, ge=1)  # chunks run at once; None: all cores
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None

@@ -3,15 +3,21 @@ keeps its measured quality on TweetEval validation tweets (no training here; sec
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
 from sentiment_platform.services.backends import Backend
-from sentiment_platform.services.embedded_backend import EmbeddedBackend, load_embedded_backend
+from sentiment_platform.services.embedded_backend import (
+    EmbeddedBackend,
+    OnnxEncoder,
+    load_embedded_backend,
+)
 from sentiment_platform.training.data import load_sentiment
 from sentiment_platform.training.metrics import scores
 
@@ -91,4 +97,29 @@ def test_macro_recall_on_validation_sample(backend: EmbeddedBackend) -> None:
 
 def test_thread_count_comes_from_the_settings() -> None:
     backend = load_embedded_backend(Settings(_env_file=None, embedded_threads=1))  # type: ignore[call-arg]
-    assert backend.encoder.session.get_session_options().intra_op_num_threads == 1
+    assert backend.encoder.threads == 1
+
+
+def test_chunks_in_parallel_land_in_their_own_rows() -> None:
+    """Chunks run on several threads; every row must come back where its text was."""
+    files = resources.files("sentiment_platform") / "embedded_model"
+    texts = [f"post number {i}: " + "so good " * (i % 7) + "so bad " * (i % 5) for i in range(150)]
+    one = OnnxEncoder(files, threads=1, chunk_size=16).run(texts)
+    many = OnnxEncoder(files, threads=3, chunk_size=16).run(texts)
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_calibrated_class_offsets_are_applied(tmp_path: Path) -> None:
+    """`train` stores log-probability offsets in config.json; the encoder adds them."""
+    files = resources.files("sentiment_platform") / "embedded_model"
+    for name in ("model.onnx", "tokenizer.json", "config.json"):
+        (tmp_path / name).write_bytes((files / name).read_bytes())
+    config = json.loads((tmp_path / "config.json").read_text())
+    texts = ["I love this so much!", "The meeting is at ten.", "Worst service ever."]
+    plain = OnnxEncoder(tmp_path).run(texts)[0]
+    (tmp_path / "config.json").write_text(json.dumps(config | {"sentiment_bias": [0, 0, 20]}))
+    shifted = OnnxEncoder(tmp_path).run(texts)[0]
+    positive = config["sentiment_labels"].index("positive")
+    assert plain.argmax(axis=1).tolist() != [positive] * 3
+    assert shifted.argmax(axis=1).tolist() == [positive] * 3
