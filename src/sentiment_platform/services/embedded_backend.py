@@ -113,6 +113,10 @@ class EmbeddedBackend:
         self.sentiments = [Sentiment(label) for label in self.encoder.sentiment_labels]
         self.emotions = [Emotion(label) for label in self.encoder.config["emotion_labels"]]
 
+    def close(self) -> None:
+        """Stop the chunk threads (the analyzer calls this when it closes)."""
+        self.encoder.pool.shutdown(wait=True)
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
             return []
