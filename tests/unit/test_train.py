@@ -1,0 +1,109 @@
+"""`train` end to end on a tiny random encoder the test builds (no download, no shared data):
+both steps write an artifact the embedded backend loads and whose recorded scores it reproduces.
+
+The shipped model's quality is tested in test_embedded_model.py; this is about the code path
+(teachers, distillation, ONNX export and int8 quantisation, class offsets, emotion head).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("onnx", reason="training needs the `train` extra")
+pytest.importorskip("sklearn", reason="training needs the `train` extra")
+
+from sentiment_platform.domain import Emotion, Sentiment  # noqa: E402
+from sentiment_platform.services.embedded_backend import EmbeddedBackend  # noqa: E402
+from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment  # noqa: E402
+from sentiment_platform.training.metrics import scores  # noqa: E402
+from sentiment_platform.training.train import EmotionConfig, SentimentConfig, train  # noqa: E402
+
+from ._hf_tiny import build_tiny_classifier  # noqa: E402
+
+# (text, TweetEval label id: 0 negative, 1 neutral, 2 positive), (text, GoEmotions-Ekman id)
+TWEETS = [
+    ("I love this so much, what a great day", 2),
+    ("this is terrible and I hate it", 0),
+    ("the meeting is at noon on tuesday", 1),
+    ("@someone check https://example.com/page for the news", 1),
+    ("disgusting service, never again", 0),
+    ("feeling sad and lonely tonight", 0),
+    ("wow what a great surprise, love it", 2),
+]
+EKMAN = ["anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise"]
+COMMENTS = [
+    ("disgusting service, never again", "1"),
+    ("this is terrible and I hate it", "0"),
+    ("so scared about tomorrow, worried sick", "2"),
+    ("I love this so much, what a great day", "3"),
+    ("the meeting is at noon on tuesday", "4"),
+    ("feeling sad and lonely tonight", "5"),
+    ("wow did not expect that at all", "6"),
+    ("wow, love it", "3,6"),  # multi-label: the head is fitted and scored on single labels
+]
+
+
+def _sentiment_data(root: Path) -> Path:
+    for split, copies in (("train", 8), ("val", 2)):
+        rows = TWEETS * copies
+        (root / f"{split}_text.txt").write_text("\n".join(t for t, _ in rows) + "\n")
+        (root / f"{split}_labels.txt").write_text("\n".join(str(i) for _, i in rows) + "\n")
+    return root
+
+
+def _emotion_data(root: Path) -> Path:
+    (root / "labels.txt").write_text("\n".join(EKMAN) + "\n")
+    for split, copies in (("train", 6), ("dev", 2)):
+        lines = [f"{text}\t{ids}\tid{n}" for n, (text, ids) in enumerate(COMMENTS * copies)]
+        (root / f"{split}.tsv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None:
+    base = build_tiny_classifier(tmp_path / "base", list(SENTIMENT_LABELS), arch="bert")
+    sentiment_dir = tmp_path / "sentiment"
+    emotion_dir = tmp_path / "emotion"
+    sentiment_dir.mkdir()
+    emotion_dir.mkdir()
+    out = tmp_path / "model"
+    config = SentimentConfig(
+        base_model=str(base),
+        layers=1,
+        teacher_layers=2,
+        teachers=2,
+        teacher_epochs=1,
+        epochs=1,
+        batch_size=8,
+        holdout=7,
+        bf16=False,
+    )
+
+    sentiment = train("sentiment", _sentiment_data(sentiment_dir), out, config)
+    emotion = train("emotion", _emotion_data(emotion_dir), out, EmotionConfig())
+
+    written = json.loads((out / "config.json").read_text())
+    assert written["layers"] == 1
+    assert written["feature_size"] == 32 * 2  # embeddings + 1 layer, pooled
+    assert written["base_model"] == str(base)
+    assert len(written["sentiment_bias"]) == 3 and written["sentiment_bias"][1] == 0.0
+    assert written["sentiment"]["split"] == "val" and written["emotion"]["split"].startswith("dev")
+    assert 0 <= sentiment["macro_recall"] <= 100 and 0 <= emotion["macro_f1"] <= 100
+    assert emotion["train_rows"] == (len(COMMENTS) - 1) * 6
+
+    backend = EmbeddedBackend(out, threads=1)
+    try:
+        val = load_sentiment(sentiment_dir, "val")
+        predictions = backend.predict(val.texts)
+        assert {p.model for p in predictions} == {"embedded/minilm-v2"}
+        assert all(isinstance(p.sentiment, Sentiment) for p in predictions)
+        assert all(isinstance(p.emotion, Emotion) for p in predictions)
+        assert all(0 < p.confidence <= 1 for p in predictions)
+        # The score `train` recorded is the one the served model gets on the same texts.
+        served = [p.sentiment.value for p in predictions]
+        recorded = {k: sentiment[k] for k in ("macro_recall", "macro_f1", "accuracy")}
+        assert scores(val.hard_labels(), served, SENTIMENT_LABELS) == recorded
+    finally:
+        backend.close()
