@@ -340,15 +340,17 @@ def _fine_tune(
 
 
 def _logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.Tensor:
-    """The model's sentiment logits for every row, in batches of 256."""
+    """The model's sentiment logits for every row, in batches of 256 of similar lengths."""
     import torch
 
-    chunks = []
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    logits = torch.empty(len(encodings), len(datasets.SENTIMENT_LABELS))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(encodings), 256):
-            ids, mask = pad(encodings[start : start + 256])
-            chunks.append(model(torch.from_numpy(ids), torch.from_numpy(mask))[0].float())
-    return torch.cat(chunks)
+        for start in range(0, len(order), 256):
+            rows = order[start : start + 256]
+            ids, mask = pad([encodings[i] for i in rows])
+            logits[rows] = model(torch.from_numpy(ids), torch.from_numpy(mask))[0].float()
+    return logits
 
 
 def _subset(split: Split, rows: np.ndarray) -> Split:
