@@ -41,6 +41,12 @@ def pad(encodings: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
     return ids, mask
 
 
+def length_sorted_chunks(encodings: Sequence[Any], size: int) -> list[np.ndarray]:
+    """Row indices in chunks of `size`, shortest texts first, so each chunk pads little."""
+    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
@@ -86,7 +92,6 @@ class OnnxEncoder:
     def run(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(sentiment probabilities, features), one row per text in the given order."""
         encodings = self.tokenizer.encode_batch(list(texts))
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         probs = np.empty((len(texts), len(self.sentiment_labels)), dtype=np.float32)
         features = np.empty((len(texts), self.config["feature_size"]), dtype=np.float32)
 
@@ -96,8 +101,8 @@ class OnnxEncoder:
             probs[rows] = _softmax(logits + self.sentiment_bias)
             features[rows] = pooled
 
-        size = min(self.chunk_size, -(-len(order) // self.threads))  # small batches: all threads
-        chunks = [order[i : i + size] for i in range(0, len(order), size)][::-1]
+        size = min(self.chunk_size, -(-len(texts) // self.threads))  # small batches: all threads
+        chunks = length_sorted_chunks(encodings, size)[::-1]  # longest first
         list(self.pool.map(run_chunk, chunks))  # re-raises a chunk's error here
         return probs, features
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sentiment_platform.services.embedded_backend import pad
+from sentiment_platform.services.embedded_backend import length_sorted_chunks, pad
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.data import Split
 from sentiment_platform.training.metrics import scores
@@ -227,7 +227,9 @@ def _fit_teacher(
     import torch
 
     torch.manual_seed(seed)
-    model = _build_model(base, config.teacher_layers or config.layers, len(rows.counts))
+    model = _build_model(
+        base, config.teacher_layers or config.layers, len(datasets.SENTIMENT_LABELS)
+    )
     _fine_tune(model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng)
     return (
         model,
@@ -344,11 +346,9 @@ def _logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.T
     """The model's sentiment logits for every row, in batches of 256 of similar lengths."""
     import torch
 
-    order = np.argsort([len(e.ids) for e in encodings], kind="stable")
     logits = torch.empty(len(encodings), len(datasets.SENTIMENT_LABELS))
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        for start in range(0, len(order), 256):
-            rows = order[start : start + 256]
+        for rows in length_sorted_chunks(encodings, 256):
             ids, mask = pad([encodings[i] for i in rows])
             logits[rows] = model(torch.from_numpy(ids), torch.from_numpy(mask))[0].float()
     return logits
