@@ -98,7 +98,9 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     assert 0 <= sentiment["macro_recall"] <= 100 and 0 <= emotion["macro_f1"] <= 100
     assert emotion["train_rows"] == (len(COMMENTS) - 1) * 6
 
-    backend = EmbeddedBackend(out, threads=1)
+    # Same threads as `train` scored with, so the same chunks: int8 activations are scaled per
+    # ONNX call, and a borderline text's label can move with what it is batched with.
+    backend = EmbeddedBackend(out, threads=config.threads)
     try:
         val = load_sentiment(sentiment_dir, "val")
         predictions = backend.predict(val.texts)
