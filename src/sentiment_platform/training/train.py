@@ -230,12 +230,10 @@ def _fit_teacher(
     model = _build_model(
         base, config.teacher_layers or config.layers, len(datasets.SENTIMENT_LABELS)
     )
-    _fine_tune(model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng)
-    return (
-        model,
-        _logits(model, rows.encodings, config.bf16),
-        _logits(model, tokenizer.encode_batch(holdout.texts), bf16=False),
+    holdout_logits = _fine_tune(
+        model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng
     )
+    return model, _logits(model, rows.encodings, config.bf16), holdout_logits
 
 
 def _keep_first_layers(model: Any, layers: int) -> None:
@@ -267,8 +265,11 @@ def _fine_tune(
     tokenizer: Any,
     holdout: Split,
     rng: np.random.Generator,
-) -> None:
-    """AdamW with warm-up and linear decay; keeps the epoch best on the held-out rows."""
+) -> torch.Tensor:
+    """AdamW with warm-up and linear decay; keeps the epoch best on the held-out rows.
+
+    Returns that epoch's logits on the held-out rows.
+    """
     import copy
 
     import torch
@@ -298,7 +299,8 @@ def _fine_tune(
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights)
     layers = len(model.bert.encoder.layer)  # type: ignore[union-attr,arg-type]
     step, started, running = 0, time.monotonic(), 0.0
-    best: tuple[float, dict[str, Any]] = (-1.0, {})
+    best: tuple[float, dict[str, Any], torch.Tensor] = (-1.0, {}, torch.empty(0))
+    holdout_encodings = tokenizer.encode_batch(holdout.texts)
     lengths = rows.lengths
     for epoch in range(1, epochs + 1):
         model.train()
@@ -335,11 +337,13 @@ def _fine_tune(
                     elapsed / step * (total - step),
                 )
         model.eval()
-        recall = _torch_macro_recall(model, tokenizer, holdout)
+        holdout_logits = _logits(model, holdout_encodings, bf16=False)
+        recall = _macro_recall(holdout_logits, holdout)
         logger.info("%d layers, epoch %d: held-out macro-recall %.2f", layers, epoch, recall)
         if recall > best[0]:
-            best = (recall, copy.deepcopy(model.state_dict()))
+            best = (recall, copy.deepcopy(model.state_dict()), holdout_logits)
     model.load_state_dict(best[1])
+    return best[2]
 
 
 def _logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.Tensor:
@@ -356,10 +360,6 @@ def _logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.T
 
 def _subset(split: Split, rows: np.ndarray) -> Split:
     return Split([split.texts[i] for i in rows], [split.targets[i] for i in rows])
-
-
-def _torch_macro_recall(model: torch.nn.Module, tokenizer: Any, split: Split) -> float:
-    return _macro_recall(_logits(model, tokenizer.encode_batch(split.texts), bf16=False), split)
 
 
 def _macro_recall(logits: torch.Tensor, split: Split) -> float:
