@@ -33,6 +33,13 @@ class Sentiment(StrEnum):
     NEUTRAL = "neutral"
 
 
+class Task(StrEnum):
+    """What a model is asked: the sentiment or the emotion of a post."""
+
+    SENTIMENT = "sentiment"
+    EMOTION = "emotion"
+
+
 class Emotion(StrEnum):
     JOY = "joy"
     SADNESS = "sadness"
