@@ -112,7 +112,8 @@ def worker(
     ] = None,
 ) -> None:
     """Run one stream worker (Redis mode); SIGTERM/SIGINT finish the batch in hand, then exit."""
-    from sentiment_platform.pipeline.worker import load_analyzer, run_worker
+    from sentiment_platform.pipeline.worker import run_worker
+    from sentiment_platform.runtime import load_analyzer, open_runtime
 
     settings = get_settings()
     _configure_logging(settings)
@@ -126,12 +127,17 @@ def worker(
         from prometheus_client import start_http_server
 
         start_http_server(settings.worker_metrics_port, addr=settings.api_host)
-    try:
-        model = load_analyzer(analyzer, settings)
-    except (RuntimeError, ValueError) as error:
-        typer.echo(f"worker cannot start: {error}", err=True)
-        raise typer.Exit(2) from None
-    asyncio.run(run_worker(settings, model, name))
+
+    async def run() -> None:
+        try:
+            model = await load_analyzer(analyzer, settings)
+        except (RuntimeError, ValueError) as error:
+            typer.echo(f"worker cannot start: {error}", err=True)
+            raise typer.Exit(2) from None
+        async with open_runtime(settings, model) as runtime:
+            await run_worker(runtime, name)
+
+    asyncio.run(run())
 
 
 ApiUrl = Annotated[

@@ -1,4 +1,4 @@
-"""The FastAPI app factory and its lifespan: engine, bus and the background parts."""
+"""The FastAPI app factory and its lifespan: the runtime, and the parts only the API runs."""
 
 from __future__ import annotations
 
@@ -17,24 +17,20 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from prometheus_fastapi_instrumentator import Instrumentator
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sentiment_platform.api import probes, routes, websocket
-from sentiment_platform.api.security import (
-    KeyRing,
-    MemoryCounter,
-    RateLimiter,
-    RedisCounter,
-    rate_limit,
-)
-from sentiment_platform.bus import create_bus, create_events, redis_client
+from sentiment_platform.api.deps import rate_limit
+from sentiment_platform.api.hub import Hub
+from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
-from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.ingester import feed_demo
-from sentiment_platform.pipeline.worker import Worker, WorkerConfig
+from sentiment_platform.pipeline.worker import Worker
+from sentiment_platform.runtime import Runtime, load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor
-from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +69,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry=app.state.http_metrics, excluded_handlers=["/metrics", "/livez", "/readyz"]
     ).instrument(app)
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
-    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
-    app.add_exception_handler(PoolTimeoutError, _store_unavailable)
-    app.add_exception_handler(OSError, _store_unavailable)
+    app.add_exception_handler(PlatformError, _platform_error)  # type: ignore[arg-type]
+    for outage in (DBAPIError, PoolTimeoutError, OSError, RedisError):
+        app.add_exception_handler(outage, _outage)
     if (WEB_DIR / "index.html").exists():
         app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
         app.add_api_route(
@@ -86,47 +82,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> None:
     """Open everything the process needs; `stack` closes it in reverse order on shutdown."""
-    engine = create_engine(settings)
-    stack.push_async_callback(engine.dispose)
-    session_factory = create_session_factory(engine)
-    bus = create_bus(settings)
-    stack.push_async_callback(bus.close)
-    events = create_events(settings)
-    stack.push_async_callback(events.close)
-    counter: MemoryCounter | RedisCounter = MemoryCounter()
-    if settings.uses_redis:
-        counter_client = redis_client(settings)
-        stack.push_async_callback(counter_client.aclose)
-        counter = RedisCounter(counter_client)
-
-    app.state.settings = settings
-    app.state.session_factory = session_factory
-    app.state.bus = bus
-    app.state.events = events
+    embedded_worker = not settings.uses_redis and settings.embedded_worker
+    # The embedded default: the model and one worker live in this process.
+    analyzer = await load_analyzer(None, settings) if embedded_worker else None
+    runtime = await stack.enter_async_context(open_runtime(settings, analyzer))
+    counter = RedisCounter(runtime.redis) if runtime.redis is not None else MemoryCounter()
+    app.state.runtime = runtime
     app.state.key_ring = KeyRing(settings.api_keys)
     app.state.rate_limiter = RateLimiter(counter, settings.rate_limit_per_minute)
-    app.state.model_status = lambda: "runs in the workers" if settings.uses_redis else "off"
     _warn_if_open(settings)
 
-    hub = websocket.Hub(settings, session_factory, events)
+    hub = Hub(settings, runtime.session_factory, runtime.events)
     app.state.hub = hub
     hub.start()
     stack.push_async_callback(hub.stop)
-    monitor = AlertMonitor(settings, session_factory, events)
+    monitor = AlertMonitor(settings, runtime.session_factory, runtime.events)
     monitor.start()
     stack.push_async_callback(monitor.stop)
 
-    if not settings.uses_redis and settings.embedded_worker:
-        # The embedded default: the model and one worker live in this process.
-        analyzer = await asyncio.to_thread(SentimentAnalyzer.from_settings, settings)
-        stack.callback(analyzer.close)
-        app.state.model_status = lambda: analyzer.status
-        worker = Worker(
-            bus, events, session_factory, analyzer, "embedded", WorkerConfig.from_settings(settings)
-        )
-        _run_in_background(stack, worker.run, "worker")
+    if embedded_worker:
+        _run_in_background(stack, Worker.from_runtime(runtime, "embedded").run, "worker")
         if settings.serve_demo:
-            _run_in_background(stack, partial(feed_demo, bus), "demo")
+            _run_in_background(stack, partial(feed_demo, runtime.bus), "demo")
 
 
 def _run_in_background(
@@ -145,12 +122,19 @@ def _run_in_background(
 
 def _warn_if_open(settings: Settings) -> None:
     if settings.api_keys:
-        log.info("write endpoints require an API key keys=%d", len(settings.api_keys))
+        log.info(
+            "write endpoints require an API key",
+            extra={"event": "security.keys", "keys": len(settings.api_keys)},
+        )
     elif settings.api_host in ("127.0.0.1", "localhost", "::1"):
-        log.info("no API_KEYS set: write endpoints are open to this machine only")
+        log.info(
+            "no API_KEYS set: write endpoints are open to this machine only",
+            extra={"event": "security.open_locally"},
+        )
     else:
         log.warning(
-            "no API_KEYS set: write endpoints are open to anyone who reaches %s", settings.api_host
+            "no API_KEYS set: write endpoints are open to anyone who reaches the host",
+            extra={"event": "security.open", "host": settings.api_host},
         )
 
 
@@ -160,26 +144,37 @@ async def _invalid_request(_request: Request, error: RequestValidationError) -> 
     return JSONResponse(status_code=422, content={"detail": detail})
 
 
+async def _platform_error(_request: Request, error: PlatformError) -> JSONResponse:
+    """The one place a platform error becomes an answer."""
+    return JSONResponse(
+        status_code=error.status_code, content={"detail": error.detail}, headers=error.headers
+    )
+
+
 # SQLSTATE classes that mean "the database cannot serve now": connection (08), resources
 # (53), operator intervention such as a statement timeout or a shutdown (57).
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
-async def _database_error(request: Request, error: DBAPIError) -> JSONResponse:
-    """Outages and timeouts are 503s; any other database error is a bug and stays a 500."""
-    sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
-    if isinstance(error, OperationalError | InterfaceError) or sqlstate.startswith(
-        UNAVAILABLE_SQLSTATE_CLASSES
-    ):
-        return await _store_unavailable(request, error)
-    raise error
-
-
-async def _store_unavailable(_request: Request, error: Exception) -> JSONResponse:
-    """A database that is down or overloaded is a 503 with a reason, never a traceback."""
-    log.warning("store unavailable error=%s", type(error).__name__)
-    return JSONResponse(
-        status_code=503,
-        content={"detail": f"the database is unavailable ({type(error).__name__}); retry shortly"},
-        headers={"Retry-After": "5"},
+async def _outage(request: Request, error: Exception) -> JSONResponse:
+    """A database or Redis that is down or overloaded is a 503 with a reason; any other
+    database error is a bug and stays a 500."""
+    if isinstance(error, DBAPIError):
+        sqlstate = str(getattr(error.orig, "sqlstate", None) or "")
+        if not isinstance(error, OperationalError | InterfaceError) and not sqlstate.startswith(
+            UNAVAILABLE_SQLSTATE_CLASSES
+        ):
+            raise error
+    service = "Redis" if isinstance(error, RedisError) else "the database"
+    log.warning(
+        "service unavailable",
+        extra={"event": "api.unavailable", "service": service, "error": type(error).__name__},
     )
+    detail = f"{service} is unavailable ({type(error).__name__}); retry shortly"
+    return await _platform_error(request, ServiceUnavailable(detail))
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    """The app's runtime, once its lifespan has started (tests and benchmarks reach in)."""
+    runtime: Runtime = app.state.runtime
+    return runtime

@@ -35,8 +35,33 @@ WEBSOCKET_CLIENTS = Gauge("sentiment_websocket_clients", "Connected WebSocket cl
 ALERTS_FIRING = Gauge("sentiment_alerts_firing", "Alerts currently firing")
 
 
+# What every LogRecord has; anything else on a record came in through `extra=`.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's coloured twin of the message
+}
+
+
+def _value(value: object) -> str:
+    text = str(value)
+    return repr(text) if not text or any(c.isspace() or c in "\"=" for c in text) else text
+
+
+class KeyValueFormatter(logging.Formatter):
+    """The message, then each field given through `extra=` as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = {k: v for k, v in vars(record).items() if k not in _RECORD_ATTRIBUTES}
+        if not fields:
+            return line
+        return line + " " + " ".join(f"{key}={_value(value)}" for key, value in fields.items())
+
+
 def configure_logging(settings: Settings) -> None:
-    """One line per record: key=value for people, JSON for log shippers."""
+    """One line per record: key=value for people, JSON for log shippers; the fields a call
+    passes through `extra=` (`event`, `post_id`, `consumer`, …) are fields in both."""
     handler = logging.StreamHandler()
     if settings.log_format == "json":
         handler.setFormatter(
@@ -46,7 +71,7 @@ def configure_logging(settings: Settings) -> None:
             )
         )
     else:
-        handler.setFormatter(logging.Formatter(CONSOLE_FORMAT))
+        handler.setFormatter(KeyValueFormatter(CONSOLE_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)

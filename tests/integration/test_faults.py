@@ -17,10 +17,10 @@ import pytest_asyncio
 import redis.asyncio as redis
 from sqlalchemy import text
 
-from sentiment_platform.bus import create_bus, create_events
 from sentiment_platform.config import Settings
-from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
+from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
+from sentiment_platform.runtime import open_runtime
 from tests.integration.pipeline_support import KeywordAnalyzer, counts, make_posts, wait_until
 from tests.private_postgres import PrivatePostgres, available
 from tests.servers import ThreadedServer
@@ -70,57 +70,52 @@ async def settings(postgres: PrivatePostgres) -> AsyncIterator[Settings]:
 async def test_postgres_restart_during_ingestion_loses_nothing(
     postgres: PrivatePostgres, settings: Settings
 ) -> None:
-    engine = create_engine(settings)
-    sessions = create_session_factory(engine)
-    bus, events = create_bus(settings), create_events(settings)
-    worker = Worker(
-        bus,
-        events,
-        sessions,
-        KeywordAnalyzer(),
-        "fault-worker",
-        WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=5_000, retry_base_s=0.1),
-    )
-    stop = asyncio.Event()
-    worker_task = asyncio.create_task(worker.run(stop))
-    posts = make_posts(1_000, tag="pgr")
-    try:
-        with ThreadedServer(settings) as server:
-            async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
-                for batch in range(0, 300, 100):
-                    body = [p.model_dump(mode="json") for p in posts[batch : batch + 100]]
-                    assert (await client.post("/api/posts", json=body)).status_code == 202
+    async with open_runtime(settings) as runtime:
+        worker = Worker(
+            runtime.bus,
+            runtime.events,
+            runtime.session_factory,
+            KeywordAnalyzer(),
+            "fault-worker",
+            WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=5_000, retry_base_s=0.1),
+        )
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(worker.run(stop))
+        posts = make_posts(1_000, tag="pgr")
+        try:
+            with ThreadedServer(settings) as server:
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+                    for batch in range(0, 300, 100):
+                        body = [p.model_dump(mode="json") for p in posts[batch : batch + 100]]
+                        assert (await client.post("/api/posts", json=body)).status_code == 202
 
-                await asyncio.to_thread(postgres.stop)
-                started = time.monotonic()
-                down = await client.get("/api/posts")
-                assert down.status_code == 503, down.text
-                assert time.monotonic() - started < 5
-                health = await client.get("/api/health")
-                assert health.status_code == 503 and health.json()["status"] == "down"
-                # The bus still takes posts while the store is away.
-                for batch in range(300, 1_000, 100):
-                    body = [p.model_dump(mode="json") for p in posts[batch : batch + 100]]
-                    assert (await client.post("/api/posts", json=body)).status_code == 202
-                await asyncio.sleep(1.0)  # the worker meets the outage and backs off
-                await asyncio.to_thread(postgres.start)
+                    await asyncio.to_thread(postgres.stop)
+                    started = time.monotonic()
+                    down = await client.get("/api/posts")
+                    assert down.status_code == 503, down.text
+                    assert time.monotonic() - started < 5
+                    health = await client.get("/api/health")
+                    assert health.status_code == 503 and health.json()["status"] == "down"
+                    # The bus still takes posts while the store is away.
+                    for batch in range(300, 1_000, 100):
+                        body = [p.model_dump(mode="json") for p in posts[batch : batch + 100]]
+                        assert (await client.post("/api/posts", json=body)).status_code == 202
+                    await asyncio.sleep(1.0)  # the worker meets the outage and backs off
+                    await asyncio.to_thread(postgres.start)
 
-                async def all_stored() -> bool:
-                    try:
-                        return await counts(sessions) == (1_000, 1_000)
-                    except Exception:  # noqa: BLE001 - the pool is reconnecting
-                        return False
+                    async def all_stored() -> bool:
+                        try:
+                            return await counts(runtime.session_factory) == (1_000, 1_000)
+                        except Exception:  # noqa: BLE001 - the pool is reconnecting
+                            return False
 
-                await wait_until(all_stored, 60, "every post stored after the restart")
-                page = await client.get("/api/posts", params={"limit": 1})
-                assert page.status_code == 200 and page.json()["total"] == 1_000
-                assert (await client.get("/api/health")).json()["database"] == "ok"
-    finally:
-        stop.set()
-        await asyncio.wait_for(worker_task, 30)
-        await events.close()
-        await bus.close()
-        await engine.dispose()
+                    await wait_until(all_stored, 60, "every post stored after the restart")
+                    page = await client.get("/api/posts", params={"limit": 1})
+                    assert page.status_code == 200 and page.json()["total"] == 1_000
+                    assert (await client.get("/api/health")).json()["database"] == "ok"
+        finally:
+            stop.set()
+            await asyncio.wait_for(worker_task, 30)
     assert worker.stored == 1_000 and worker.dead_lettered == 0
 
 

@@ -358,6 +358,5 @@ async def test_two_api_processes_push_what_one_worker_analyses_and_one_alert() -
         await engine.dispose()
         assert total == 1
     finally:
-        await events.close()
         await admin.aclose()
         await recreate_postgres_database(database_url, create=False)

@@ -104,11 +104,11 @@ async def test_2000_posts_through_three_workers_stored_and_announced_once(
     pg_sessions: Sessions, redis_settings: Settings
 ) -> None:
     settings = redis_settings
-    producer = RedisStreamBus.from_settings(settings)
+    producer = RedisStreamBus.from_settings(settings, redis_client(settings))
     events = RedisEvents(redis_client(settings), settings.events_channel)
     workers = [
         Worker(
-            RedisStreamBus.from_settings(settings),
+            RedisStreamBus.from_settings(settings, redis_client(settings)),
             events,
             pg_sessions,
             KeywordAnalyzer(),
@@ -133,9 +133,6 @@ async def test_2000_posts_through_three_workers_stored_and_announced_once(
     assert sum(worker.stored for worker in workers) == 2_000
     assert sum(1 for worker in workers if worker.stored) >= 2, "the group shares the work"
     assert await pending_count(settings) == 0
-    for bus in [producer, *(worker.bus for worker in workers)]:
-        await bus.close()
-    await events.close()
 
 
 @pytest.mark.postgres
@@ -144,7 +141,7 @@ async def test_poison_entries_are_dead_lettered_with_their_error_while_the_rest_
     pg_sessions: Sessions, redis_settings: Settings
 ) -> None:
     settings = redis_settings
-    bus = RedisStreamBus.from_settings(settings)
+    bus = RedisStreamBus.from_settings(settings, redis_client(settings))
     raw = redis_client(settings)
     stream = settings.redis_stream_name
     good = make_posts(300, "c")
@@ -179,7 +176,6 @@ async def test_poison_entries_are_dead_lettered_with_their_error_while_the_rest_
     assert await counts(pg_sessions) == (300, 300)
     assert await pending_count(settings) == 0
     await raw.aclose()
-    await bus.close()
 
 
 class OwnRedis:
@@ -228,11 +224,11 @@ async def test_workers_ride_out_a_redis_restart_and_lose_nothing(
     server.start()
     settings = redis_settings.model_copy(update={"redis_port": server.port})
     try:
-        producer = RedisStreamBus.from_settings(settings)
+        producer = RedisStreamBus.from_settings(settings, redis_client(settings))
         await wait_until(lambda: _healthy(producer), 10, "own redis-server up")
         workers = [
             Worker(
-                RedisStreamBus.from_settings(settings),
+                RedisStreamBus.from_settings(settings, redis_client(settings)),
                 MemoryEvents(),
                 pg_sessions,
                 KeywordAnalyzer(),
@@ -267,8 +263,6 @@ async def test_workers_ride_out_a_redis_restart_and_lose_nothing(
             await asyncio.wait_for(feeding, 30)
             await wait_until(stored(pg_sessions, 1_000), 30, "all 1,000 posts after the restart")
         assert await pending_count(settings) == 0
-        for bus in [producer, *(worker.bus for worker in workers)]:
-            await bus.close()
     finally:
         server.stop()
 
@@ -343,7 +337,7 @@ async def test_an_analyzer_outage_is_waited_out_not_dead_lettered(tmp_path: Path
 async def test_consumers_gone_quiet_with_nothing_pending_are_pruned(
     redis_settings: Settings,
 ) -> None:
-    bus = RedisStreamBus.from_settings(redis_settings)
+    bus = RedisStreamBus.from_settings(redis_settings, redis_client(redis_settings))
     assert await bus.prune_consumers(0) == []  # no stream yet
     await bus.ensure_group()
     await bus.publish(make_posts(2, "g"))
@@ -358,4 +352,3 @@ async def test_consumers_gone_quiet_with_nothing_pending_are_pruned(
     )
     assert [c["name"] for c in consumers] == ["holder"]
     await client.aclose()
-    await bus.close()

@@ -95,7 +95,7 @@ async def test_sigkill_mid_batch_loses_nothing_once_the_janitor_claims(
     pg_sessions: Sessions, redis_settings: Settings, tmp_path: Path
 ) -> None:
     settings = redis_settings
-    bus = RedisStreamBus.from_settings(settings)
+    bus = RedisStreamBus.from_settings(settings, redis_client(settings))
     await bus.publish(make_posts(600, "b"))
     doomed = start_worker(settings, "doomed", tmp_path)
     try:
@@ -123,14 +123,13 @@ async def test_sigkill_mid_batch_loses_nothing_once_the_janitor_claims(
         await asyncio.wait_for(task, 10)
     assert await counts(pg_sessions) == (600, 600)
     assert await pending_of(settings, "survivor") == 0
-    await bus.close()
 
 
 async def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
     pg_sessions: Sessions, redis_settings: Settings, tmp_path: Path
 ) -> None:
     settings = redis_settings
-    bus = RedisStreamBus.from_settings(settings)
+    bus = RedisStreamBus.from_settings(settings, redis_client(settings))
     await bus.publish(make_posts(400, "t"))
     worker = start_worker(settings, "polite", tmp_path)
     try:
@@ -142,8 +141,7 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(
             worker.kill()
     log = (tmp_path / "polite.log").read_text()
     assert code == 0, log
-    assert "worker stopped consumer=polite" in log
+    assert "event=worker.stop consumer=polite" in log
     assert await pending_of(settings, "polite") == 0  # finished and acked, nothing left held
     posts, analyses = await counts(pg_sessions)
     assert posts == analyses and posts % 50 == 0 and posts < 400
-    await bus.close()

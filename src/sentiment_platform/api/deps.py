@@ -1,31 +1,103 @@
-"""Dependencies the endpoints declare, as `Annotated` aliases."""
+"""Dependencies the endpoints declare, as `Annotated` aliases: what a handler needs is in its
+signature. The only place besides `main` that reads `app.state`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends, HTTPException, Request, status
+from prometheus_client import CollectorRegistry
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
+from sentiment_platform.api.hub import Hub
+from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
 from sentiment_platform.config import Settings
+from sentiment_platform.runtime import Runtime
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+def get_runtime(connection: HTTPConnection) -> Runtime:
+    runtime: Runtime = connection.app.state.runtime
+    return runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_session_factory(runtime: RuntimeDep) -> async_sessionmaker[AsyncSession]:
+    """Overridden by the tests to run each request inside a rolled-back transaction."""
+    return runtime.session_factory
+
+
+SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
+
+
+async def get_session(factory: SessionFactoryDep) -> AsyncIterator[AsyncSession]:
     """One session, one unit of work, per request; committed by the endpoint that writes."""
-    async with request.app.state.session_factory() as session:
+    async with factory() as session:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_settings(runtime: RuntimeDep) -> Settings:
+    return runtime.settings
 
 
-def get_bus(request: Request) -> Bus:
-    return request.app.state.bus
+def get_bus(runtime: RuntimeDep) -> Bus:
+    return runtime.bus
+
+
+def get_hub(connection: HTTPConnection) -> Hub:
+    hub: Hub = connection.app.state.hub
+    return hub
+
+
+def get_key_ring(connection: HTTPConnection) -> KeyRing:
+    ring: KeyRing = connection.app.state.key_ring
+    return ring
+
+
+def get_rate_limiter(connection: HTTPConnection) -> RateLimiter:
+    limiter: RateLimiter = connection.app.state.rate_limiter
+    return limiter
+
+
+def get_http_metrics(connection: HTTPConnection) -> CollectorRegistry:
+    registry: CollectorRegistry = connection.app.state.http_metrics
+    return registry
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BusDep = Annotated[Bus, Depends(get_bus)]
+HubDep = Annotated[Hub, Depends(get_hub)]
+KeyRingDep = Annotated[KeyRing, Depends(get_key_ring)]
+RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
+HttpMetricsDep = Annotated[CollectorRegistry, Depends(get_http_metrics)]
+ApiKey = Annotated[str | None, Depends(api_key_header)]
+
+
+def require_api_key(ring: KeyRingDep, key: ApiKey) -> None:
+    """Guard for write endpoints: a valid X-API-Key when API_KEYS is set."""
+    if not ring.enabled:
+        return
+    if key is None or not ring.accepts(key):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a valid X-API-Key header is required for this endpoint",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+async def rate_limit(request: Request, ring: KeyRingDep, limiter: RateLimiterDep) -> None:
+    """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
+
+    An invalid key counts against the IP, so inventing keys buys no fresh budget.
+    """
+    key = request.headers.get(api_key_header.model.name)  # read, not declared: reads need none
+    if key and ring.enabled and ring.accepts(key):
+        caller = "key:" + digest(key).hex()[:16]
+    else:
+        caller = "ip:" + (request.client.host if request.client else "unknown")
+    await limiter.check(caller)

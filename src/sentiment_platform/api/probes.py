@@ -7,11 +7,14 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from sentiment_platform.api.deps import HttpMetricsDep, RuntimeDep, SessionFactoryDep
 from sentiment_platform.api.schemas import Health, Verdict
+from sentiment_platform.runtime import Runtime
 from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 
 log = logging.getLogger(__name__)
@@ -37,15 +40,14 @@ class Checks:
         return "ok"
 
 
-async def run_checks(request: Request) -> Checks:
-    state = request.app.state
+async def run_checks(runtime: Runtime, session_factory: async_sessionmaker[AsyncSession]) -> Checks:
     try:
-        async with state.session_factory() as session:
+        async with session_factory() as session:
             await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_S)
         database = "ok"
     except Exception as error:  # noqa: BLE001 - whatever the failure, the store is down
         database = f"down: {type(error).__name__}"
-    return Checks(database=database, redis=await state.bus.health(), model=state.model_status())
+    return Checks(database=database, redis=await runtime.bus.health(), model=runtime.model_status)
 
 
 @router.get("/livez")
@@ -55,35 +57,38 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(request: Request, response: Response) -> Health:
+async def readyz(runtime: RuntimeDep, factory: SessionFactoryDep, response: Response) -> Health:
     """Ready to take traffic: the store, the bus and (where it runs here) the model answer."""
-    checks = await run_checks(request)
+    checks = await run_checks(runtime, factory)
     if checks.verdict != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
 
 
 @router.get("/api/health", response_model=Health, responses={503: {"model": Health}})
-async def health(request: Request, response: Response) -> Health:
+async def health(runtime: RuntimeDep, factory: SessionFactoryDep, response: Response) -> Health:
     """200 when ok or degraded, 503 when the store is down."""
-    checks = await run_checks(request)
+    checks = await run_checks(runtime, factory)
     if checks.verdict == "down":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
+async def metrics(runtime: RuntimeDep, http_metrics: HttpMetricsDep) -> Response:
     """Prometheus text: the process's own metrics, then this app's request metrics."""
     try:
-        stats = await asyncio.wait_for(request.app.state.bus.stats(), CHECK_TIMEOUT_S)
+        stats = await asyncio.wait_for(runtime.bus.stats(), CHECK_TIMEOUT_S)
     except Exception as error:  # noqa: BLE001 - a bus that is down leaves the last figures
-        log.warning("stream stats unavailable error=%s", type(error).__name__)
+        log.warning(
+            "stream stats unavailable",
+            extra={"event": "probe.stats_unavailable", "error": type(error).__name__},
+        )
     else:
         STREAM_LENGTH.set(stats.length)
         STREAM_PENDING.set(stats.pending)
         STREAM_LAG.set(stats.lag)
-    body = generate_latest(REGISTRY) + generate_latest(request.app.state.http_metrics)
+    body = generate_latest(REGISTRY) + generate_latest(http_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Query, status
 
 from sentiment_platform import store
-from sentiment_platform.api.deps import BusDep, SessionDep
+from sentiment_platform.api.deps import BusDep, SessionDep, require_api_key
 from sentiment_platform.api.schemas import (
     AlertItem,
     AlertsPage,
@@ -18,7 +18,6 @@ from sentiment_platform.api.schemas import (
     PostsQuery,
     problems,
 )
-from sentiment_platform.api.security import require_api_key
 from sentiment_platform.domain import OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
 from sentiment_platform.telemetry import POSTS_INGESTED

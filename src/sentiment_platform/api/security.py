@@ -11,17 +11,16 @@ import hashlib
 import hmac
 import time
 from collections.abc import Sequence
-from typing import Annotated, Protocol
+from typing import Protocol
 
 import redis.asyncio as redis
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import HTTPException, status
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 
 WINDOW_S = 60
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of API_KEYS")
-ApiKey = Annotated[str | None, Depends(api_key_header)]
 
 
 def digest(key: str) -> bytes:
@@ -43,19 +42,6 @@ class KeyRing:
         # Check every digest, so the time taken says nothing about which one matched.
         matches = [hmac.compare_digest(candidate, known) for known in self._digests]
         return any(matches)
-
-
-def require_api_key(request: Request, key: ApiKey) -> None:
-    """Guard for write endpoints: a valid X-API-Key when API_KEYS is set."""
-    ring: KeyRing = request.app.state.key_ring
-    if not ring.enabled:
-        return
-    if key is None or not ring.accepts(key):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="a valid X-API-Key header is required for this endpoint",
-            headers={"WWW-Authenticate": "APIKey"},
-        )
 
 
 class Counter(Protocol):
@@ -112,17 +98,3 @@ class RateLimiter:
                 detail=f"rate limit of {self.per_minute} requests a minute exceeded",
                 headers={"Retry-After": str(retry_after)},
             )
-
-
-async def rate_limit(request: Request) -> None:
-    """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
-
-    An invalid key counts against the IP, so inventing keys buys no fresh budget.
-    """
-    ring: KeyRing = request.app.state.key_ring
-    key = request.headers.get(api_key_header.model.name)  # read, not declared: reads need none
-    if key and ring.enabled and ring.accepts(key):
-        caller = "key:" + digest(key).hex()[:16]
-    else:
-        caller = "ip:" + (request.client.host if request.client else "unknown")
-    await request.app.state.rate_limiter.check(caller)

@@ -22,9 +22,9 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
-from sentiment_platform.bus import create_bus
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import MAX_BATCH_POSTS, Post
+from sentiment_platform.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +41,8 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
     """Redis mode: straight onto the stream. Embedded (or `api_url` given): through the API,
     since the in-process bus lives inside the `serve` process."""
     if api_url is None and settings.uses_redis:
-        bus = create_bus(settings)
-        try:
-            yield bus
-        finally:
-            await bus.close()
+        async with open_runtime(settings) as runtime:
+            yield runtime.bus
         return
     key = settings.api_keys[0].get_secret_value() if settings.api_keys else None
     api = ApiPublisher(api_url or f"http://{settings.api_host}:{settings.api_port}", key)

@@ -21,3 +21,10 @@ class Backend(Protocol):
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order; raises on failure so the chain can fall through."""
         ...
+
+
+class Analyzer(Protocol):
+    """What the worker needs: a batch labelled off the event loop (the chain, or a stand-in
+    such as the benchmarks' trivial analyzer)."""
+
+    async def analyze(self, texts: Sequence[str]) -> list[Prediction]: ...

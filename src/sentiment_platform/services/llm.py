@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
+from sentiment_platform.retry import Backoff
 from sentiment_platform.services.backends import BackendUnavailable
 
 logger = logging.getLogger(__name__)
@@ -240,9 +241,7 @@ class LLMBackend:
         self._max_attempts = max_attempts
         self.breaker = breaker or CircuitBreaker(self.name, 5, 30.0)
         self._sleep = sleep
-        self._rng = rng
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
+        self._backoff = Backoff(backoff_base_s, backoff_cap_s, full_jitter=True, rng=rng)
         self._max_retry_after_s = max_retry_after_s
         # Bounded so a big worker batch never outgrows the provider's output-token limit.
         self._posts_per_request = posts_per_request
@@ -311,11 +310,6 @@ class LLMBackend:
         secret = self._api_key.get_secret_value()
         return text.replace(secret, "***") if secret else text
 
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(attempt-1)))."""
-        ceiling = min(self._backoff_cap_s, self._backoff_base_s * 2 ** (attempt - 1))
-        return self._rng() * ceiling
-
     def _send(self, path: str, headers: dict[str, str], body: dict[str, Any]) -> str:
         """One HTTP exchange; `_Transient` for what a retry may fix, `LLMError` for the rest."""
         try:
@@ -341,7 +335,7 @@ class LLMBackend:
             except _Transient as transient:
                 delay = transient.retry_after
                 if delay is None:
-                    delay = self._backoff(attempt)
+                    delay = self._backoff.delay(attempt)
                 elif delay > self._max_retry_after_s:
                     raise LLMError(
                         f"{transient.error}; Retry-After {delay:.0f}s is too long"

@@ -1,0 +1,249 @@
+"""The `/ws` hub: one per process, fed by the events channel, fanning out to every client.
+
+Why it is shaped this way:
+
+- One subscription to the events channel per process (Redis pub/sub in Redis mode), so a
+  post analysed by any worker reaches the clients of every API process.
+- Work is done once per message, not once per client: metrics are computed once per tick,
+  each message is serialised once (orjson) and the same text is queued for every client.
+- Analysed posts are gathered for `WS_FLUSH_MS` and fanned out together, so each client's
+  writer wakes once per flush rather than once per post.
+- Every client has a bounded queue drained by its own writer task. A client whose queue
+  overflows (`WS_QUEUE_SIZE` messages) while its socket is backed up (the writer waits for
+  it to drain) is dropped with close code 1013 (try again later): a slow client never slows
+  the others and never grows memory.
+- When the hub itself falls behind (more than `WS_QUEUE_SIZE` posts gathered in one flush:
+  the process is out of CPU, no client is to blame), one-message-per-post clients get the
+  newest `WS_QUEUE_SIZE` of them and the skip is counted and logged; dropping every client
+  instead would only make them all reconnect into the same overload.
+- CORS does not cover WebSockets and browsers send `Origin`: an origin other than the
+  server's own host, loopback or one in `CORS_ORIGINS` is refused before the
+  handshake (close 1008, which the server answers as HTTP 403). No `Origin` (a script, not
+  a browser) is allowed.
+
+Messages are `{"type", "data"}`: `metrics` (the `/api/metrics` body for the last
+`ALERT_WINDOW_MINUTES`), `post` (one analysed post item) and `alert` (the alert item). A
+client that connects with `/ws?batch=1` gets one `posts` message per flush instead, `data`
+being the list of post items: far fewer frames for a busy dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import WebSocket, WebSocketDisconnect, status
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.datastructures import Headers
+from starlette.websockets import WebSocketDisconnected
+
+from sentiment_platform.bus import ALERT, POST_ANALYZED, Events, encode_envelope
+from sentiment_platform.config import Settings
+from sentiment_platform.services.aggregator import compute_metrics, window
+from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
+
+log = logging.getLogger(__name__)
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+CLOSE_TIMEOUT_S = 10.0  # how long a dropped client gets to read up to its close frame
+RESUBSCRIBE_DELAY_S = 1.0
+CLOSE_TOO_SLOW = 1013  # "try again later"
+
+
+class _Client:
+    """One connection: its pending texts and the event that wakes its writer."""
+
+    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "blocked", "dropped")
+
+    def __init__(self, websocket: WebSocket, batch: bool) -> None:
+        self.websocket = websocket
+        self.batch = batch
+        self.pending: deque[str] = deque()
+        self.wake = asyncio.Event()
+        self.writer: asyncio.Task[None] | None = None
+        self.blocked = False  # the writer waits for the socket to drain: the client lags
+        self.dropped = False
+
+
+class Hub:
+    """One per API process: created, started and stopped by the lifespan."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session_factory: async_sessionmaker[AsyncSession],
+        events: Events,
+    ) -> None:
+        self._session_factory = session_factory
+        self._events = events
+        self._window_minutes = settings.alert_window_minutes
+        self._metrics_interval_s = settings.ws_metrics_interval_s
+        self._flush_s = settings.ws_flush_ms / 1000
+        self._queue_size = settings.ws_queue_size
+        self._allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
+        self._clients: set[_Client] = set()
+        self._posts: list[dict[str, Any]] = []  # analysed posts waiting for the next flush
+        self._posts_ready = asyncio.Event()
+        self._metrics: tuple[float, str] | None = None  # (monotonic time, text) of the last tick
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dropped_total = 0
+        self.skipped_posts_total = 0
+
+    @property
+    def client_count(self) -> int:
+        return len(self._clients)
+
+    def start(self) -> None:
+        WEBSOCKET_CLIENTS.set_function(lambda: self.client_count)
+        self._tasks = [
+            asyncio.create_task(self._consume(), name="ws-consume"),
+            asyncio.create_task(self._flush_posts(), name="ws-flush"),
+            asyncio.create_task(self._tick_metrics(), name="ws-metrics"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # --- one connection ----------------------------------------------------------------
+
+    async def endpoint(self, websocket: WebSocket) -> None:
+        origin = websocket.headers.get("origin")
+        if not self.origin_allowed(origin, websocket.headers):
+            log.warning("ws refused reason=origin origin=%r", origin)
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
+            return
+        await websocket.accept()
+        client = _Client(websocket, batch=websocket.query_params.get("batch") in ("1", "true"))
+        self._clients.add(client)
+        if self._metrics is not None and time.monotonic() - self._metrics[0] < 2 * (
+            self._metrics_interval_s
+        ):
+            self._push(client, [self._metrics[1]])
+        client.writer = asyncio.create_task(self._write(client))
+        reader = asyncio.create_task(_receive_until_disconnect(websocket))
+        try:
+            await asyncio.wait({client.writer, reader}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._clients.discard(client)
+            for task in (client.writer, reader):
+                task.cancel()
+            await asyncio.gather(client.writer, reader, return_exceptions=True)
+        if client.dropped:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    websocket.close(code=CLOSE_TOO_SLOW, reason="client too slow"),
+                    CLOSE_TIMEOUT_S,
+                )
+
+    def origin_allowed(self, origin: str | None, headers: Headers) -> bool:
+        """No Origin, the server's own host, loopback, or one of CORS_ORIGINS."""
+        if origin is None or "*" in self._allowed_origins:
+            return True
+        if origin.rstrip("/").lower() in self._allowed_origins:
+            return True
+        parts = urlsplit(origin)
+        if parts.hostname in LOOPBACK_HOSTS:
+            return True
+        return bool(parts.netloc) and parts.netloc.lower() == headers.get("host", "").lower()
+
+    async def _write(self, client: _Client) -> None:
+        websocket = client.websocket
+        with contextlib.suppress(WebSocketDisconnect, WebSocketDisconnected):
+            while True:
+                await client.wake.wait()
+                client.wake.clear()
+                while client.pending:
+                    client.blocked = True  # only seen by others if the send has to wait
+                    await websocket.send_text(client.pending.popleft())
+                    client.blocked = False
+
+    # --- fan-out -----------------------------------------------------------------------
+
+    def _push(self, client: _Client, texts: Sequence[str]) -> None:
+        if client.blocked and len(client.pending) + len(texts) > self._queue_size:
+            self._drop(client)
+            return
+        client.pending.extend(texts)
+        client.wake.set()
+
+    def _drop(self, client: _Client) -> None:
+        """Stop feeding a client that fell behind; its handler closes it with 1013."""
+        client.dropped = True
+        client.pending.clear()
+        self._clients.discard(client)
+        self.dropped_total += 1
+        if client.writer is not None:
+            client.writer.cancel()
+        peer = client.websocket.client
+        log.warning("ws client dropped reason=too_slow peer=%s queue=%d", peer, self._queue_size)
+
+    def broadcast(self, texts: Sequence[str]) -> None:
+        for client in list(self._clients):
+            self._push(client, texts)
+
+    async def _consume(self) -> None:
+        """Feed the hub from the events channel; resubscribe if the subscription ends."""
+        while True:
+            try:
+                async for event in self._events.subscribe():
+                    if event.type == POST_ANALYZED:
+                        self._posts.append(event.data)
+                        self._posts_ready.set()
+                    elif event.type == ALERT:
+                        self.broadcast([encode_envelope("alert", event.data)])
+            except Exception as error:  # noqa: BLE001 - keep the hub alive whatever the channel does
+                log.warning("ws events subscription failed error=%s", type(error).__name__)
+            await asyncio.sleep(RESUBSCRIBE_DELAY_S)
+
+    async def _flush_posts(self) -> None:
+        while True:
+            await self._posts_ready.wait()
+            await asyncio.sleep(self._flush_s)
+            self._posts_ready.clear()
+            posts, self._posts = self._posts, []
+            clients = list(self._clients)
+            single: list[str] = []
+            if any(not c.batch for c in clients):
+                single = [encode_envelope("post", p) for p in posts[-self._queue_size :]]
+                if skipped := len(posts) - len(single):
+                    self.skipped_posts_total += skipped
+                    log.warning(
+                        "ws hub behind skipped_posts=%d flush_posts=%d", skipped, len(posts)
+                    )
+            batched = [encode_envelope("posts", posts)] if any(c.batch for c in clients) else []
+            for client in clients:
+                self._push(client, batched if client.batch else single)
+
+    async def _tick_metrics(self) -> None:
+        """Compute the metrics once per tick for all clients (none while nobody listens)."""
+        while True:
+            started = time.monotonic()
+            if self._clients:
+                try:
+                    start, end = window(self._window_minutes)
+                    async with self._session_factory() as session:
+                        metrics = await compute_metrics(session, start, end)
+                    text = encode_envelope("metrics", metrics.model_dump(mode="json"))
+                    self._metrics = (time.monotonic(), text)
+                    self.broadcast([text])
+                except Exception as error:  # noqa: BLE001 - a bad tick must not end the ticks
+                    log.warning("ws metrics failed error=%s", type(error).__name__)
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.0, self._metrics_interval_s - elapsed))
+
+
+async def _receive_until_disconnect(websocket: WebSocket) -> None:
+    """Read (and ignore) what the client sends, so its close and pings are processed."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return

@@ -1,0 +1,282 @@
+"""The Redis adapters: Streams with one consumer group for posts, pub/sub for events.
+
+Only commands Redis 7.0 has are used. One client (one connection pool) per process is
+shared by every Redis user: the bus, the events channel, the rate limiter and the lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, cast
+
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from sentiment_platform.bus import (
+    DEAD_SUFFIX,
+    Entry,
+    Event,
+    StreamStats,
+    dead_fields,
+    decode_event,
+    encode_event,
+    encode_post,
+)
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import Post
+from sentiment_platform.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+HEALTH_TIMEOUT_S = 2.0
+# Must outlast the longest XREADGROUP BLOCK (Settings caps worker_block_ms at 5 s).
+REDIS_SOCKET_TIMEOUT_S = 10.0
+PUBLISH_MANY_LUA = "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end"
+# Atomic, so a consumer that reads between the check and the delete cannot lose its entries.
+PRUNE_CONSUMERS_LUA = """
+local pruned = {}
+for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local consumer = {}
+  for i = 1, #row, 2 do consumer[row[i]] = row[i + 1] end
+  if consumer['pending'] == 0 and consumer['idle'] >= tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer['name'])
+    table.insert(pruned, consumer['name'])
+  end
+end
+return pruned
+"""
+
+
+def redis_client(settings: Settings) -> redis.Redis:
+    password = settings.redis_password.get_secret_value() if settings.redis_password else None
+    return redis.Redis(
+        host=settings.redis_host or "127.0.0.1",
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=password,
+        decode_responses=True,
+        socket_connect_timeout=2.0,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
+        health_check_interval=30,
+        # A quick retry replaces a pooled connection Redis dropped; longer outages are the
+        # callers' business (the worker backs off and keeps its entries pending).
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 2),
+    )
+
+
+def _fields(fields: dict[str, str]) -> dict[Any, Any]:
+    """redis-py types XADD fields as an invariant dict of every encodable type."""
+    return cast(dict[Any, Any], fields)
+
+
+def _reason(error: BaseException) -> str:
+    detail = str(error).strip()
+    return f"{type(error).__name__} ({detail[:120]})" if detail else type(error).__name__
+
+
+def _is_nogroup(error: ResponseError) -> bool:
+    return str(error).startswith("NOGROUP")
+
+
+class RedisStreamBus:
+    """Redis Streams: XADD MAXLEN ~, XREADGROUP, XACK, XAUTOCLAIM, delivery counts by XPENDING."""
+
+    def __init__(self, client: redis.Redis, stream: str, group: str, maxlen: int) -> None:
+        self._redis = client
+        self.stream = stream
+        self.group = group
+        self.dead_stream = stream + DEAD_SUFFIX
+        self._maxlen = maxlen
+        self._claim_cursor = "0-0"
+        self._prune_script = client.register_script(PRUNE_CONSUMERS_LUA)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, client: redis.Redis) -> RedisStreamBus:
+        return cls(
+            client,
+            settings.redis_stream_name,
+            settings.redis_consumer_group,
+            settings.redis_stream_maxlen,
+        )
+
+    async def publish(self, posts: Sequence[Post]) -> list[str]:
+        if not posts:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for post in posts:
+                pipe.xadd(self.stream, _fields(encode_post(post)), maxlen=self._maxlen)
+            return [str(entry_id) for entry_id in await pipe.execute()]
+
+    async def ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+            log.info("consumer group created stream=%s group=%s", self.stream, self.group)
+        except ResponseError as error:
+            if "BUSYGROUP" not in str(error):
+                raise
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[Entry]:
+        rows = await self._read_group(consumer, ">", count, block_ms)
+        return [Entry(entry_id, fields) for entry_id, fields in rows]
+
+    async def read_pending(self, consumer: str, count: int, after: str = "0") -> list[Entry]:
+        return await self._with_deliveries(consumer, await self._read_group(consumer, after, count))
+
+    async def _read_group(
+        self, consumer: str, start: str, count: int, block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        try:
+            reply = await self._redis.xreadgroup(
+                self.group, consumer, {self.stream: start}, count=count, block=block_ms
+            )
+        except ResponseError as error:
+            if not _is_nogroup(error):
+                raise
+            # The stream or group vanished (a Redis restarted without persistence, a FLUSH).
+            log.warning("consumer group missing, recreating stream=%s", self.stream)
+            await self.ensure_group()
+            return []
+        # RESP2 reply: [[stream, [(id, fields), ...]]]; redis-py types it as a union of shapes.
+        return cast(Any, reply)[0][1] if reply else []
+
+    async def ack(self, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await self._redis.xack(self.stream, self.group, *entry_ids)
+
+    async def claim(self, consumer: str, min_idle_ms: int, count: int) -> list[Entry]:
+        try:
+            cursor, rows, deleted = await self._redis.xautoclaim(
+                self.stream,
+                self.group,
+                consumer,
+                min_idle_ms,
+                start_id=self._claim_cursor,
+                count=count,
+            )
+        except ResponseError as error:
+            if not _is_nogroup(error):
+                raise
+            await self.ensure_group()
+            return []
+        self._claim_cursor = cursor
+        if deleted:
+            log.error(
+                "pending entries were trimmed before being processed stream=%s count=%d first=%s",
+                self.stream,
+                len(deleted),
+                deleted[0],
+            )
+        return await self._with_deliveries(consumer, rows)
+
+    async def _with_deliveries(
+        self, consumer: str, rows: list[tuple[str, dict[str, str]]]
+    ) -> list[Entry]:
+        """Delivery counts from XPENDING, one pipelined query per entry (one round trip)."""
+        if not rows:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id, _fields in rows:
+                pipe.xpending_range(
+                    self.stream, self.group, entry_id, entry_id, 1, consumername=consumer
+                )
+            pending = await pipe.execute()
+        entries = []
+        for (entry_id, fields), found in zip(rows, pending, strict=True):
+            # Gone from our pending list means someone else acked or claimed it meanwhile.
+            if found:
+                entries.append(Entry(entry_id, fields or {}, int(found[0]["times_delivered"])))
+        return entries
+
+    async def dead_letter(self, failures: Sequence[tuple[Entry, str]]) -> None:
+        if not failures:
+            return
+        # MULTI/EXEC keeps the order XADD-then-XACK and makes the pair atomic.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for entry, error in failures:
+                pipe.xadd(self.dead_stream, _fields(dead_fields(entry, error)), maxlen=self._maxlen)
+            pipe.xack(self.stream, self.group, *(entry.entry_id for entry, _ in failures))
+            await pipe.execute()
+
+    async def prune_consumers(self, min_idle_ms: int) -> list[str]:
+        """Default consumer names are host-pid, so each restart leaves one behind in the group."""
+        try:
+            pruned = await self._prune_script(keys=[self.stream], args=[self.group, min_idle_ms])
+        except ResponseError as error:
+            if "no such key" in str(error).lower() or _is_nogroup(error):
+                return []
+            raise
+        return [str(name) for name in pruned]
+
+    async def health(self) -> str:
+        try:
+            await asyncio.wait_for(self._redis.ping(), HEALTH_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as error:
+            return f"down: {_reason(error)}"
+        return "ok"
+
+    async def stats(self) -> StreamStats:
+        """XLEN and the group's entry in XINFO GROUPS (whose `lag` Redis 7.0 reports)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.stream)
+            pipe.xinfo_groups(self.stream)
+            try:
+                length, groups = await pipe.execute()
+            except ResponseError:  # no stream yet
+                return StreamStats(0, 0, 0)
+        group = next((g for g in groups if g["name"] == self.group), None)
+        if group is None:
+            return StreamStats(length, 0, length)
+        return StreamStats(length, int(group["pending"]), int(group.get("lag") or 0))
+
+
+class RedisEvents:
+    """Redis pub/sub: every API process hears every worker. Subscribers resubscribe on errors."""
+
+    def __init__(self, client: redis.Redis, channel: str) -> None:
+        self._redis = client
+        self.channel = channel
+        self._publish_script = client.register_script(PUBLISH_MANY_LUA)
+
+    async def publish(self, event: Event) -> None:
+        await self._redis.publish(self.channel, encode_event(event))
+
+    async def publish_many(self, events: Sequence[Event]) -> None:
+        """One EVALSHA for the lot: a command per event cost the worker more than its insert."""
+        if events:
+            await self._publish_script(args=[self.channel, *map(encode_event, events)])
+
+    def subscribe(self) -> AsyncIterator[Event]:
+        return self._listen()
+
+    async def _listen(self) -> AsyncIterator[Event]:
+        backoff = Backoff()
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                backoff.reset()
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is None:
+                        continue
+                    try:
+                        event = decode_event(message["data"])
+                    except (ValueError, KeyError, TypeError):
+                        log.warning("undecodable event skipped channel=%s", self.channel)
+                        continue
+                    yield event
+            except (RedisError, OSError) as error:
+                delay = backoff.next_delay()
+                log.warning(
+                    "events subscription lost channel=%s error=%s retry_in_s=%.2f",
+                    self.channel,
+                    type(error).__name__,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            finally:
+                await pubsub.aclose()

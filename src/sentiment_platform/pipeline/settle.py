@@ -1,0 +1,182 @@
+"""Settling a batch: analyse it in one model call and store it in one transaction.
+
+What cannot be settled is told apart by where it failed (`Failure`): a post that breaks the
+analyzer or the store costs its own entry, found by halving the batch; an analyzer or a
+store that is down is waited out in place, so an outage costs no deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentiment_platform import store
+from sentiment_platform.bus import Entry
+from sentiment_platform.domain import Analysis, Post, utcnow
+from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
+from sentiment_platform.services.backends import Analyzer
+
+log = logging.getLogger(__name__)
+
+PROBE_TEXT = "ok"  # tells a down analyzer from bad posts
+# SQLSTATE classes of errors that belong to particular rows (data exception, integrity
+# violation): the batch is split to find them, instead of being retried as an outage.
+ROW_SQLSTATE_CLASSES = ("22", "23")
+
+
+class Stage(StrEnum):
+    """Where an entry failed."""
+
+    DECODE = "malformed entry"
+    ANALYZER = "analyzer"
+    STORE = "store"
+    DELIVERIES = "deliveries"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an entry was not stored; what its dead letter says."""
+
+    stage: Stage
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.detail}"
+
+
+class RowError(Exception):
+    """The store refused some row of the batch (a NUL byte, a constraint), not the batch."""
+
+
+@dataclass(slots=True)
+class Item:
+    """One post to analyse, and every entry that carried it (a producer may send one twice)."""
+
+    post: Post
+    entries: list[Entry] = field(default_factory=list)
+
+
+Settled = tuple[list[tuple[Item, Analysis]], list[tuple[Item, Failure]]]
+
+
+class Settler:
+    """Analyses and stores batches for one consumer (`name` only labels its log lines)."""
+
+    def __init__(
+        self,
+        analyzer: Analyzer,
+        session_factory: async_sessionmaker[AsyncSession],
+        name: str,
+    ) -> None:
+        self.analyzer = analyzer
+        self.session_factory = session_factory
+        self.name = name
+
+    async def settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
+        """Settle the batch. When every post of it failed in the analyzer and a harmless probe
+        text fails too, the analyzer is down rather than the posts bad: wait and retry in
+        place, so an outage costs no deliveries and sends nothing to the dead letters."""
+        backoff = Backoff(0.5, 30.0)
+        while True:
+            stored, failed = await self._settle(items, stop)
+            analyzer_only = all(f.stage is Stage.ANALYZER for _, f in failed)
+            if stored or not failed or not analyzer_only or await self._analyzer_answers():
+                return stored, failed
+            if stop.is_set():
+                raise Stopped
+            delay = backoff.next_delay()
+            log_outage(self.name, "analyzer", failed[0][1], delay, posts=len(failed))
+            await sleep_unless_stopped(delay, stop)
+
+    async def _analyzer_answers(self) -> bool:
+        try:
+            await self.analyzer.analyze([PROBE_TEXT])
+        except Exception:  # noqa: BLE001 - any failure means it is down
+            return False
+        return True
+
+    async def _settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
+        if not items:
+            return [], []
+        posts = [item.post for item in items]
+        try:
+            predictions = await self.analyzer.analyze([post.content for post in posts])
+            if len(predictions) != len(posts):
+                raise ValueError(f"{len(predictions)} predictions for {len(posts)} texts")
+        except Exception as error:  # noqa: BLE001 - any analyzer failure is the batch's failure
+            return await self._split(items, stop, Failure(Stage.ANALYZER, one_line(error)))
+        analyzed_at = utcnow()
+        analyses = [
+            Analysis.of(post.post_id, prediction, analyzed_at)
+            for post, prediction in zip(posts, predictions, strict=True)
+        ]
+        try:
+            await self._save(posts, analyses, stop)
+        except RowError as error:
+            return await self._split(items, stop, Failure(Stage.STORE, str(error)))
+        return list(zip(items, analyses, strict=True)), []
+
+    async def _split(self, items: list[Item], stop: asyncio.Event, failure: Failure) -> Settled:
+        """Halve and retry, so one bad post costs its own entry, not its batch."""
+        if len(items) == 1:
+            return [], [(items[0], failure)]
+        middle = len(items) // 2
+        stored_a, failed_a = await self._settle(items[:middle], stop)
+        stored_b, failed_b = await self._settle(items[middle:], stop)
+        return stored_a + stored_b, failed_a + failed_b
+
+    async def _save(
+        self, posts: Sequence[Post], analyses: Sequence[Analysis], stop: asyncio.Event
+    ) -> None:
+        """One transaction; a store outage is waited out (never acking what was not stored)."""
+
+        async def save() -> None:
+            try:
+                async with self.session_factory() as session, session.begin():
+                    await store.save_batch(session, posts, analyses)
+            except Exception as error:
+                if _is_row_error(error):
+                    raise RowError(one_line(getattr(error, "orig", None) or error)) from error
+                raise
+
+        await retry_until(
+            save,
+            retryable=lambda error: not isinstance(error, RowError),
+            stop=stop,
+            backoff=Backoff(0.2, 10.0),
+            on_retry=lambda error, delay: log_outage(self.name, "store", error, delay),
+        )
+
+
+def log_outage(
+    consumer: str, what: str, error: BaseException | Failure, delay: float, **fields: object
+) -> None:
+    """One line per wait: what is down, why, and when the next try comes."""
+    log.warning(
+        f"{what} unavailable",
+        extra={
+            "event": f"worker.{what}_unavailable",
+            "consumer": consumer,
+            "error": str(error) if isinstance(error, Failure) else one_line(error),
+            "retry_in_s": round(delay, 2),
+            **fields,
+        },
+    )
+
+
+def _is_row_error(error: Exception) -> bool:
+    if isinstance(error, DataError | IntegrityError):
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    return isinstance(error, DBAPIError) and str(sqlstate)[:2] in ROW_SQLSTATE_CLASSES
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}"[:500] if text else type(error).__name__

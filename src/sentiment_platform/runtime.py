@@ -1,0 +1,109 @@
+"""The process's wiring, built in one place and handed down.
+
+`open_runtime(settings)` opens what every entry point needs — the engine and its session
+factory, the bus and the events channel (over one shared Redis connection pool in Redis
+mode), and the analyzer when the process runs one — and closes it all in reverse order.
+The API lifespan, the `worker` and `ingest` commands, the benchmarks and the tests all
+start from it, so there is one way to wire the platform.
+
+It sits below both front doors (`api`, `pipeline`): what only the API needs on top (the
+WebSocket hub, the rate limiter, the alert monitor) the API lifespan builds from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from sentiment_platform.bus import Bus, Events, MemoryBus, MemoryEvents
+from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.services.backends import Analyzer
+from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    session_factory: async_sessionmaker[AsyncSession]
+    bus: Bus
+    events: Events
+    redis: redis.Redis | None  # the one pool every Redis user shares; None when embedded
+    analyzer: Analyzer | None  # set where this process labels posts
+
+    @property
+    def model_status(self) -> str:
+        """What `/api/health` says of the model in this process."""
+        if isinstance(self.analyzer, SentimentAnalyzer):
+            return self.analyzer.status
+        if self.analyzer is not None:
+            return "ok"
+        return "runs in the workers" if self.settings.uses_redis else "off"
+
+
+@asynccontextmanager
+async def open_runtime(
+    settings: Settings, analyzer: Analyzer | None = None
+) -> AsyncIterator[Runtime]:
+    """Open the wiring; the analyzer, if given, is owned (and closed) by the runtime."""
+    async with AsyncExitStack() as stack:
+        if analyzer is not None:
+            # Off the loop: the model's close waits for the batch in flight.
+            stack.push_async_callback(asyncio.to_thread, _close, analyzer)
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        client: redis.Redis | None = None
+        bus: Bus
+        events: Events
+        if settings.uses_redis:
+            client = redis_client(settings)
+            stack.push_async_callback(client.aclose)
+            bus = RedisStreamBus.from_settings(settings, client)
+            events = RedisEvents(client, settings.events_channel)
+        else:
+            bus = MemoryBus(stream=settings.redis_stream_name, maxlen=settings.redis_stream_maxlen)
+            events = MemoryEvents()
+        yield Runtime(
+            settings=settings,
+            engine=engine,
+            session_factory=create_session_factory(engine),
+            bus=bus,
+            events=events,
+            redis=client,
+            analyzer=analyzer,
+        )
+
+
+async def load_analyzer(spec: str | None, settings: Settings) -> Analyzer:
+    """`module:attr` names a zero-argument factory (a class will do); None is the real model,
+    loaded off the event loop.
+
+    Raises AnalyzerUnavailable (a RuntimeError) when the model cannot load and ValueError for
+    a spec that names nothing.
+    """
+    if spec is None:
+        return await asyncio.to_thread(SentimentAnalyzer.from_settings, settings)
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"analyzer must look like 'package.module:Factory', got {spec!r}")
+    try:
+        factory = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"analyzer {spec!r} not found: {error}") from error
+    analyzer: Analyzer = factory()
+    return analyzer
+
+
+def _close(analyzer: Analyzer) -> None:
+    """The model's threads and clients, for analyzers that hold any."""
+    close = getattr(analyzer, "close", None)
+    if callable(close):
+        close()
