@@ -31,11 +31,12 @@ from pathlib import Path
 
 import asyncpg
 
-from sentiment_platform.bus import RedisStreamBus, redis_client
+from sentiment_platform.bus import Bus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment, utcnow
 from sentiment_platform.pipeline.ingester import DemoGenerator
+from sentiment_platform.runtime import open_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("sentiment-platform")
@@ -135,7 +136,7 @@ def cpu_seconds(pids: Sequence[int]) -> float:
     return total / ticks
 
 
-async def publish(bus: RedisStreamBus, posts: list[Post], rate: float | None) -> float:
+async def publish(bus: Bus, posts: list[Post], rate: float | None) -> float:
     """Publish in chunks (20 a second when paced), each stamped with its publish time;
     returns the first publish time."""
     first = time.time()
@@ -173,30 +174,29 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     dsn = args.database_url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
     await connection.execute("TRUNCATE social_media_posts, sentiment_analysis CASCADE")
-    bus = RedisStreamBus.from_settings(settings)
-    await bus.ensure_group()
-    log_dir = Path(args.log_dir)
-    await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
-    processes = start_workers(settings, workers, args.analyzer, args.batch_size, log_dir)
-    try:
-        await wait_for_consumers(settings, processes, log_dir, args.startup_timeout)
-        pids = [process.pid for process in processes]
-        cpu_before = cpu_seconds(pids)
-        first_publish = await publish(bus, posts, args.rate)
-        published_s = time.time() - first_publish
-        await wait_stored(connection, len(posts), args.timeout)
-        worker_cpu_s = cpu_seconds(pids) - cpu_before
-        row = await connection.fetchrow(LATENCY_SQL)
-    finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            process.wait(30)
-        client = redis_client(settings)
-        await client.delete(settings.redis_stream_name)
-        await client.aclose()
-        await bus.close()
-        await connection.close()
+    async with open_runtime(settings) as runtime:
+        bus = runtime.bus
+        await bus.ensure_group()
+        log_dir = Path(args.log_dir)
+        await asyncio.to_thread(log_dir.mkdir, parents=True, exist_ok=True)
+        processes = start_workers(settings, workers, args.analyzer, args.batch_size, log_dir)
+        try:
+            await wait_for_consumers(settings, processes, log_dir, args.startup_timeout)
+            pids = [process.pid for process in processes]
+            cpu_before = cpu_seconds(pids)
+            first_publish = await publish(bus, posts, args.rate)
+            published_s = time.time() - first_publish
+            await wait_stored(connection, len(posts), args.timeout)
+            worker_cpu_s = cpu_seconds(pids) - cpu_before
+            row = await connection.fetchrow(LATENCY_SQL)
+        finally:
+            for process in processes:
+                process.send_signal(signal.SIGTERM)
+            for process in processes:
+                process.wait(30)
+            assert runtime.redis is not None
+            await runtime.redis.delete(settings.redis_stream_name)
+            await connection.close()
     elapsed = float(row["last_stored"]) - first_publish
     return {
         "analyzer": args.analyzer,

@@ -239,7 +239,8 @@ async def publish(channel: str, rate: int, seconds: float, warm_up: bool = False
     from sentiment_platform.bus import Event, RedisEvents, redis_client
     from sentiment_platform.config import Settings
 
-    events = RedisEvents(redis_client(Settings(redis_host="127.0.0.1")), channel)
+    client = redis_client(Settings(redis_host="127.0.0.1"))
+    events = RedisEvents(client, channel)
     tick = 0.01
     sent = 0
     started = time.monotonic()
@@ -255,7 +256,7 @@ async def publish(channel: str, rate: int, seconds: float, warm_up: bool = False
                 sent += len(batch)
             await asyncio.sleep(tick)
     finally:
-        await events.close()
+        await client.aclose()
     return sent
 
 
