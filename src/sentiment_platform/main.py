@@ -33,7 +33,7 @@ from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.db import create_engine, create_session_factory
 from sentiment_platform.pipeline.ingester import feed_demo
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from sentiment_platform.services.alerting import AlertMonitor
+from sentiment_platform.services.alerting import AlertMonitor, lease_for
 from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     app.state.hub = hub
     hub.start()
     stack.push_async_callback(hub.stop)
-    monitor = AlertMonitor(settings, session_factory, events)
+    lease_client = redis_client(settings)  # unused (never connected) in embedded mode
+    stack.push_async_callback(lease_client.aclose)
+    monitor = AlertMonitor(settings, session_factory, events, lease_for(settings, lease_client))
     monitor.start()
     stack.push_async_callback(monitor.stop)
 
