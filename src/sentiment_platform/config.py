@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "your-api-key", "xxx", "secret", ""})
 
+DEFAULT_RECOVERY_GAP = 0.05  # a firing alert resolves this far below ALERT_THRESHOLD
+
 CommaList = Annotated[list[str], NoDecode]
 
 
@@ -122,6 +124,27 @@ class Settings(BaseSettings):
             ):
                 raise ValueError(f"{name} is a placeholder; set a real value or unset it")
         return self
+
+    @model_validator(mode="after")
+    def _recovery_below_threshold(self) -> Settings:
+        recovery = self.alert_recovery_threshold
+        if recovery is not None and recovery >= self.alert_threshold:
+            raise ValueError(
+                f"ALERT_RECOVERY_THRESHOLD ({recovery}) must be below "
+                f"ALERT_THRESHOLD ({self.alert_threshold})"
+            )
+        return self
+
+    @property
+    def effective_alert_recovery_threshold(self) -> float:
+        """ALERT_RECOVERY_THRESHOLD, or by default threshold - min(0.05, threshold / 2).
+
+        A threshold under the default gap keeps a proportional band instead.
+        """
+        if self.alert_recovery_threshold is not None:
+            return self.alert_recovery_threshold
+        gap = min(DEFAULT_RECOVERY_GAP, self.alert_threshold / 2)
+        return round(self.alert_threshold - gap, 6)
 
     def environment(self) -> dict[str, str]:
         """These settings as environment variables, for a child process (a worker) to read."""

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -235,3 +235,18 @@ OneOrManyPosts = Annotated[
     Annotated[Post, Tag("post")] | Annotated[PostBatch, Tag("batch")],
     Discriminator(lambda value: "batch" if isinstance(value, list) else "post"),
 ]
+
+
+class AlertItem(BaseModel):
+    """One alert incident as `GET /api/alerts` lists it and the `alert` event carries it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    alert_type: str
+    message: str
+    severity: Literal["warning", "critical"] | str
+    state: str
+    details: dict[str, Any]
+    created_at: datetime
+    resolved_at: datetime | None = None

@@ -30,7 +30,7 @@ from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.ingester import feed_demo
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import Runtime, load_analyzer, open_runtime
-from sentiment_platform.services.alerting import AlertMonitor
+from sentiment_platform.services.alerting import AlertMonitor, lease_for
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     app.state.hub = hub
     hub.start()
     stack.push_async_callback(hub.stop)
-    monitor = AlertMonitor(settings, runtime.session_factory, runtime.events)
+    lease = lease_for(settings, runtime.redis) if runtime.redis is not None else None
+    monitor = AlertMonitor(settings, runtime.session_factory, runtime.events, lease)
     monitor.start()
     stack.push_async_callback(monitor.stop)
 

@@ -45,7 +45,7 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {
 
 def _value(value: object) -> str:
     text = str(value)
-    return repr(text) if not text or any(c.isspace() or c in "\"=" for c in text) else text
+    return repr(text) if not text or any(c.isspace() or c in '"=' for c in text) else text
 
 
 class KeyValueFormatter(logging.Formatter):

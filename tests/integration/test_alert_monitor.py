@@ -48,12 +48,12 @@ async def test_a_new_monitor_resumes_the_open_incident(tmp_path: Path) -> None:
     published = events.subscribe()
     try:
         await save(session_factory, Sentiment.NEGATIVE, 30)
-        first = AlertMonitor(settings, session_factory, events)
+        first = AlertMonitor(settings, session_factory, events, lease=None)
         assert (await first.check()).action is Action.FIRE
         fired: Event = await asyncio.wait_for(anext(published), 1)
         assert fired.type == "alert" and fired.data["state"] == "firing"
 
-        second = AlertMonitor(settings, session_factory, events)  # the next leader
+        second = AlertMonitor(settings, session_factory, events, lease=None)  # the next leader
         await asyncio.sleep(0.01)
         decision = await second.check()
         assert decision.action is Action.RENOTIFY and decision.state.alert_id == fired.data["id"]

@@ -167,7 +167,7 @@ async def test_alerts_newest_first_with_since(api: httpx.AsyncClient, database) 
                 alert_type="negative_spike",
                 message=f"alert {n}",
                 severity="warning" if n % 2 else "critical",
-                state="firing",
+                state="firing" if n == 4 else "resolved",  # one open incident per type (0002)
                 details={"negative_share": 0.5 + n / 100},
                 created_at=T0 + timedelta(minutes=n),
             )

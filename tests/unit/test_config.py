@@ -84,3 +84,28 @@ def test_environment_hands_the_same_settings_to_a_child_process(
         "key-one-0123456789",
         "key-two-0123456789",
     ]
+
+
+@pytest.mark.parametrize("recovery", [0.4, 0.5])
+def test_a_recovery_threshold_not_below_the_threshold_fails_naming_both(recovery: float) -> None:
+    with pytest.raises(ValidationError) as raised:
+        Settings(_env_file=None, alert_threshold=0.4, alert_recovery_threshold=recovery)
+    message = str(raised.value)
+    assert "ALERT_RECOVERY_THRESHOLD" in message and "ALERT_THRESHOLD" in message
+
+
+@pytest.mark.parametrize(
+    ("threshold", "recovery", "effective"),
+    [
+        (0.4, None, 0.35),  # the default gap, 0.05
+        (0.04, None, 0.02),  # under the gap: half the threshold
+        (0.4, 0.2, 0.2),  # as configured
+    ],
+)
+def test_effective_recovery_threshold(
+    threshold: float, recovery: float | None, effective: float
+) -> None:
+    settings = Settings(
+        _env_file=None, alert_threshold=threshold, alert_recovery_threshold=recovery
+    )
+    assert settings.effective_alert_recovery_threshold == pytest.approx(effective)

@@ -7,7 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from sentiment_platform.domain import Emotion, IsoDateTime, PostView, Sentiment, as_utc, utcnow
+from sentiment_platform.domain import (
+    AlertItem,  # the one alert item type; re-exported as the /api/alerts item
+    Emotion,
+    IsoDateTime,
+    PostView,
+    Sentiment,
+    as_utc,
+    utcnow,
+)
 from sentiment_platform.services.aggregator import Bucket
 
 MAX_PAGE = 100
@@ -101,19 +109,6 @@ class PostsPage(BaseModel):
 class PostsAccepted(BaseModel):
     accepted: int
     post_ids: list[str]
-
-
-class AlertItem(BaseModel):
-    model_config = {"from_attributes": True}
-
-    id: int
-    alert_type: str
-    message: str
-    severity: Literal["warning", "critical"] | str
-    state: str
-    details: dict[str, Any]
-    created_at: datetime
-    resolved_at: datetime | None = None
 
 
 class AlertsPage(BaseModel):

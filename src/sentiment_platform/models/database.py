@@ -1,5 +1,8 @@
 """SQLAlchemy models: one post, at most one analysis per post, and the alerts raised.
 
+At most one alert row per `alert_type` is `firing` (a partial unique index), so two alert
+monitors can never both open an incident.
+
 Timestamps are stored in UTC on both PostgreSQL and SQLite and always read back aware.
 """
 
@@ -19,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -102,4 +106,14 @@ class Alert(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    __table_args__ = (Index("ix_alerts_created_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_alerts_created_at", "created_at"),
+        # At most one open incident per type, whatever the monitors believe (0002).
+        Index(
+            "ux_alerts_one_firing",
+            "alert_type",
+            unique=True,
+            postgresql_where=text("state = 'firing'"),
+            sqlite_where=text("state = 'firing'"),
+        ),
+    )

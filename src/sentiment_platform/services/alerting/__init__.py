@@ -1,0 +1,36 @@
+"""The negative-spike alert: the pure policy, the monitor that drives it, and its lease.
+
+- `policy`: the state machine (`evaluate`) and its types; no I/O.
+- `monitor`: `AlertMonitor`, the loop that reads the window through `store` and publishes.
+- `lease`: who may write (`Lease`, `RedisLease`, `lease_for`).
+"""
+
+from sentiment_platform.services.alerting.lease import Lease, RedisLease, lease_for
+from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.alerting.policy import (
+    ALERT_TYPE,
+    Action,
+    AlertState,
+    Decision,
+    Policy,
+    Sample,
+    Severity,
+    State,
+    evaluate,
+)
+
+__all__ = [
+    "ALERT_TYPE",
+    "Action",
+    "AlertMonitor",
+    "AlertState",
+    "Decision",
+    "Lease",
+    "Policy",
+    "RedisLease",
+    "Sample",
+    "Severity",
+    "State",
+    "evaluate",
+    "lease_for",
+]
