@@ -19,7 +19,7 @@ import uvicorn
 from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
 from sentiment_platform.bus import Event, Events
 from sentiment_platform.config import Settings
-from sentiment_platform.main import create_app, runtime_of
+from sentiment_platform.main import create_app, parts_of
 
 
 def free_socket() -> socket.socket:
@@ -71,7 +71,7 @@ class ThreadedServer:
     async def publish(self, *events: Event) -> None:
         """Publish on the server's loop, as its worker would."""
         assert self.loop is not None
-        server_events: Events = runtime_of(self.app).events
+        server_events: Events = parts_of(self.app).runtime.events
         await asyncio.wrap_future(
             asyncio.run_coroutine_threadsafe(server_events.publish_many(events), self.loop)
         )

@@ -22,14 +22,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sentiment_platform.api import probes, routes, websocket
-from sentiment_platform.api.deps import rate_limit
+from sentiment_platform.api.deps import ApiParts, rate_limit
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.ingester import feed_demo
 from sentiment_platform.pipeline.worker import Worker
-from sentiment_platform.runtime import Runtime, load_analyzer, open_runtime
+from sentiment_platform.runtime import load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
 
 log = logging.getLogger(__name__)
@@ -87,13 +87,15 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     analyzer = await load_analyzer(None, settings) if embedded_worker else None
     runtime = await stack.enter_async_context(open_runtime(settings, analyzer))
     counter = RedisCounter(runtime.redis) if runtime.redis is not None else MemoryCounter()
-    app.state.runtime = runtime
-    app.state.key_ring = KeyRing(settings.api_keys)
-    app.state.rate_limiter = RateLimiter(counter, settings.rate_limit_per_minute)
-    _warn_if_open(settings)
-
     hub = Hub(settings, runtime.session_factory, runtime.events)
-    app.state.hub = hub
+    app.state.api = ApiParts(
+        runtime=runtime,
+        hub=hub,
+        key_ring=KeyRing(settings.api_keys),
+        rate_limiter=RateLimiter(counter, settings.rate_limit_per_minute),
+        http_metrics=app.state.http_metrics,
+    )
+    _warn_if_open(settings)
     hub.start()
     stack.push_async_callback(hub.stop)
     lease = lease_for(settings, runtime.redis) if runtime.redis is not None else None
@@ -175,7 +177,7 @@ async def _outage(request: Request, error: Exception) -> JSONResponse:
     return await _platform_error(request, ServiceUnavailable(detail))
 
 
-def runtime_of(app: FastAPI) -> Runtime:
-    """The app's runtime, once its lifespan has started (tests and benchmarks reach in)."""
-    runtime: Runtime = app.state.runtime
-    return runtime
+def parts_of(app: FastAPI) -> ApiParts:
+    """The app's runtime and API parts, once its lifespan has started (tests reach in)."""
+    parts: ApiParts = app.state.api
+    return parts

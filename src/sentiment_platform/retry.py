@@ -42,10 +42,11 @@ class Backoff:
 
     def delay(self, attempt: int) -> float:
         """The wait before retry number `attempt` (1 for the first retry)."""
-        ceiling = min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+        ceiling = min(self.cap_s, self.base_s * 2.0 ** (attempt - 1))
+        draw = self._rng()
         if self.full_jitter:
-            return self._rng() * ceiling
-        return ceiling / 2 + self._rng() * ceiling / 2
+            return draw * ceiling
+        return ceiling / 2 + draw * ceiling / 2
 
     def next_delay(self) -> float:
         self.attempt += 1

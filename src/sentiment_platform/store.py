@@ -193,7 +193,8 @@ async def insert_firing_alert(
         )  # the partial index `ux_alerts_one_firing`, and no other conflict
         .returning(Alert)
     )
-    return await session.scalar(statement)
+    inserted: Alert | None = await session.scalar(statement)
+    return inserted
 
 
 async def update_alert(session: AsyncSession, alert_id: int, **values: Any) -> Alert | None:

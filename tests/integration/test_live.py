@@ -31,6 +31,7 @@ from sentiment_platform.bus import POST_ANALYZED, Event, RedisEvents, redis_clie
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
+from sentiment_platform.main import parts_of
 from tests.conftest import recreate_postgres_database, scratch_database_url
 from tests.servers import ThreadedServer, free_socket
 
@@ -107,7 +108,7 @@ async def test_metrics_then_posts_arrive(embedded: Settings) -> None:
             assert metrics["total"] == 3
             assert metrics["sentiment"]["neutral"] == {"count": 3, "percentage": 100.0}
             assert len(metrics["emotion"]) == 6 and metrics["bucket"] == "minute"
-            assert server.app.state.hub.client_count == 1
+            assert parts_of(server.app).hub.client_count == 1
 
             sent = time.monotonic()
             await server.publish(Event(POST_ANALYZED, post_item("live-1", "hello")))
@@ -208,8 +209,8 @@ async def test_slow_client_is_dropped_without_delaying_a_fast_one(tmp_path: Path
                 await asyncio.sleep(0.005)
             published = time.monotonic()
             assert await reader - published < 1.0  # the fast client kept up
-            assert server.app.state.hub.dropped_total == 1
-            assert server.app.state.hub.client_count == 1
+            assert parts_of(server.app).hub.dropped_total == 1
+            assert parts_of(server.app).hub.client_count == 1
 
             # The slow client now reads what was buffered, then the close frame.
             with pytest.raises(ConnectionClosed) as closed:
@@ -240,7 +241,7 @@ async def test_a_hub_that_falls_behind_skips_old_posts_instead_of_dropping_clien
             assert received == [f"s{i}" for i in range(15, 20)]  # the newest five
             await server.publish(Event(POST_ANALYZED, post_item("after")))
             assert (await next_of(ws, "post", 1.0))["post_id"] == "after"  # still connected
-            hub = server.app.state.hub
+            hub = parts_of(server.app).hub
             assert hub.skipped_posts_total == 15 and hub.dropped_total == 0
 
 

@@ -110,7 +110,7 @@ async def test_api_publisher_sends_through_a_running_api_with_its_key(tmp_path: 
 
     from sentiment_platform.config import Settings
     from sentiment_platform.db import create_engine, upgrade_schema
-    from sentiment_platform.main import create_app, runtime_of
+    from sentiment_platform.main import create_app, parts_of
     from sentiment_platform.pipeline.ingester import ApiPublisher
     from tests.integration.pipeline_support import wait_until
 
@@ -140,7 +140,7 @@ async def test_api_publisher_sends_through_a_running_api_with_its_key(tmp_path: 
         publisher = ApiPublisher(f"http://127.0.0.1:{port}", key)
         assert await publisher.publish(posts) == [post.post_id for post in posts]
         await publisher.aclose()
-        bus = runtime_of(app).bus
+        bus = parts_of(app).runtime.bus
         assert isinstance(bus, MemoryBus)
         assert len(await bus.read("t", 10_000, 10)) == 2_500
 

@@ -1,9 +1,10 @@
 """Dependencies the endpoints declare, as `Annotated` aliases: what a handler needs is in its
-signature. The only place besides `main` that reads `app.state`."""
+signature. The only place besides `main` that reads `app.state` (`app.state.api`)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -18,9 +19,27 @@ from sentiment_platform.config import Settings
 from sentiment_platform.runtime import Runtime
 
 
-def get_runtime(connection: HTTPConnection) -> Runtime:
-    runtime: Runtime = connection.app.state.runtime
-    return runtime
+@dataclass(frozen=True, slots=True)
+class ApiParts:
+    """What the API process runs on top of the runtime; built by the lifespan."""
+
+    runtime: Runtime
+    hub: Hub
+    key_ring: KeyRing
+    rate_limiter: RateLimiter
+    http_metrics: CollectorRegistry  # this app's request metrics
+
+
+def get_api(connection: HTTPConnection) -> ApiParts:
+    parts: ApiParts = connection.app.state.api
+    return parts
+
+
+ApiDep = Annotated[ApiParts, Depends(get_api)]
+
+
+def get_runtime(api: ApiDep) -> Runtime:
+    return api.runtime
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
@@ -48,38 +67,15 @@ def get_bus(runtime: RuntimeDep) -> Bus:
     return runtime.bus
 
 
-def get_hub(connection: HTTPConnection) -> Hub:
-    hub: Hub = connection.app.state.hub
-    return hub
-
-
-def get_key_ring(connection: HTTPConnection) -> KeyRing:
-    ring: KeyRing = connection.app.state.key_ring
-    return ring
-
-
-def get_rate_limiter(connection: HTTPConnection) -> RateLimiter:
-    limiter: RateLimiter = connection.app.state.rate_limiter
-    return limiter
-
-
-def get_http_metrics(connection: HTTPConnection) -> CollectorRegistry:
-    registry: CollectorRegistry = connection.app.state.http_metrics
-    return registry
-
-
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 BusDep = Annotated[Bus, Depends(get_bus)]
-HubDep = Annotated[Hub, Depends(get_hub)]
-KeyRingDep = Annotated[KeyRing, Depends(get_key_ring)]
-RateLimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
-HttpMetricsDep = Annotated[CollectorRegistry, Depends(get_http_metrics)]
 ApiKey = Annotated[str | None, Depends(api_key_header)]
 
 
-def require_api_key(ring: KeyRingDep, key: ApiKey) -> None:
+def require_api_key(api: ApiDep, key: ApiKey) -> None:
     """Guard for write endpoints: a valid X-API-Key when API_KEYS is set."""
+    ring = api.key_ring
     if not ring.enabled:
         return
     if key is None or not ring.accepts(key):
@@ -90,14 +86,15 @@ def require_api_key(ring: KeyRingDep, key: ApiKey) -> None:
         )
 
 
-async def rate_limit(request: Request, ring: KeyRingDep, limiter: RateLimiterDep) -> None:
+async def rate_limit(request: Request, api: ApiDep) -> None:
     """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
 
     An invalid key counts against the IP, so inventing keys buys no fresh budget.
     """
+    ring = api.key_ring
     key = request.headers.get(api_key_header.model.name)  # read, not declared: reads need none
     if key and ring.enabled and ring.accepts(key):
         caller = "key:" + digest(key).hex()[:16]
     else:
         caller = "ip:" + (request.client.host if request.client else "unknown")
-    await limiter.check(caller)
+    await api.rate_limiter.check(caller)

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api.deps import HttpMetricsDep, RuntimeDep, SessionFactoryDep
+from sentiment_platform.api.deps import ApiDep, RuntimeDep, SessionFactoryDep
 from sentiment_platform.api.schemas import Health, Verdict
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
@@ -75,10 +75,10 @@ async def health(runtime: RuntimeDep, factory: SessionFactoryDep, response: Resp
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(runtime: RuntimeDep, http_metrics: HttpMetricsDep) -> Response:
+async def metrics(api: ApiDep) -> Response:
     """Prometheus text: the process's own metrics, then this app's request metrics."""
     try:
-        stats = await asyncio.wait_for(runtime.bus.stats(), CHECK_TIMEOUT_S)
+        stats = await asyncio.wait_for(api.runtime.bus.stats(), CHECK_TIMEOUT_S)
     except Exception as error:  # noqa: BLE001 - a bus that is down leaves the last figures
         log.warning(
             "stream stats unavailable",
@@ -88,7 +88,7 @@ async def metrics(runtime: RuntimeDep, http_metrics: HttpMetricsDep) -> Response
         STREAM_LENGTH.set(stats.length)
         STREAM_PENDING.set(stats.pending)
         STREAM_LAG.set(stats.lag)
-    body = generate_latest(REGISTRY) + generate_latest(http_metrics)
+    body = generate_latest(REGISTRY) + generate_latest(api.http_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 

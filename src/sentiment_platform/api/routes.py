@@ -9,7 +9,6 @@ from fastapi import APIRouter, Body, Depends, Query, status
 from sentiment_platform import store
 from sentiment_platform.api.deps import BusDep, SessionDep, require_api_key
 from sentiment_platform.api.schemas import (
-    AlertItem,
     AlertsPage,
     AlertsQuery,
     MetricsQuery,
@@ -18,7 +17,7 @@ from sentiment_platform.api.schemas import (
     PostsQuery,
     problems,
 )
-from sentiment_platform.domain import OneOrManyPosts
+from sentiment_platform.domain import AlertItem, OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
 from sentiment_platform.telemetry import POSTS_INGESTED
 

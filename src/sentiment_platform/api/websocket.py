@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket
 
-from sentiment_platform.api.deps import HubDep
+from sentiment_platform.api.deps import ApiDep
 
 # How uvicorn serves /ws (`serve`, the test servers and benchmarks/ws.py): the sans-I/O
 # websockets protocol writes each frame straight to the transport, cheaper per send than the
@@ -20,6 +20,6 @@ router = APIRouter()
 
 
 @router.websocket("/ws")
-async def live(websocket: WebSocket, hub: HubDep) -> None:
+async def live(websocket: WebSocket, api: ApiDep) -> None:
     """The route lives on the app from the start; the hub it serves is the lifespan's."""
-    await hub.endpoint(websocket)
+    await api.hub.endpoint(websocket)

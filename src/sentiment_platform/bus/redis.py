@@ -280,7 +280,7 @@ class RedisEvents:
                 )
                 await asyncio.sleep(delay)
             finally:
-                await pubsub.aclose()
+                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
 
 class RedisLease:

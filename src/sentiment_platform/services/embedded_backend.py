@@ -49,7 +49,8 @@ def length_sorted_chunks(encodings: Sequence[Any], size: int) -> list[np.ndarray
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return probabilities
 
 
 class OnnxEncoder:

@@ -82,7 +82,8 @@ class _Head:
         ).to(device)
         with torch.inference_mode():
             logits = self.model(**encoded).logits
-        return logits.float().softmax(dim=-1).cpu() @ self.projection
+        probabilities: torch.Tensor = logits.float().softmax(dim=-1).cpu() @ self.projection
+        return probabilities
 
 
 def _load_head(

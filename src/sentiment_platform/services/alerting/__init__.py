@@ -5,7 +5,8 @@
 - `lease`: who may write (`Lease`, `RedisLease`, `lease_for`).
 """
 
-from sentiment_platform.services.alerting.lease import Lease, RedisLease, lease_for
+from sentiment_platform.bus.redis import RedisLease
+from sentiment_platform.services.alerting.lease import Lease, lease_for
 from sentiment_platform.services.alerting.monitor import AlertMonitor
 from sentiment_platform.services.alerting.policy import (
     ALERT_TYPE,
