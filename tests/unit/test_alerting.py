@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sentiment_platform.config import Settings
-from sentiment_platform.services.alerting import (
+from sentiment_platform.services.alerting.policy import (
     Action,
     AlertState,
     Decision,

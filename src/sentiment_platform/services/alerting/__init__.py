@@ -8,30 +8,6 @@
 from sentiment_platform.bus.redis import RedisLease
 from sentiment_platform.services.alerting.lease import Lease, lease_for
 from sentiment_platform.services.alerting.monitor import AlertMonitor
-from sentiment_platform.services.alerting.policy import (
-    ALERT_TYPE,
-    Action,
-    AlertState,
-    Decision,
-    Policy,
-    Sample,
-    Severity,
-    State,
-    evaluate,
-)
+from sentiment_platform.services.alerting.policy import ALERT_TYPE, Action, State
 
-__all__ = [
-    "ALERT_TYPE",
-    "Action",
-    "AlertMonitor",
-    "AlertState",
-    "Decision",
-    "Lease",
-    "Policy",
-    "RedisLease",
-    "Sample",
-    "Severity",
-    "State",
-    "evaluate",
-    "lease_for",
-]
+__all__ = ["ALERT_TYPE", "Action", "AlertMonitor", "Lease", "RedisLease", "State", "lease_for"]
