@@ -18,12 +18,11 @@ from pydantic import SecretStr
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
 from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.circuit_breaker import CircuitBreaker, CircuitOpen
 from sentiment_platform.services.llm import (
     ANTHROPIC_VERSION,
     PROVIDERS,
     SYSTEM_PROMPT,
-    CircuitBreaker,
-    CircuitOpen,
     LLMBackend,
     LLMError,
     load_llm_backend,

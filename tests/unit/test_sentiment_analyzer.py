@@ -70,7 +70,12 @@ class Scripted:
 
 
 def skipped(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.getMessage().startswith("backend skipped")]
+    """The skip lines as the console shows them: the message, then its fields."""
+    return [
+        f"{r.getMessage()} backend={r.backend} reason={r.reason}"
+        for r in caplog.records
+        if getattr(r, "event", None) == "analyzer.backend_skipped"
+    ]
 
 
 async def test_the_first_backend_answers_the_whole_batch_in_one_call() -> None:

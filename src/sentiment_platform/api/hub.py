@@ -118,7 +118,9 @@ class Hub:
     async def endpoint(self, websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
         if not self.origin_allowed(origin, websocket.headers):
-            log.warning("ws refused reason=origin origin=%r", origin)
+            log.warning(
+                "ws refused", extra={"event": "ws.refused", "reason": "origin", "origin": origin}
+            )
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
             return
         await websocket.accept()
@@ -184,7 +186,15 @@ class Hub:
         if client.writer is not None:
             client.writer.cancel()
         peer = client.websocket.client
-        log.warning("ws client dropped reason=too_slow peer=%s queue=%d", peer, self._queue_size)
+        log.warning(
+            "ws client dropped",
+            extra={
+                "event": "ws.dropped",
+                "reason": "too_slow",
+                "peer": peer,
+                "queue": self._queue_size,
+            },
+        )
 
     def broadcast(self, texts: Sequence[str]) -> None:
         for client in list(self._clients):
@@ -201,7 +211,10 @@ class Hub:
                     elif event.type == ALERT:
                         self.broadcast([encode_envelope("alert", event.data)])
             except Exception as error:  # noqa: BLE001 - keep the hub alive whatever the channel does
-                log.warning("ws events subscription failed error=%s", type(error).__name__)
+                log.warning(
+                    "ws events subscription failed",
+                    extra={"event": "ws.subscription_failed", "error": type(error).__name__},
+                )
             await asyncio.sleep(RESUBSCRIBE_DELAY_S)
 
     async def _flush_posts(self) -> None:
@@ -217,7 +230,12 @@ class Hub:
                 if skipped := len(posts) - len(single):
                     self.skipped_posts_total += skipped
                     log.warning(
-                        "ws hub behind skipped_posts=%d flush_posts=%d", skipped, len(posts)
+                        "ws hub behind",
+                        extra={
+                            "event": "ws.behind",
+                            "skipped_posts": skipped,
+                            "flush_posts": len(posts),
+                        },
                     )
             batched = [encode_envelope("posts", posts)] if any(c.batch for c in clients) else []
             for client in clients:
@@ -236,7 +254,10 @@ class Hub:
                     self._metrics = (time.monotonic(), text)
                     self.broadcast([text])
                 except Exception as error:  # noqa: BLE001 - a bad tick must not end the ticks
-                    log.warning("ws metrics failed error=%s", type(error).__name__)
+                    log.warning(
+                        "ws metrics failed",
+                        extra={"event": "ws.metrics_failed", "error": type(error).__name__},
+                    )
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self._metrics_interval_s - elapsed))
 

@@ -121,7 +121,10 @@ class MemoryBus:
                 break
             if seq not in self._entries:
                 del self._pending[seq]
-                log.error("pending entry was trimmed before being processed id=%s", seq)
+                log.error(
+                    "pending entry was trimmed before being processed",
+                    extra={"event": "bus.pending_trimmed", "entry_id": _entry_id(seq)},
+                )
             elif self._pending[seq].delivered_at <= idle_before:
                 claimed.append(self._redeliver(seq, consumer))
         self._claim_cursor = next_cursor

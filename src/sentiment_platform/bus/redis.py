@@ -115,7 +115,10 @@ class RedisStreamBus:
     async def ensure_group(self) -> None:
         try:
             await self._redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-            log.info("consumer group created stream=%s group=%s", self.stream, self.group)
+            log.info(
+                "consumer group created",
+                extra={"event": "bus.group_created", "stream": self.stream, "group": self.group},
+            )
         except ResponseError as error:
             if "BUSYGROUP" not in str(error):
                 raise
@@ -138,7 +141,10 @@ class RedisStreamBus:
             if not _is_nogroup(error):
                 raise
             # The stream or group vanished (a Redis restarted without persistence, a FLUSH).
-            log.warning("consumer group missing, recreating stream=%s", self.stream)
+            log.warning(
+                "consumer group missing, recreating",
+                extra={"event": "bus.group_missing", "stream": self.stream},
+            )
             await self.ensure_group()
             return []
         # RESP2 reply: [[stream, [(id, fields), ...]]]; redis-py types it as a union of shapes.
@@ -166,10 +172,13 @@ class RedisStreamBus:
         self._claim_cursor = cursor
         if deleted:
             log.error(
-                "pending entries were trimmed before being processed stream=%s count=%d first=%s",
-                self.stream,
-                len(deleted),
-                deleted[0],
+                "pending entries were trimmed before being processed",
+                extra={
+                    "event": "bus.pending_trimmed",
+                    "stream": self.stream,
+                    "count": len(deleted),
+                    "first": deleted[0],
+                },
             )
         return await self._with_deliveries(consumer, rows)
 
@@ -267,16 +276,22 @@ class RedisEvents:
                     try:
                         event = decode_event(message["data"])
                     except (ValueError, KeyError, TypeError):
-                        log.warning("undecodable event skipped channel=%s", self.channel)
+                        log.warning(
+                            "undecodable event skipped",
+                            extra={"event": "events.undecodable", "channel": self.channel},
+                        )
                         continue
                     yield event
             except (RedisError, OSError) as error:
                 delay = backoff.next_delay()
                 log.warning(
-                    "events subscription lost channel=%s error=%s retry_in_s=%.2f",
-                    self.channel,
-                    type(error).__name__,
-                    delay,
+                    "events subscription lost",
+                    extra={
+                        "event": "events.subscription_lost",
+                        "channel": self.channel,
+                        "error": type(error).__name__,
+                        "retry_in_s": round(delay, 2),
+                    },
                 )
                 await asyncio.sleep(delay)
             finally:

@@ -12,7 +12,6 @@ import json
 import logging
 import random
 import re
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
 from sentiment_platform.retry import Backoff
 from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.circuit_breaker import CircuitBreaker
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +65,6 @@ class LLMError(RuntimeError):
     """The provider gave no usable answer for this batch (HTTP error, timeout, bad JSON)."""
 
 
-class CircuitOpen(BackendUnavailable):
-    """The provider failed repeatedly; calls are refused until the cool-off ends."""
-
-
 class _Transient(Exception):
     """A failure worth retrying, with the wait the provider asked for, if any."""
 
@@ -77,73 +73,6 @@ class _Transient(Exception):
         self.error = error
         self.reason = reason
         self.retry_after = retry_after
-
-
-class CircuitBreaker:
-    """closed -> open after N consecutive failures -> half-open after a cool-off -> closed.
-
-    While open every call is refused at once; half-open lets exactly one trial call through.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        failure_threshold: int,
-        cooldown_s: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.name = name
-        self._threshold = failure_threshold
-        self._cooldown_s = cooldown_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_running = False
-
-    @property
-    def state(self) -> Literal["closed", "open", "half-open"]:
-        with self._lock:
-            if self._opened_at is None:
-                return "closed"
-            if self._trial_running or self._clock() - self._opened_at >= self._cooldown_s:
-                return "half-open"
-            return "open"
-
-    def before_call(self) -> None:
-        """Raise `CircuitOpen` unless this call may go to the provider."""
-        with self._lock:
-            if self._opened_at is None:
-                return
-            waited = self._clock() - self._opened_at
-            if self._trial_running or waited < self._cooldown_s:
-                retry_in = max(0.0, self._cooldown_s - waited)
-                raise CircuitOpen(f"{self.name}: circuit open, next try in {retry_in:.0f}s")
-            self._trial_running = True
-            logger.info("llm circuit half-open backend=%s", self.name)
-
-    def record_success(self) -> None:
-        with self._lock:
-            if self._opened_at is not None:
-                logger.info("llm circuit closed backend=%s", self.name)
-            self._failures = 0
-            self._opened_at = None
-            self._trial_running = False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial_running or self._failures >= self._threshold:
-                # Log the transition only; late failures of calls already in flight re-arm silently.
-                if self._opened_at is None or self._trial_running:
-                    logger.warning(
-                        "llm circuit opened backend=%s failures=%d cooldown_s=%.0f",
-                        self.name,
-                        self._failures,
-                        self._cooldown_s,
-                    )
-                self._opened_at = self._clock()
-                self._trial_running = False
 
 
 def build_prompt(texts: Sequence[str]) -> str:
@@ -341,11 +270,14 @@ class LLMBackend:
                         f"{transient.error}; Retry-After {delay:.0f}s is too long"
                     ) from None
                 logger.warning(
-                    "llm retry backend=%s attempt=%d reason=%s delay_s=%.2f",
-                    self.name,
-                    attempt,
-                    transient.reason,
-                    delay,
+                    "llm retry",
+                    extra={
+                        "event": "llm.retry",
+                        "backend": self.name,
+                        "attempt": attempt,
+                        "reason": transient.reason,
+                        "delay_s": round(delay, 2),
+                    },
                 )
                 self._sleep(delay)
         try:

@@ -71,9 +71,15 @@ def _escalation(settings: Settings, llm: Backend | None, below: float) -> Escala
         try:
             llm = load_llm_backend(settings)
         except BackendUnavailable as exc:
-            logger.warning("escalation disabled reason=%s", exc)
+            logger.warning(
+                "escalation disabled",
+                extra={"event": "analyzer.escalation_off", "reason": str(exc)},
+            )
             return None
-    logger.info("escalation enabled backend=%s below=%s", llm.name, below)
+    logger.info(
+        "escalation enabled",
+        extra={"event": "analyzer.escalation_on", "backend": llm.name, "below": below},
+    )
     return Escalation(llm, below)
 
 
@@ -117,10 +123,24 @@ class SentimentAnalyzer:
             try:
                 loaded[name] = loader(settings)
             except BackendUnavailable as exc:
-                logger.warning("backend skipped backend=%s reason=%s", name, exc)
+                logger.warning(
+                    "backend skipped",
+                    extra={
+                        "event": "analyzer.backend_skipped",
+                        "backend": name,
+                        "reason": str(exc),
+                    },
+                )
                 reasons.append(f"{name}: {exc}")
                 continue
-            logger.info("backend loaded backend=%s model=%s", name, loaded[name].name)
+            logger.info(
+                "backend loaded",
+                extra={
+                    "event": "analyzer.backend_loaded",
+                    "backend": name,
+                    "model": loaded[name].name,
+                },
+            )
         if not loaded:
             tried = "; ".join(reasons) or "ANALYZER_BACKENDS is empty"
             raise AnalyzerUnavailable(

@@ -180,10 +180,13 @@ def load_transformers_backend(settings: Settings) -> TransformersBackend:
     )
     name = f"transformers/{Path(settings.sentiment_model.rstrip('/')).name}"
     logger.info(
-        "transformers backend loaded sentiment_model=%s emotion_model=%s device=%s",
-        settings.sentiment_model,
-        settings.emotion_model,
-        settings.model_device,
+        "transformers backend loaded",
+        extra={
+            "event": "analyzer.transformers_loaded",
+            "sentiment_model": settings.sentiment_model,
+            "emotion_model": settings.emotion_model,
+            "device": settings.model_device,
+        },
     )
     return TransformersBackend(
         name, sentiment, emotion, settings.model_device, settings.model_batch_size
