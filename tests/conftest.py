@@ -9,13 +9,23 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
+import pytest_asyncio
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-TEST_DATABASE_URL = os.environ.get(
-    "TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/sentiment_test"
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, upgrade_schema
+from tests.support.databases import (
+    TEST_DATABASE_URL,
+    LazyPostgres,
+    recreate_postgres_database,
 )
+
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -59,55 +69,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for name, up in SERVICES.items():
             if not up and item.get_closest_marker(name):
                 item.add_marker(pytest.mark.skip(reason=f"{name} is not reachable"))
-
-
-# --- databases --------------------------------------------------------------------------
-
-from collections.abc import AsyncIterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import asyncpg  # noqa: E402
-import httpx  # noqa: E402
-import pytest_asyncio  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker  # noqa: E402
-
-from sentiment_platform.config import Settings  # noqa: E402
-from sentiment_platform.db import create_engine, upgrade_schema  # noqa: E402
-
-
-def scratch_database_url(suffix: str) -> str:
-    """A database of its own for a group of tests, beside the suite's throw-away one."""
-    url = make_url(TEST_DATABASE_URL)
-    return url.set(database=f"{url.database}_{suffix}").render_as_string(hide_password=False)
-
-
-async def recreate_postgres_database(url: str, create: bool = True) -> None:
-    """Drop (and by default create anew) the throw-away test database named in `url`."""
-    target = make_url(url)
-    admin = await asyncpg.connect(
-        host=target.host, port=target.port or 5432, user=target.username, database="postgres"
-    )
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-        if create:
-            await admin.execute(f'CREATE DATABASE "{target.database}"')
-    finally:
-        await admin.close()
-
-
-class LazyPostgres:
-    """The migrated PostgreSQL test database, created on first use (SQLite-only runs skip it)."""
-
-    def __init__(self) -> None:
-        self.engine: AsyncEngine | None = None
-
-    async def get(self) -> AsyncEngine:
-        if self.engine is None:
-            await recreate_postgres_database(TEST_DATABASE_URL)
-            self.engine = create_engine(Settings(database_url=TEST_DATABASE_URL))
-            await upgrade_schema(self.engine)
-        return self.engine
 
 
 @pytest_asyncio.fixture(scope="session")

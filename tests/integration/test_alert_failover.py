@@ -20,7 +20,7 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.models.database import Alert
 from sentiment_platform.services.alerting import ALERT_TYPE, Action, AlertMonitor, RedisLease
-from tests.conftest import recreate_postgres_database, scratch_database_url
+from tests.support.databases import recreate_postgres_database, scratch_database_url
 
 pytestmark = pytest.mark.asyncio
 

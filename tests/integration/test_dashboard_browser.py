@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import serve_process
+from tests.support.servers import serve_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHARTS = ("#timeline-chart", "#sentiment-chart", "#emotion-chart")

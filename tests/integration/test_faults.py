@@ -21,9 +21,9 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.runtime import open_runtime
-from tests.integration.pipeline_support import KeywordAnalyzer, counts, make_posts, wait_until
-from tests.private_postgres import PrivatePostgres, available
-from tests.servers import ThreadedServer
+from tests.support.pipeline import KeywordAnalyzer, counts, make_posts, wait_until
+from tests.support.private_postgres import PrivatePostgres, available
+from tests.support.servers import ThreadedServer
 
 pytestmark = [
     pytest.mark.asyncio,

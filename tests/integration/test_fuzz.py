@@ -18,8 +18,8 @@ from schemathesis.specs.openapi.checks import allow_header_conformance, positive
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.main import create_app
-from tests.seed import seed
-from tests.servers import ThreadedServer
+from tests.support.seed import seed
+from tests.support.servers import ThreadedServer
 
 EXAMPLES_PER_OPERATION = 200
 API_KEY = "fuzz-test-key-0123456789"

@@ -32,8 +32,8 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
 from sentiment_platform.main import parts_of
-from tests.conftest import recreate_postgres_database, scratch_database_url
-from tests.servers import ThreadedServer, free_socket
+from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.servers import ThreadedServer, free_socket
 
 pytestmark = pytest.mark.asyncio
 
@@ -287,7 +287,7 @@ def api_process(env: dict[str, str]) -> Iterator[int]:
 def worker_process(env: dict[str, str]) -> contextlib.AbstractContextManager[None]:
     """A real `sentiment-platform worker` with the pipeline tests' keyword analyzer."""
     cli = str(Path(sys.executable).parent / "sentiment-platform")
-    analyzer = "tests.integration.pipeline_support:KeywordAnalyzer"
+    analyzer = "tests.support.pipeline:KeywordAnalyzer"
     worker_env = env | {"PYTHONPATH": str(REPO_ROOT), "WORKER_BLOCK_MS": "100"}
     return running([cli, "worker", "--analyzer", analyzer], worker_env)
 

@@ -27,12 +27,9 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post, Prediction
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
+from tests.support.pipeline import (
     KeywordAnalyzer,
     counts,
-    fixture_pg_sessions,
-    fixture_pipeline_pg_engine,
-    fixture_redis_settings,
     make_posts,
     wait_until,
 )

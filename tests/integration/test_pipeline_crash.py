@@ -16,14 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform.bus import MemoryEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from tests.integration.pipeline_support import (  # noqa: F401 - fixtures
+from tests.support.pipeline import (
     MARKER_ENV,
     KeywordAnalyzer,
     batches_started,
     counts,
-    fixture_pg_sessions,
-    fixture_pipeline_pg_engine,
-    fixture_redis_settings,
     make_posts,
     wait_until,
 )
@@ -32,7 +29,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("sentiment-platform")
-SLOW = "tests.integration.pipeline_support:SlowKeywordAnalyzer"
+SLOW = "tests.support.pipeline:SlowKeywordAnalyzer"
 
 Sessions = async_sessionmaker[AsyncSession]
 

@@ -112,7 +112,7 @@ async def test_api_publisher_sends_through_a_running_api_with_its_key(tmp_path: 
     from sentiment_platform.db import create_engine, upgrade_schema
     from sentiment_platform.main import create_app, parts_of
     from sentiment_platform.pipeline.ingester import ApiPublisher
-    from tests.integration.pipeline_support import wait_until
+    from tests.support.pipeline import wait_until
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

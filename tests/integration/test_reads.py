@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from sentiment_platform.models.database import Alert
-from tests.seed import T0, seed
+from tests.support.seed import T0, seed
 
 pytestmark = pytest.mark.asyncio
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import serve_process
+from tests.support.servers import serve_process
 
 LLM_KEY = "sk-live-4f1c9a7e2b-never-log-me"
 API_KEYS = ("write-key-alpha-7d3e9b1c", "write-key-beta-2a8f6c4e")

@@ -20,7 +20,7 @@ from sentiment_platform.services.sentiment_analyzer import (
     Escalation,
     SentimentAnalyzer,
 )
-from tests.unit._hf_tiny import HARTMANN_LABELS, SENTIMENT_LABELS, build_tiny_classifier
+from tests.support.hf_tiny import HARTMANN_LABELS, SENTIMENT_LABELS, build_tiny_classifier
 
 TEXTS = ["great stuff", "awful", "meh"]
 

@@ -25,8 +25,7 @@ from sentiment_platform.training.train import (  # noqa: E402
     SentimentConfig,
     train,
 )
-
-from ._hf_tiny import build_tiny_classifier  # noqa: E402
+from tests.support.hf_tiny import build_tiny_classifier  # noqa: E402
 
 # (text, TweetEval label id: 0 negative, 1 neutral, 2 positive), (text, GoEmotions-Ekman id)
 TWEETS = [

@@ -21,7 +21,7 @@ from sentiment_platform.services.transformers_backend import (
     preprocess,
     sentiment_classes,
 )
-from tests.unit._hf_tiny import (
+from tests.support.hf_tiny import (
     GENERIC_LABELS,
     HARTMANN_LABELS,
     SENTIMENT_LABELS,

@@ -1,0 +1,1 @@
+"""Helpers the tests share: servers, seeded stores, a private PostgreSQL, tiny models."""
