@@ -171,7 +171,8 @@ def ingest_demo(
     """Generated posts (twitter, reddit, news, reviews, forum) onto the bus."""
     from rich.progress import Progress
 
-    from sentiment_platform.pipeline.ingester import publisher_for, run_demo
+    from sentiment_platform.pipeline.demo import run_demo
+    from sentiment_platform.pipeline.ingester import publisher_for
 
     settings = get_settings()
     _configure_logging(settings)

@@ -12,7 +12,8 @@ import pytest
 
 from sentiment_platform.bus import MemoryBus, decode_post
 from sentiment_platform.domain import MAX_CONTENT_CHARS
-from sentiment_platform.pipeline.ingester import DemoGenerator, ingest_file, run_demo
+from sentiment_platform.pipeline.demo import DemoGenerator, run_demo
+from sentiment_platform.pipeline.ingester import ingest_file
 
 
 async def _published(bus: MemoryBus) -> list[str]:
