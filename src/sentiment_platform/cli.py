@@ -220,12 +220,11 @@ def ingest_file(
                 )
 
     report = _produce(run)
-    shown = 100
-    for line, why in report.bad[:shown]:
+    for line, why in report.bad:
         typer.echo(f"line {line}: {why}", err=True)
-    if len(report.bad) > shown:
-        typer.echo(f"... and {len(report.bad) - shown} more bad rows", err=True)
-    typer.echo(f"sent {report.sent} posts, skipped {len(report.bad)} bad rows")
+    if report.bad_count > len(report.bad):
+        typer.echo(f"... and {report.bad_count - len(report.bad)} more bad rows", err=True)
+    typer.echo(f"sent {report.sent} posts, skipped {report.bad_count} bad rows")
 
 
 @app.command()

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 SEND_BATCH = 500
 RATE_LIMIT_RETRIES = 60
+DEFAULT_MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
+# A request body is kept 1/16 under the API's MAX_BODY_BYTES (2 MiB -> 1.875 MiB): the size
+# is counted exactly, the margin is for an API whose limit differs a little from ours.
+BODY_HEADROOM_DIVISOR = 16
 
 
 class Publisher(Protocol):
@@ -45,7 +49,11 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
             yield runtime.bus
         return
     key = settings.api_keys[0].get_secret_value() if settings.api_keys else None
-    api = ApiPublisher(api_url or f"http://{settings.api_host}:{settings.api_port}", key)
+    api = ApiPublisher(
+        api_url or f"http://{settings.api_host}:{settings.api_port}",
+        key,
+        max_body_bytes=settings.max_body_bytes,
+    )
     try:
         yield api
     finally:
@@ -53,39 +61,78 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
 
 
 class ApiPublisher:
-    """POST /api/posts on a running API, up to its 1000-per-request limit; waits out its
-    rate limit (429 + Retry-After) instead of failing."""
+    """POST /api/posts on a running API, in requests of at most 1000 posts and a body under
+    its MAX_BODY_BYTES; a request the API still finds too large (413) is halved and sent
+    again; its rate limit (429 + Retry-After) is waited out instead of failing."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        timeout_s: float = 30.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"X-API-Key": api_key} if api_key else {}
+        self.body_budget = max_body_bytes - max_body_bytes // BODY_HEADROOM_DIVISOR
+        headers = {"Content-Type": "application/json"} | ({"X-API-Key": api_key} if api_key else {})
         self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
 
     async def publish(self, posts: Sequence[Post]) -> list[str]:
         ids: list[str] = []
-        for start in range(0, len(posts), MAX_BATCH_POSTS):
-            body = [post.model_dump(mode="json") for post in posts[start : start + MAX_BATCH_POSTS]]
-            response = await self._post(body)
-            for _ in range(RATE_LIMIT_RETRIES):
-                if response.status_code != 429:
-                    break
-                wait_s = float(response.headers.get("Retry-After", "1"))
-                log.info(
-                    "API rate limit reached, waiting",
-                    extra={"event": "ingest.rate_limited", "wait_s": wait_s},
-                )
-                await asyncio.sleep(wait_s)
-                response = await self._post(body)
-            if response.status_code != 202:
-                raise RuntimeError(
-                    f"the API refused posts ({response.status_code}): {response.text}"
-                )
-            ids.extend(response.json()["post_ids"])
+        for batch in self._batches(posts):
+            ids.extend(await self._send(batch))
         return ids
 
-    async def _post(self, body: list[dict[str, Any]]) -> httpx.Response:
+    def _batches(self, posts: Sequence[Post]) -> Iterator[list[bytes]]:
+        """The posts as JSON, grouped into request bodies under the count and size limits
+        (a post too large on its own still goes alone, for the API to say so)."""
+        batch: list[bytes] = []
+        size = 1  # "[" + each post and its "," or "]"
+        for post in posts:
+            encoded = post.model_dump_json().encode()
+            if batch and (
+                len(batch) >= MAX_BATCH_POSTS or size + len(encoded) + 1 > self.body_budget
+            ):
+                yield batch
+                batch, size = [], 1
+            batch.append(encoded)
+            size += len(encoded) + 1
+        if batch:
+            yield batch
+
+    async def _send(self, batch: list[bytes]) -> list[str]:
+        body = b"[" + b",".join(batch) + b"]"
+        response = await self._post(body)
+        if response.status_code == 413 and len(batch) > 1:
+            log.info(
+                "API refused a request as too large, halving it",
+                extra={"event": "ingest.batch_halved", "posts": len(batch), "bytes": len(body)},
+            )
+            middle = len(batch) // 2
+            return await self._send(batch[:middle]) + await self._send(batch[middle:])
+        if response.status_code != 202:
+            raise RuntimeError(f"the API refused posts ({response.status_code}): {response.text}")
+        ids: list[str] = response.json()["post_ids"]
+        return ids
+
+    async def _post(self, body: bytes) -> httpx.Response:
+        """One request, its rate limit waited out."""
+        response = await self._request(body)
+        for _ in range(RATE_LIMIT_RETRIES):
+            if response.status_code != 429:
+                break
+            wait_s = float(response.headers.get("Retry-After", "1"))
+            log.info(
+                "API rate limit reached, waiting",
+                extra={"event": "ingest.rate_limited", "wait_s": wait_s},
+            )
+            await asyncio.sleep(wait_s)
+            response = await self._request(body)
+        return response
+
+    async def _request(self, body: bytes) -> httpx.Response:
         try:
-            return await self._client.post("/api/posts", json=body)
+            return await self._client.post("/api/posts", content=body)
         except httpx.TransportError as error:
             raise RuntimeError(
                 f"cannot reach the API at {self.base_url} ({type(error).__name__}); "
@@ -99,12 +146,22 @@ class ApiPublisher:
 # --- file replay ---------------------------------------------------------------------------
 
 OPTIONAL_FIELDS = ("post_id", "author", "created_at")
+MAX_BAD_KEPT = 100  # bad rows kept with their reason; all of them are counted
 
 
 @dataclass
 class FileReport:
+    """What a replay did: posts sent, and the bad rows (the first MAX_BAD_KEPT with line
+    number and reason, all of them in `bad_count`), so a huge bad file costs no memory."""
+
     sent: int = 0
     bad: list[tuple[int, str]] = field(default_factory=list)
+    bad_count: int = 0
+
+    def add_bad(self, line: int, why: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < MAX_BAD_KEPT:
+            self.bad.append((line, why))
 
 
 def read_rows(path: Path, default_source: str | None = None) -> Iterator[tuple[int, Post | str]]:
@@ -168,7 +225,8 @@ async def ingest_file(
     progress: Callable[[int], None] | None = None,
     batch_size: int = SEND_BATCH,
 ) -> FileReport:
-    """Send the good rows in batches; the bad ones are skipped and reported by line number.
+    """Send the good rows in batches; the bad ones are skipped and reported by line number
+    (see FileReport).
 
     `progress` is called with the line number reached after each row.
     """
@@ -176,7 +234,7 @@ async def ingest_file(
     batch: list[Post] = []
     for line, result in read_rows(path, default_source):
         if isinstance(result, str):
-            report.bad.append((line, result))
+            report.add_bad(line, result)
         else:
             batch.append(result)
             if len(batch) >= batch_size:
@@ -194,7 +252,7 @@ async def ingest_file(
             "event": "ingest.file_done",
             "path": str(path),
             "sent": report.sent,
-            "bad": len(report.bad),
+            "bad": report.bad_count,
         },
     )
     return report
