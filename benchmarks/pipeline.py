@@ -35,7 +35,7 @@ from sentiment_platform.bus import Bus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment, utcnow
-from sentiment_platform.pipeline.ingester import DemoGenerator
+from sentiment_platform.pipeline.demo import DemoGenerator
 from sentiment_platform.runtime import open_runtime
 
 REPO = Path(__file__).resolve().parents[1]

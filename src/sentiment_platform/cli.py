@@ -171,7 +171,8 @@ def ingest_demo(
     """Generated posts (twitter, reddit, news, reviews, forum) onto the bus."""
     from rich.progress import Progress
 
-    from sentiment_platform.pipeline.ingester import publisher_for, run_demo
+    from sentiment_platform.pipeline.demo import run_demo
+    from sentiment_platform.pipeline.ingester import publisher_for
 
     settings = get_settings()
     _configure_logging(settings)
@@ -219,12 +220,11 @@ def ingest_file(
                 )
 
     report = _produce(run)
-    shown = 100
-    for line, why in report.bad[:shown]:
+    for line, why in report.bad:
         typer.echo(f"line {line}: {why}", err=True)
-    if len(report.bad) > shown:
-        typer.echo(f"... and {len(report.bad) - shown} more bad rows", err=True)
-    typer.echo(f"sent {report.sent} posts, skipped {len(report.bad)} bad rows")
+    if report.bad_count > len(report.bad):
+        typer.echo(f"... and {report.bad_count - len(report.bad)} more bad rows", err=True)
+    typer.echo(f"sent {report.sent} posts, skipped {report.bad_count} bad rows")
 
 
 @app.command()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -25,6 +25,9 @@ from pydantic import (
 
 MAX_CONTENT_CHARS = 10_000
 MAX_BATCH_POSTS = 1_000
+# How far ahead of this machine's clock a post's `created_at` may be: a producer's clock may
+# run fast, but a post from next year would sit on top of "newest first" for a year.
+MAX_CLOCK_SKEW = timedelta(days=1)
 
 
 class Sentiment(StrEnum):
@@ -96,29 +99,50 @@ def utcnow() -> datetime:
 
 
 def as_utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC; aware ones are converted to it."""
+    """Naive datetimes are taken as UTC; aware ones are converted to it.
+
+    A moment whose UTC time falls outside years 1-9999 (`9999-12-31T23:59:59-05:00`) is a
+    ValueError, the error every validator turns into a 4xx, not an OverflowError.
+    """
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            "must fall between 0001-01-01 and 9999-12-31 once converted to UTC"
+        ) from None
 
 
 def new_post_id() -> str:
     return uuid.uuid4().hex
 
 
-def _parse_iso_8601(value: object) -> object:
-    """Only ISO-8601 text (or a datetime): a bare number is not taken for a Unix time."""
+def parse_iso_8601(value: object) -> datetime:
+    """An aware UTC datetime from ISO-8601 text (or a datetime); ValueError for anything else.
+
+    A bare number is not taken for a Unix time, and a date-time that leaves the calendar
+    once converted to UTC is refused here, so every parser built on this one says why.
+    """
     if isinstance(value, str):
         try:
-            return datetime.fromisoformat(value)
+            value = datetime.fromisoformat(value)
         except ValueError:
             raise ValueError("must be an ISO-8601 date-time, e.g. 2026-01-15T10:00:00Z") from None
-    if isinstance(value, datetime):
-        return value
-    raise ValueError("must be an ISO-8601 date-time string")
+    if not isinstance(value, datetime):
+        raise ValueError("must be an ISO-8601 date-time string")
+    return as_utc(value)
 
 
-IsoDateTime = Annotated[datetime, BeforeValidator(_parse_iso_8601)]
+def refuse_nul(value: Any) -> Any:
+    """A field validator for whole models: PostgreSQL text cannot hold NUL (\\x00), so any
+    text field carrying one is refused here, named by the field it is in."""
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("must not contain NUL (\\x00) characters")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(parse_iso_8601)]
 PostId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
 Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 Author = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
@@ -142,18 +166,17 @@ class Post(BaseModel):
             raise ValueError("content must not be empty")
         return value
 
-    @field_validator("post_id", "source", "content", "author")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        # PostgreSQL text cannot hold NUL: refuse it here rather than dead-letter it later.
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL (\\x00) characters")
-        return value
+    _no_nul = field_validator("*")(refuse_nul)
 
     @field_validator("created_at")
     @classmethod
-    def _created_at_utc(cls, value: datetime) -> datetime:
-        return as_utc(value)
+    def _created_at_not_ahead(cls, value: datetime) -> datetime:
+        value = as_utc(value)
+        if value > utcnow() + MAX_CLOCK_SKEW:
+            raise ValueError(
+                f"must not be more than {MAX_CLOCK_SKEW.days} day ahead of the server's clock"
+            )
+        return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.errors import PlatformError, ServiceUnavailable
-from sentiment_platform.pipeline.ingester import feed_demo
+from sentiment_platform.pipeline.demo import feed_demo
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for

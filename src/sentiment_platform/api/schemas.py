@@ -14,6 +14,7 @@ from sentiment_platform.domain import (
     PostView,
     Sentiment,
     as_utc,
+    refuse_nul,
     utcnow,
 )
 from sentiment_platform.services.aggregator import Bucket
@@ -24,7 +25,10 @@ MAX_BUCKETS = 1_500
 
 
 class _Range(BaseModel):
-    """`since`/`until`-style bounds, made UTC-aware, with the order checked."""
+    """What every query model shares: no NUL in any parameter (PostgreSQL cannot compare
+    text with one), and `since`/`until`-style bounds made UTC-aware, their order checked."""
+
+    _no_nul = field_validator("*", mode="before")(refuse_nul)
 
     @field_validator("*", mode="after")
     @classmethod
@@ -84,7 +88,11 @@ class MetricsQuery(_Range):
         if self.start > self.end:
             raise ValueError("start: start must not be after end (now, when end is not given)")
         self.bucket = self.bucket or Bucket.for_range(self.start, self.end)
-        if self.bucket.count_in(self.start, self.end) > MAX_BUCKETS:
+        try:
+            buckets = self.bucket.count_in(self.start, self.end)
+        except OverflowError:  # an empty range at the very start of the calendar
+            raise ValueError("end: must be after 0001-01-01T00:00:00Z") from None
+        if buckets > MAX_BUCKETS:
             raise ValueError(
                 f"bucket: {self.bucket.value} buckets over this range exceed {MAX_BUCKETS}; "
                 "use a coarser bucket or a shorter range"

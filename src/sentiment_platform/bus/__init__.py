@@ -53,7 +53,14 @@ def decode_post(fields: Mapping[str, str]) -> Post:
         raise ValueError("entry is gone from the stream (trimmed before it was processed)")
     if POST_FIELD not in fields:
         raise ValueError(f"entry has no {POST_FIELD!r} field")
-    return Post.model_validate_json(fields[POST_FIELD])
+    try:
+        return Post.model_validate_json(fields[POST_FIELD])
+    except ValueError:
+        raise
+    except Exception as error:  # whatever else an entry can trip over, it is a dead letter
+        raise ValueError(
+            f"entry cannot be decoded ({type(error).__name__}: {error})"[:500]
+        ) from error
 
 
 def dead_fields(entry: Entry, error: str) -> dict[str, str]:
