@@ -9,10 +9,12 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Task
+from sentiment_platform.training.calibrate import fit_offsets
 from sentiment_platform.training.data import (
     Split,
     emotions_as_sentiment,
@@ -37,7 +39,7 @@ def test_share_scores_count_like_the_aggregator() -> None:
     }
 
 
-def test_evaluate_prints_true_and_predicted_shares(tmp_path: Path) -> None:
+def test_evaluate_prints_shares_and_the_adjusted_estimate(tmp_path: Path) -> None:
     rows = [
         ("I love this so much, best day of my life!", "positive"),
         ("This is awful. I hate it, worst service ever.", "negative"),
@@ -54,6 +56,8 @@ def test_evaluate_prints_true_and_predicted_shares(tmp_path: Path) -> None:
     assert sum(result["share_predicted"].values()) == pytest.approx(100.0)
     errors = [abs(result["share_predicted"][k] - v) for k, v in result["share_true"].items()]
     assert result["max_share_error"] == pytest.approx(max(errors))
+    assert sum(result["share_adjusted"].values()) == pytest.approx(100.0, abs=0.05)
+    assert result["max_adjusted_share_error"] >= 0
     json.dumps(result)  # the CLI's last line
 
 
@@ -114,6 +118,19 @@ def test_goemotions_maps_to_sentiment_without_surprise(tmp_path: Path) -> None:
         "so sad": "negative",
         "angry and grossed out": "negative",
     }
+
+
+def test_offsets_are_chosen_for_shares_not_recall() -> None:
+    """A model that over-calls class 0: the offsets bring its count back to the truth."""
+    rng = np.random.default_rng(0)
+    gold = rng.choice(3, size=3000, p=[0.15, 0.45, 0.40])
+    logits = rng.normal(size=(3000, 3)) + 2.0 * np.eye(3)[gold]
+    logits[:, 0] += 1.0  # over-calls class 0
+    offsets, figures = fit_offsets(logits, gold, tolerance=1.5)
+    assert offsets[1] == 0.0 and offsets[0] < 0
+    assert figures["max_share_error"] <= 1.5
+    predicted = (logits + np.array(offsets)).argmax(axis=1)
+    assert abs(np.mean(predicted == 0) - np.mean(gold == 0)) <= 0.015
 
 
 @pytest.mark.skipif(not SENTIMENT_DATA.is_dir(), reason=f"no shared data at {SENTIMENT_DATA}")

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from sentiment_platform.config import Settings
 from sentiment_platform.domain import Sentiment
+from sentiment_platform.services.embedded_backend import load_embedded_backend
 from sentiment_platform.services.quantification import (
     adjusted_shares,
     confusion_from_config,
@@ -84,6 +86,22 @@ def test_bad_input_is_an_error() -> None:
         adjusted_shares({NEG: 1}, CONFUSION | {POS: {NEG: 0.5, NEU: 0.2, POS: 0.1}})
     with pytest.raises(ValueError, match="negative"):
         adjusted_shares({NEG: -1, NEU: 3}, CONFUSION)
+
+
+def test_the_shipped_model_ships_its_confusion() -> None:
+    confusion = load_confusion()
+    assert confusion is not None and set(confusion) == set(Sentiment)
+    for row in confusion.values():
+        assert set(row) == set(Sentiment)
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-3)
+        assert max(row, key=row.__getitem__) in confusion  # each row's mode is a label
+    for sentiment in Sentiment:  # better than chance at every class
+        assert confusion[sentiment][sentiment] > 0.5
+    backend = load_embedded_backend(Settings(), threads=1)
+    try:
+        assert backend.confusion == confusion
+    finally:
+        backend.close()
 
 
 def test_a_model_without_a_matrix_has_none(tmp_path: Path) -> None:
