@@ -19,7 +19,7 @@ from sentiment_platform.services.embedded_backend import (
     load_embedded_backend,
 )
 from sentiment_platform.training.data import load_sentiment
-from sentiment_platform.training.metrics import scores
+from sentiment_platform.training.metrics import scores, share_scores
 
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 SENTIMENT_DATA = SHARED_DATA / "tweeteval" / "sentiment"
@@ -93,6 +93,22 @@ def test_macro_recall_on_validation_sample(backend: EmbeddedBackend) -> None:
     predicted = [p.sentiment.value for p in backend.predict(texts)]
     result = scores(gold, predicted, [s.value for s in Sentiment])
     assert result["macro_recall"] > 70, result
+
+
+@pytest.mark.skipif(
+    not SENTIMENT_DATA.is_dir(), reason=f"shared data not found at {SENTIMENT_DATA}"
+)
+def test_class_shares_on_validation_are_within_three_points(backend: EmbeddedBackend) -> None:
+    """The platform reports shares: counting the model's labels must not misstate the mix."""
+    val = load_sentiment(SENTIMENT_DATA, "val")
+    texts = val.texts
+    predicted = [
+        p.sentiment.value
+        for start in range(0, len(texts), 256)  # as `evaluate` and a worker batch it
+        for p in backend.predict(texts[start : start + 256])
+    ]
+    result = share_scores(val.hard_labels(), predicted, [s.value for s in Sentiment])
+    assert result["max_share_error"] <= 3, result
 
 
 def test_thread_count_comes_from_the_settings() -> None:

@@ -2,7 +2,8 @@
 both steps write an artifact the embedded backend loads and whose recorded scores it reproduces.
 
 The shipped model's quality is tested in test_embedded_model.py; this is about the code path
-(teachers, distillation, ONNX export and int8 quantisation, class offsets, emotion head).
+(teachers, distillation, ONNX export and int8 quantisation, class offsets for honest shares,
+the confusion matrix, recalibration of an existing artifact, emotion head).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pytest
 pytest.importorskip("onnx", reason="training needs the `train` extra")
 pytest.importorskip("sklearn", reason="training needs the `train` extra")
 
-from sentiment_platform.domain import Emotion, Sentiment  # noqa: E402
+from sentiment_platform.domain import Emotion, Sentiment, Task  # noqa: E402
 from sentiment_platform.services.embedded_backend import EmbeddedBackend  # noqa: E402
+from sentiment_platform.services.quantification import load_confusion  # noqa: E402
+from sentiment_platform.training.calibrate import recalibrate  # noqa: E402
 from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment  # noqa: E402
-from sentiment_platform.training.metrics import scores  # noqa: E402
+from sentiment_platform.training.metrics import scores, share_scores  # noqa: E402
 from sentiment_platform.training.train import (  # noqa: E402
     MODEL_NAME,
     EmotionConfig,
@@ -81,14 +84,15 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
         teacher_epochs=1,
         epochs=1,
         batch_size=8,
-        holdout=7,
+        holdout=21,  # every class among them: the confusion matrix needs a row for each
         bf16=False,
     )
 
-    sentiment = train("sentiment", _sentiment_data(sentiment_dir), out, config)
+    sentiment = train(Task.SENTIMENT, _sentiment_data(sentiment_dir), out, config)
     emotion = train("emotion", _emotion_data(emotion_dir), out, EmotionConfig())
 
     written = json.loads((out / "config.json").read_text())
+    assert written["name"] == MODEL_NAME
     assert written["layers"] == 1
     assert written["feature_size"] == 32 * 2  # embeddings + 1 layer, pooled
     assert written["base_model"] == str(base)
@@ -96,6 +100,14 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     assert written["sentiment"]["split"] == "val" and written["emotion"]["split"].startswith("dev")
     assert 0 <= sentiment["macro_recall"] <= 100 and 0 <= emotion["macro_f1"] <= 100
     assert emotion["train_rows"] == (len(COMMENTS) - 1) * 6
+    # The calibration step: offsets for shares, and the confusion matrix on the held-out rows.
+    assert written["sentiment_calibration"]["held_out_rows"] == 21
+    confusion = load_confusion(out)
+    assert confusion is not None and set(confusion) == set(Sentiment)
+    for row in confusion.values():
+        assert sum(row.values()) == pytest.approx(1.0, abs=1e-3)
+    assert set(written["sentiment_confusion"]["true_counts"]) == set(SENTIMENT_LABELS)
+    assert sum(written["sentiment_confusion"]["true_counts"].values()) == 21
 
     # Same threads as `train` scored with, so the same chunks: int8 activations are scaled per
     # ONNX call, and a borderline text's label can move with what it is batched with.
@@ -111,5 +123,18 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
         served = [p.sentiment.value for p in predictions]
         recorded = {k: sentiment[k] for k in ("macro_recall", "macro_f1", "accuracy")}
         assert scores(val.hard_labels(), served, SENTIMENT_LABELS) == recorded
+        shares = share_scores(val.hard_labels(), served, SENTIMENT_LABELS)
+        assert shares == {k: sentiment[k] for k in shares}
+        assert backend.confusion == confusion
     finally:
         backend.close()
+
+    # Calibrating the artifact again (how a new calibration ships without retraining) finds
+    # the same offsets and matrix: the same held-out rows, rebuilt from the recorded config.
+    again = recalibrate(out, sentiment_dir, threads=config.threads)
+    rewritten = json.loads((out / "config.json").read_text())
+    assert rewritten["sentiment_bias"] == written["sentiment_bias"]
+    assert rewritten["sentiment_confusion"] == written["sentiment_confusion"]
+    assert rewritten["sentiment_calibration"]["encoder_from"] == MODEL_NAME
+    assert again["macro_recall"] == sentiment["macro_recall"]
+    assert rewritten["emotion"] == written["emotion"]  # the emotion head is not touched

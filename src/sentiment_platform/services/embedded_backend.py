@@ -3,7 +3,7 @@
 One int8 ONNX encoder (MiniLM, cut to a few layers) gives sentiment logits and pooled
 features in one pass; a linear emotion head on those features gives the emotion. It needs
 only ONNX Runtime, tokenizers and numpy. The files are read through `importlib.resources`,
-so it loads from an installed wheel as well as from the source tree. `training/train.py`
+so it loads from an installed wheel as well as from the source tree. `training/` (`train`)
 makes the artifact; `embedded_model/MODEL_CARD.md` describes it.
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
 from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.quantification import confusion_from_config
 
 ARTIFACT_PACKAGE = "sentiment_platform"
 ARTIFACT_DIR = "embedded_model"
@@ -70,7 +71,7 @@ class OnnxEncoder:
 
         self.config: dict[str, Any] = json.loads((files / "config.json").read_text("utf-8"))
         self.sentiment_labels: list[str] = self.config["sentiment_labels"]
-        # Log-probability offsets calibrated by `train` for balanced recall (none: zeros).
+        # Log-probability offsets calibrated by `train` for honest class shares (none: zeros).
         self.sentiment_bias = np.asarray(
             self.config.get("sentiment_bias") or [0.0] * len(self.sentiment_labels),
             dtype=np.float32,
@@ -118,6 +119,15 @@ class EmbeddedBackend:
         self.emotion_weight, self.emotion_bias = head["weight"], head["bias"]
         self.sentiments = [Sentiment(label) for label in self.encoder.sentiment_labels]
         self.emotions = [Emotion(label) for label in self.encoder.config["emotion_labels"]]
+
+    @property
+    def confusion(self) -> dict[Sentiment, dict[Sentiment, float]] | None:
+        """P(predicted | true) estimated on held-out training tweets (None: not shipped).
+
+        For `services.quantification.adjusted_shares`: the shares of a count of this
+        model's labels, with its known confusion undone.
+        """
+        return confusion_from_config(self.encoder.config)
 
     def close(self) -> None:
         """Stop the chunk threads (the analyzer calls this when it closes)."""

@@ -1,5 +1,9 @@
 """Readers for the shared training data, and a writer for the `text,label` CSVs `evaluate` reads.
 
+Besides the plain splits, it builds the shifted sentiment sets a model's class shares are
+checked on: GoEmotions-Ekman (Reddit comments) mapped to sentiment, and TweetEval val
+resampled to another share of negative tweets.
+
 The data stays in shared/data; CSVs are written wherever the caller says (a temp dir), never
 into the repository.
 """
@@ -11,7 +15,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from sentiment_platform.domain import Emotion, Sentiment, to_emotion
+import numpy as np
+
+from sentiment_platform.domain import Emotion, Sentiment, Task, to_emotion
 
 # TweetEval's mapping.txt: 0 negative, 1 neutral, 2 positive.
 TWEETEVAL_SENTIMENT = (Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE)
@@ -28,7 +34,27 @@ EMOTION_LABELS: tuple[str, ...] = tuple(
         Emotion.SURPRISE,
     )
 )
-TASKS = ("sentiment", "emotion")
+TASKS: tuple[Task, ...] = tuple(Task)
+# An emotion's sentiment, for GoEmotions as a sentiment set (disgust is anger already);
+# surprise can be either, so its rows are left out.
+EMOTION_SENTIMENT: dict[Emotion, Sentiment] = {
+    Emotion.JOY: Sentiment.POSITIVE,
+    Emotion.ANGER: Sentiment.NEGATIVE,
+    Emotion.SADNESS: Sentiment.NEGATIVE,
+    Emotion.FEAR: Sentiment.NEGATIVE,
+    Emotion.NEUTRAL: Sentiment.NEUTRAL,
+}
+RESAMPLE_SEED = 16
+
+
+def parse_task(task: Task | str) -> Task:
+    """The Task for `task` (a Task or its name); an unknown name is a ValueError naming both."""
+    try:
+        return Task(task)
+    except ValueError:
+        raise ValueError(
+            f"unknown task {task!r}; expected one of {[t.value for t in Task]}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -71,36 +97,99 @@ def load_emotion(data_dir: Path, split: str, *, single_label_only: bool) -> Spli
     return Split(texts, targets)
 
 
-def load(task: str, data_dir: Path, split: str, *, single_label_only: bool = False) -> Split:
+def load(task: Task | str, data_dir: Path, split: str, *, single_label_only: bool = False) -> Split:
     """One split of the task's data; `split` is train or val (dev for GoEmotions)."""
-    if task == "sentiment":
+    if parse_task(task) is Task.SENTIMENT:
         return load_sentiment(data_dir, split)
-    if task == "emotion":
-        return load_emotion(
-            data_dir, "dev" if split == "val" else split, single_label_only=single_label_only
-        )
-    raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    return load_emotion(
+        data_dir, "dev" if split == "val" else split, single_label_only=single_label_only
+    )
 
 
-def write_csv(task: str, data_dir: Path, split: str, out_file: Path) -> int:
-    """Write a `text,label` CSV of single-label rows, as `evaluate` reads; returns the row count."""
-    data = load(task, data_dir, split, single_label_only=True)
+def emotions_as_sentiment(data_dir: Path, split: str) -> Split:
+    """GoEmotions-Ekman single-label rows as a sentiment set (see EMOTION_SENTIMENT).
+
+    A shift of kind, not only of mix: Reddit comments, not tweets, and labelled for emotion.
+    """
+    emotions = load(Task.EMOTION, data_dir, split, single_label_only=True)
+    texts, targets = [], []
+    for text, label in zip(emotions.texts, emotions.hard_labels(), strict=True):
+        sentiment = EMOTION_SENTIMENT.get(Emotion(label))
+        if sentiment is not None:
+            texts.append(text)
+            targets.append({sentiment.value: 1.0})
+    return Split(texts, targets)
+
+
+def resample_negative(split: Split, share: float, seed: int = RESAMPLE_SEED) -> Split:
+    """A subset with `share` of negative rows, the others keeping their own mix (a label shift).
+
+    Sampled without replacement and as large as the split allows; the same seed gives the
+    same rows. Rows keep their order in `split`.
+    """
+    if not 0 < share < 1:
+        raise ValueError(f"share must be between 0 and 1 (got {share})")
+    gold = np.array(split.hard_labels())
+    negative = np.flatnonzero(gold == Sentiment.NEGATIVE.value)
+    others = np.flatnonzero(gold != Sentiment.NEGATIVE.value)
+    size = int(min(len(negative) / share, len(others) / (1 - share)))
+    rng = np.random.default_rng(seed)
+    n_negative = round(share * size)
+    rows = [rng.choice(negative, n_negative, replace=False)]
+    for label in sorted(set(gold[others])):
+        pool = np.flatnonzero(gold == label)
+        take = min(len(pool), round((size - n_negative) * len(pool) / len(others)))
+        rows.append(rng.choice(pool, take, replace=False))
+    kept = np.sort(np.concatenate(rows))
+    return Split([split.texts[i] for i in kept], [split.targets[i] for i in kept])
+
+
+def write_rows(split: Split, out_file: Path) -> int:
+    """Write a `text,label` CSV of the split's hard labels; returns the row count."""
     out_file.parent.mkdir(parents=True, exist_ok=True)
     with out_file.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
-        writer.writerows(zip(data.texts, data.hard_labels(), strict=True))
-    return len(data.texts)
+        writer.writerows(zip(split.texts, split.hard_labels(), strict=True))
+    return len(split.texts)
+
+
+def write_csv(task: Task | str, data_dir: Path, split: str, out_file: Path) -> int:
+    """Write a `text,label` CSV of single-label rows, as `evaluate` reads; returns the row count."""
+    return write_rows(load(task, data_dir, split, single_label_only=True), out_file)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Turn the shared data into a text,label CSV.")
-    parser.add_argument("--task", choices=TASKS, required=True)
+    parser = argparse.ArgumentParser(
+        description="Turn the shared data into a text,label CSV (optionally a shifted set)."
+    )
+    parser.add_argument("--task", choices=[t.value for t in Task], required=True)
     parser.add_argument("--data", type=Path, required=True, help="the task's data dir")
     parser.add_argument("--split", default="val", help="train or val (default val)")
     parser.add_argument("--out", type=Path, required=True, help="the CSV to write")
+    parser.add_argument(
+        "--from-emotions",
+        action="store_true",
+        help="sentiment from GoEmotions-Ekman (--data is its dir): joy positive; anger, "
+        "disgust, sadness, fear negative; neutral neutral; surprise and multi-label rows out",
+    )
+    parser.add_argument(
+        "--negative-share",
+        type=float,
+        help="resample the sentiment rows to this share of negatives, e.g. 0.1",
+    )
+    parser.add_argument("--seed", type=int, default=RESAMPLE_SEED, help="for --negative-share")
     args = parser.parse_args()
-    print(f"{write_csv(args.task, args.data, args.split, args.out)} rows -> {args.out}")
+    task = Task(args.task)
+    if (args.from_emotions or args.negative_share) and task is not Task.SENTIMENT:
+        parser.error("--from-emotions and --negative-share make sentiment sets: --task sentiment")
+    if args.from_emotions:
+        split = emotions_as_sentiment(args.data, args.split)
+    else:
+        split = load(task, args.data, args.split, single_label_only=True)
+    if args.negative_share is not None:
+        split = resample_negative(split, args.negative_share, args.seed)
+    print(f"{write_rows(split, args.out)} rows -> {args.out}")
 
 
 if __name__ == "__main__":
