@@ -13,22 +13,19 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("onnx", reason="training needs the `train` extra")
-pytest.importorskip("sklearn", reason="training needs the `train` extra")
-
-from sentiment_platform.domain import Emotion, Sentiment, Task  # noqa: E402
-from sentiment_platform.services.embedded_backend import EmbeddedBackend  # noqa: E402
-from sentiment_platform.services.quantification import load_confusion  # noqa: E402
-from sentiment_platform.training.calibrate import recalibrate  # noqa: E402
-from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment  # noqa: E402
-from sentiment_platform.training.metrics import scores, share_scores  # noqa: E402
-from sentiment_platform.training.train import (  # noqa: E402
+from sentiment_platform.domain import Emotion, Sentiment, Task
+from sentiment_platform.services.embedded_backend import EmbeddedBackend
+from sentiment_platform.services.quantification import load_confusion
+from sentiment_platform.training.calibrate import recalibrate
+from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment
+from sentiment_platform.training.metrics import scores, share_scores
+from sentiment_platform.training.train import (
     MODEL_NAME,
     EmotionConfig,
     SentimentConfig,
     train,
 )
-from tests.support.hf_tiny import build_tiny_classifier  # noqa: E402
+from tests.support.hf_tiny import build_tiny_classifier
 
 # (text, TweetEval label id: 0 negative, 1 neutral, 2 positive), (text, GoEmotions-Ekman id)
 TWEETS = [

@@ -56,7 +56,8 @@ def log_probs(out_dir: Path, texts: Sequence[str], threads: int) -> np.ndarray:
         ]
     finally:
         encoder.pool.shutdown(wait=True)
-    return np.log(np.concatenate(batches))
+    logits: np.ndarray = np.log(np.concatenate(batches))
+    return logits
 
 
 def _confusion_counts(gold: np.ndarray, predicted: np.ndarray, n: int) -> np.ndarray:
