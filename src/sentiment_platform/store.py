@@ -23,10 +23,11 @@ SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any sele
 
 async def save_batch(
     session: AsyncSession, posts: Sequence[Post], analyses: Sequence[Analysis]
-) -> int:
+) -> set[str]:
     """Insert posts and their analyses; a post_id seen before is skipped, never duplicated.
 
-    Returns how many analyses were newly stored (a redelivered batch returns 0).
+    Returns the post_ids whose analyses this call stored (a redelivered batch: none), so
+    only those are counted and announced.
     """
     if posts:
         ingested_at = utcnow()
@@ -36,9 +37,9 @@ async def save_batch(
             [post.model_dump() | {"ingested_at": ingested_at} for post in posts],
         )
     if not analyses:
-        return 0
+        return set()
     rows = [{name: getattr(analysis, name) for name in _ANALYSIS_COLUMNS} for analysis in analyses]
-    return len(await _insert_new(session, SentimentAnalysis, rows))
+    return set(await _insert_new(session, SentimentAnalysis, rows))
 
 
 # A shallow row per analysis: `dataclasses.asdict` deep-copies every value, which was a third

@@ -41,12 +41,12 @@ async def test_a_redelivered_batch_neither_duplicates_posts_nor_analyses(databas
     _, session_factory = database
     posts, analyses = batch(50)
     async with session_factory() as session, session.begin():
-        assert await store.save_batch(session, posts, analyses) == 50
+        assert len(await store.save_batch(session, posts, analyses)) == 50
     async with session_factory() as session, session.begin():
-        assert await store.save_batch(session, posts, analyses) == 0
+        assert len(await store.save_batch(session, posts, analyses)) == 0
     more_posts, more_analyses = batch(80, offset=40)  # overlaps b40..b49
     async with session_factory() as session, session.begin():
-        assert await store.save_batch(session, more_posts, more_analyses) == 30
+        assert len(await store.save_batch(session, more_posts, more_analyses)) == 30
     async with session_factory() as session:
         assert await counts(session) == (80, 80)
 
@@ -57,7 +57,7 @@ async def test_an_analysis_can_follow_its_post_later(database) -> None:
     async with session_factory() as session, session.begin():
         await store.save_batch(session, posts, [])
     async with session_factory() as session, session.begin():
-        assert await store.save_batch(session, posts, analyses) == 5
+        assert len(await store.save_batch(session, posts, analyses)) == 5
     async with session_factory() as session:
         assert await counts(session) == (5, 5)
         stored = await session.scalar(

@@ -62,7 +62,17 @@ class Item:
     entries: list[Entry] = field(default_factory=list)
 
 
-Settled = tuple[list[tuple[Item, Analysis]], list[tuple[Item, Failure]]]
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An item whose analysis is in the store: acked; counted and announced only if `new`
+    (a redelivery of a post stored before is acked, not announced twice)."""
+
+    item: Item
+    analysis: Analysis
+    new: bool
+
+
+Settled = tuple[list[Stored], list[tuple[Item, Failure]]]
 
 
 class Settler:
@@ -117,10 +127,14 @@ class Settler:
             for post, prediction in zip(posts, predictions, strict=True)
         ]
         try:
-            await self._save(posts, analyses, stop)
+            new = await self._save(posts, analyses, stop)
         except RowError as error:
             return await self._split(items, stop, Failure(Stage.STORE, str(error)))
-        return list(zip(items, analyses, strict=True)), []
+        stored = [
+            Stored(item, analysis, item.post.post_id in new)
+            for item, analysis in zip(items, analyses, strict=True)
+        ]
+        return stored, []
 
     async def _split(self, items: list[Item], stop: asyncio.Event, failure: Failure) -> Settled:
         """Halve and retry, so one bad post costs its own entry, not its batch."""
@@ -133,19 +147,20 @@ class Settler:
 
     async def _save(
         self, posts: Sequence[Post], analyses: Sequence[Analysis], stop: asyncio.Event
-    ) -> None:
-        """One transaction; a store outage is waited out (never acking what was not stored)."""
+    ) -> set[str]:
+        """One transaction; a store outage is waited out (never acking what was not stored).
+        Returns the post_ids it stored (not those stored before)."""
 
-        async def save() -> None:
+        async def save() -> set[str]:
             try:
                 async with self.session_factory() as session, session.begin():
-                    await store.save_batch(session, posts, analyses)
+                    return await store.save_batch(session, posts, analyses)
             except Exception as error:
                 if _is_row_error(error):
                     raise RowError(one_line(getattr(error, "orig", None) or error)) from error
                 raise
 
-        await retry_until(
+        return await retry_until(
             save,
             retryable=lambda error: not isinstance(error, RowError),
             stop=stop,

@@ -24,12 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.bus import POST_ANALYZED, Bus, Entry, Event, Events, decode_post
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import Analysis, PostView
+from sentiment_platform.domain import PostView
 from sentiment_platform.pipeline.settle import (
     Failure,
     Item,
     Settler,
     Stage,
+    Stored,
     log_outage,
     one_line,
 )
@@ -231,7 +232,7 @@ class Worker:
                         },
                     )
 
-        acked = [entry.entry_id for item, _ in stored for entry in item.entries]
+        acked = [entry.entry_id for done in stored for entry in done.item.entries]
         await self._bus_call(lambda: self.bus.ack(acked), stop, "ack")
         if dead:
             letters = [(entry, str(failure)) for entry, failure in dead]
@@ -249,10 +250,11 @@ class Worker:
                 )
         self.stored += len(stored)
         self.dead_lettered += len(dead)
-        for _, analysis in stored:
-            POSTS_ANALYZED.labels(model=analysis.model).inc()
+        new = [done for done in stored if done.new]
+        for done in new:
+            POSTS_ANALYZED.labels(model=done.analysis.model).inc()
         POSTS_DEAD_LETTERED.inc(len(dead))
-        await self._announce(stored)
+        await self._announce(new)
         log.debug(
             "batch done",
             extra={
@@ -279,13 +281,13 @@ class Worker:
             on_retry=lambda error, delay: log_outage(self.name, "bus", error, delay, action=what),
         )
 
-    async def _announce(self, stored: list[tuple[Item, Analysis]]) -> None:
+    async def _announce(self, stored: list[Stored]) -> None:
         """Best effort: the posts are stored whatever happens to their live announcement."""
         if not stored:
             return
         events = [
-            Event(POST_ANALYZED, PostView.of(item.post, analysis).model_dump(mode="json"))
-            for item, analysis in stored
+            Event(POST_ANALYZED, PostView.of(done.item.post, done.analysis).model_dump(mode="json"))
+            for done in stored
         ]
         try:
             await self.events.publish_many(events)
