@@ -1,0 +1,108 @@
+"""Alerts: the pages of `/api/alerts`, and the monitor's SQL (the window count, the open
+incident, and its row's writes). The caller owns the transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentiment_platform.models.database import Alert, SentimentAnalysis
+
+
+async def list_alerts(
+    session: AsyncSession, limit: int, since: datetime | None = None
+) -> tuple[list[Alert], int]:
+    """Alerts newest first, and how many match in all."""
+    query = select(Alert)
+    count_query = select(func.count()).select_from(Alert)
+    if since is not None:
+        query = query.where(Alert.created_at >= since)
+        count_query = count_query.where(Alert.created_at >= since)
+    rows = await session.scalars(
+        query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
+    )
+    return list(rows), (await session.execute(count_query)).scalar_one()
+
+
+# --- the alert monitor's SQL ---------------------------------------------------------------
+
+FIRING = "firing"  # Alert.state of an open incident: at most one per alert_type (unique index)
+
+
+async def count_window(session: AsyncSession, start: datetime, end: datetime) -> dict[str, int]:
+    """Posts ANALYSED in [start, end), per sentiment label: one grouped count, no join.
+
+    By `analyzed_at`, not `created_at`: a backlog older than the window is counted when the
+    workers reach it, so it cannot hide a spike (index `ix_analysis_analyzed_at`).
+    """
+    rows = await session.execute(
+        select(SentimentAnalysis.sentiment, func.count())
+        .where(SentimentAnalysis.analyzed_at >= start, SentimentAnalysis.analyzed_at < end)
+        .group_by(SentimentAnalysis.sentiment)
+    )
+    return {label: count for label, count in rows}
+
+
+async def firing_alert(session: AsyncSession, alert_type: str) -> Alert | None:
+    """The open (firing) incident of this type, if any."""
+    return await session.scalar(
+        select(Alert)
+        .where(Alert.alert_type == alert_type, Alert.state == FIRING)
+        .order_by(Alert.created_at.desc(), Alert.id.desc())
+        .limit(1)
+    )
+
+
+async def insert_firing_alert(
+    session: AsyncSession,
+    *,
+    alert_type: str,
+    severity: str,
+    message: str,
+    details: dict[str, Any],
+    created_at: datetime,
+) -> Alert | None:
+    """Open an incident: INSERT … ON CONFLICT DO NOTHING on the one-firing-row index.
+
+    Returns the new row, or None when another monitor's firing row of this type already
+    exists (the database, not the lease, is what keeps one open incident per type).
+    """
+    values = {
+        "alert_type": alert_type,
+        "severity": severity,
+        "state": FIRING,
+        "message": message,
+        "details": details,
+        "created_at": created_at,
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = (
+        dialect.insert(Alert)
+        .values(values)
+        .on_conflict_do_nothing(
+            index_elements=[Alert.alert_type], index_where=Alert.state == FIRING
+        )  # the partial index `ux_alerts_one_firing`, and no other conflict
+        .returning(Alert)
+    )
+    inserted: Alert | None = await session.scalar(statement)
+    return inserted
+
+
+async def update_alert(session: AsyncSession, alert_id: int, **values: Any) -> Alert | None:
+    """Set columns of one alert row; `details` is merged into what the row holds.
+
+    Returns the updated row, or None when it is gone.
+    """
+    alert = await session.get(Alert, alert_id)
+    if alert is None:
+        return None
+    if "details" in values:
+        values["details"] = (alert.details or {}) | values["details"]
+    for name, value in values.items():
+        setattr(alert, name, value)
+    await session.flush()
+    return alert
