@@ -12,12 +12,13 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from sentiment_platform.config import Settings, get_settings
+from sentiment_platform.domain import Task
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
 
-Task = Annotated[str, typer.Option(help="sentiment or emotion")]
+TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
 T = TypeVar("T")
 
 
@@ -25,12 +26,6 @@ def _configure_logging(settings: Settings) -> None:
     from sentiment_platform.telemetry import configure_logging
 
     configure_logging(settings)
-
-
-def _check_task(task: str) -> str:
-    if task not in ("sentiment", "emotion"):
-        raise typer.BadParameter("must be 'sentiment' or 'emotion'", param_hint="--task")
-    return task
 
 
 @app.command("init-db")
@@ -229,7 +224,7 @@ def ingest_file(
 
 @app.command()
 def train(
-    task: Task,
+    task: TaskOption,
     data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="training data dir")],
     out: Annotated[Path, typer.Option(help="where the trained model goes")],
 ) -> None:
@@ -237,13 +232,13 @@ def train(
     from sentiment_platform.training.train import train as run_training
 
     _configure_logging(get_settings())
-    result = run_training(_check_task(task), data, out)
+    result = run_training(task, data, out)
     typer.echo(json.dumps(result))
 
 
 @app.command()
 def evaluate(
-    task: Task,
+    task: TaskOption,
     data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="CSV with text,label")],
     backend: Annotated[str | None, typer.Option(help="embedded, transformers or llm")] = None,
 ) -> None:
@@ -252,4 +247,4 @@ def evaluate(
 
     settings = get_settings()
     _configure_logging(settings)
-    typer.echo(json.dumps(run_evaluation(_check_task(task), data, backend, settings)))
+    typer.echo(json.dumps(run_evaluation(task, data, backend, settings)))
