@@ -11,17 +11,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Alert, SentimentAnalysis
+from sentiment_platform.store.rules import rule_filter
 
 
 async def list_alerts(
-    session: AsyncSession, limit: int, since: datetime | None = None
+    session: AsyncSession, limit: int, since: datetime | None = None, rule_id: int | None = None
 ) -> tuple[list[Alert], int]:
-    """Alerts newest first, and how many match in all."""
+    """Alerts newest first (of one rule, when given), and how many match in all."""
     query = select(Alert)
     count_query = select(func.count()).select_from(Alert)
     if since is not None:
         query = query.where(Alert.created_at >= since)
         count_query = count_query.where(Alert.created_at >= since)
+    if rule_id is not None:
+        query = query.where(rule_filter(rule_id))
+        count_query = count_query.where(rule_filter(rule_id))
     rows = await session.scalars(
         query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
     )
