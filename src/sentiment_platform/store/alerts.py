@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -88,7 +88,7 @@ async def insert_firing_alert(
         dialect.insert(Alert)
         .values(values)
         .on_conflict_do_nothing(
-            index_elements=[Alert.alert_type], index_where=Alert.state == FIRING
+            index_elements=[Alert.alert_type], index_where=text(f"state = '{FIRING}'")
         )  # the partial index `ux_alerts_one_firing`, and no other conflict
         .returning(Alert)
     )
