@@ -93,6 +93,30 @@ class Settings(BaseSettings):
     alert_critical_margin: float = Field(0.2, gt=0.0)  # share >= threshold + margin: critical
     alert_check_interval_s: float = Field(5.0, gt=0.0)
 
+    # --- alert rules and notifications (issue 14) ---
+    max_alert_rules: int = Field(100, ge=1, le=10_000)  # user rules; the built-in one is extra
+    alert_webhook_url: str | None = None  # the built-in rule's notifications
+    alert_webhook_secret: SecretStr | None = None  # signs them (X-Signature-256)
+    webhook_allow_private: bool = False  # allow URLs resolving to loopback/private addresses
+    webhook_timeout_s: float = Field(5.0, gt=0.0)
+    webhook_backoff_base_s: float = Field(2.0, gt=0.0)  # first retry; doubles, with jitter
+    webhook_backoff_cap_s: float = Field(300.0, gt=0.0)
+    webhook_retry_for_s: float = Field(3_600.0, gt=0.0)  # then a delivery is given up
+
+    @field_validator("alert_webhook_url", mode="before")
+    @classmethod
+    def _blank_webhook_is_none(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _webhook_secret_not_placeholder(self) -> Settings:
+        secret = self.alert_webhook_secret
+        if secret is not None and secret.get_secret_value().strip().lower() in (
+            PLACEHOLDER_SECRETS
+        ):
+            raise ValueError("ALERT_WEBHOOK_SECRET is a placeholder; set a real value or unset it")
+        return self
+
     # --- websocket ---
     ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (1013)
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)

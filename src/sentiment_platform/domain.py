@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     StringConstraints,
     Tag,
+    ValidationInfo,
     field_validator,
 )
 
@@ -273,3 +274,13 @@ class AlertItem(BaseModel):
     details: dict[str, Any]
     created_at: datetime
     resolved_at: datetime | None = None
+    # The rule that raised it (issue 14); 0 / "built-in" for the global alert and old rows.
+    rule_id: int = 0
+    rule_name: str = "built-in"
+
+    @field_validator("rule_id", "rule_name", mode="before")
+    @classmethod
+    def _builtin_when_none(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return 0 if info.field_name == "rule_id" else "built-in"
+        return value

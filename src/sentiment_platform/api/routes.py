@@ -66,5 +66,5 @@ async def metrics(session: SessionDep, query: Annotated[MetricsQuery, Query()]) 
 
 @router.get("/alerts", response_model=AlertsPage)
 async def list_alerts(session: SessionDep, query: Annotated[AlertsQuery, Query()]) -> AlertsPage:
-    alerts, total = await store.list_alerts(session, query.limit, query.since)
+    alerts, total = await store.list_alerts(session, query.limit, query.since, query.rule)
     return AlertsPage(items=[AlertItem.model_validate(a) for a in alerts], total=total)

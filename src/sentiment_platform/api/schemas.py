@@ -17,11 +17,13 @@ from sentiment_platform.domain import (
     refuse_nul,
     utcnow,
 )
+from sentiment_platform.rules import RuleView
 from sentiment_platform.services.aggregator import Bucket
 
 MAX_PAGE = 100
 MAX_OFFSET = 10_000_000  # deeper than any real reader pages; keeps SQL integers in range
 MAX_BUCKETS = 1_500
+MAX_ID = 2**63 - 1  # a BIGINT: larger ids are a 422, not a database error
 
 
 class _Range(BaseModel):
@@ -105,6 +107,7 @@ class AlertsQuery(_Range):
 
     limit: int = Field(50, ge=1, le=MAX_PAGE)
     since: IsoDateTime | None = None
+    rule: int | None = Field(None, ge=0, le=MAX_ID)  # one rule's alerts; 0: the built-in rule
 
 
 class PostsPage(BaseModel):
@@ -143,3 +146,53 @@ class Health(BaseModel):
     database: str
     redis: str
     model: str
+
+
+# --- alert rules and an alert's detail (issue 14) -------------------------------------------
+
+
+class RulesPage(BaseModel):
+    """`GET /api/alert-rules`: the built-in rule (id 0) first, then the users' rules."""
+
+    items: list[RuleView]
+    total: int
+    max_rules: int  # MAX_ALERT_RULES: how many user rules may exist
+
+
+class DeliveryAttempt(BaseModel):
+    at: datetime
+    attempt: int
+    status: int | None = None  # the HTTP status, when the receiver answered
+    error: str | None = None
+
+
+class DeliveryView(BaseModel):
+    """One webhook notification of an alert and its attempts."""
+
+    model_config = {"from_attributes": True}
+
+    id: int
+    event: str  # fire, renotify or resolve
+    created_at: datetime
+    done: bool
+    delivered: bool
+    attempt: int  # attempts so far
+    status: int | None
+    error: str | None
+    next_attempt_at: datetime | None  # None once done
+    attempts: list[DeliveryAttempt]
+
+
+class TermView(BaseModel):
+    term: str
+    count: int  # the window's negative posts containing it
+    background_count: int  # the rule's posts of the previous 24 h containing it
+    score: float
+
+
+class AlertDetail(AlertItem):
+    """`GET /api/alerts/{id}`: the alert, its explanation and its webhook deliveries."""
+
+    terms: list[TermView] = []
+    examples: list[PostView] = []
+    deliveries: list[DeliveryView] = []

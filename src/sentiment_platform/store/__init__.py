@@ -3,6 +3,7 @@ functions over an `AsyncSession`. The caller owns the transaction (one unit of w
 
 - `posts`: idempotent batch writes of posts and analyses, and the paged reads.
 - `alerts`: the alert pages and the monitor's SQL.
+- `rules`: alert rules, an alert's detail, the webhook delivery queue (issue 14).
 """
 
 from sentiment_platform.store.alerts import (
@@ -14,15 +15,45 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.posts import PostFilter, list_posts, save_batch
+from sentiment_platform.store.rules import (
+    alert_deliveries,
+    builtin_rule,
+    count_rules,
+    create_rule,
+    delete_rule,
+    due_deliveries,
+    enqueue_delivery,
+    get_alert,
+    get_rule,
+    list_rules,
+    posts_by_ids,
+    rule_posts,
+    rule_view,
+    update_rule,
+)
 
 __all__ = [
     "FIRING",
     "PostFilter",
+    "alert_deliveries",
+    "builtin_rule",
+    "count_rules",
     "count_window",
+    "create_rule",
+    "delete_rule",
+    "due_deliveries",
+    "enqueue_delivery",
     "firing_alert",
+    "get_alert",
+    "get_rule",
     "insert_firing_alert",
     "list_alerts",
     "list_posts",
+    "list_rules",
+    "posts_by_ids",
+    "rule_posts",
+    "rule_view",
     "save_batch",
     "update_alert",
+    "update_rule",
 ]

@@ -6,22 +6,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Alert, SentimentAnalysis
+from sentiment_platform.store.rules import rule_filter
 
 
 async def list_alerts(
-    session: AsyncSession, limit: int, since: datetime | None = None
+    session: AsyncSession, limit: int, since: datetime | None = None, rule_id: int | None = None
 ) -> tuple[list[Alert], int]:
-    """Alerts newest first, and how many match in all."""
+    """Alerts newest first (of one rule, when given), and how many match in all."""
     query = select(Alert)
     count_query = select(func.count()).select_from(Alert)
     if since is not None:
         query = query.where(Alert.created_at >= since)
         count_query = count_query.where(Alert.created_at >= since)
+    if rule_id is not None:
+        query = query.where(rule_filter(rule_id))
+        count_query = count_query.where(rule_filter(rule_id))
     rows = await session.scalars(
         query.order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit)
     )
@@ -84,7 +88,7 @@ async def insert_firing_alert(
         dialect.insert(Alert)
         .values(values)
         .on_conflict_do_nothing(
-            index_elements=[Alert.alert_type], index_where=Alert.state == FIRING
+            index_elements=[Alert.alert_type], index_where=text(f"state = '{FIRING}'")
         )  # the partial index `ux_alerts_one_firing`, and no other conflict
         .returning(Alert)
     )

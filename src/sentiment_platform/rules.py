@@ -1,0 +1,158 @@
+"""Alert rules (issue 14): what a valid rule is, at the domain floor so the API, the store and
+the services agree on it without importing each other.
+
+A rule watches the posts that mention any of its `keywords` (case-insensitive, whole words
+or phrases; surrounding double quotes are accepted and dropped; no keywords: every post),
+optionally from one `source`, and fires when its `metric` over the last `window_minutes`
+passes `threshold` over at least `min_posts` posts:
+
+- `negative_share`: the negative share of the rule's posts, threshold in (0, 1);
+- `emotion_share`: the share of `emotion` among them, threshold in (0, 1);
+- `volume`: the rule's post count over `threshold` × its average per window over the
+  previous 24 hours, threshold in (1, 1000].
+
+The built-in rule (the seed's `ALERT_THRESHOLD` / `ALERT_WINDOW_MINUTES` / `ALERT_MIN_POSTS`)
+has no row: it is id 0 (`BUILTIN_RULE_ID`), read-only, named `built-in`. Alerts stored with
+no rule (`rule_id` NULL, from before rules existed) belong to it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from sentiment_platform.domain import Emotion, refuse_nul
+
+BUILTIN_RULE_ID = 0
+BUILTIN_RULE_NAME = "built-in"
+BUILTIN_ALERT_TYPE = "negative_spike"  # the global alert's type, as before rules
+MAX_KEYWORDS = 50
+MAX_KEYWORD_CHARS = 100
+MAX_WINDOW_MINUTES = 24 * 60
+MAX_VOLUME_FACTOR = 1_000.0
+MAX_URL_CHARS = 2_000
+
+Metric = Literal["negative_share", "emotion_share", "volume"]
+
+_SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"\w")
+
+
+def rule_alert_type(rule_id: int) -> str:
+    """The `alerts.alert_type` of a rule's incidents: one firing row per rule (0002's index)."""
+    return BUILTIN_ALERT_TYPE if rule_id == BUILTIN_RULE_ID else f"rule:{rule_id}"
+
+
+def normalise_keyword(keyword: str) -> str:
+    """One keyword as it is stored and matched: quotes dropped, whitespace collapsed."""
+    text = _SPACES.sub(" ", keyword).strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        text = _SPACES.sub(" ", text[1:-1]).strip()
+    return text
+
+
+def check_webhook_url(value: str) -> str:
+    """An absolute http(s) URL with a host; where it resolves is checked when it is used."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials (user:password@); use webhook_secret")
+    return value
+
+
+class RuleSpec(BaseModel):
+    """A rule as `POST` / `PUT /api/alert-rules` take it. Every error names its field."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    keywords: list[str] = Field(default_factory=list, max_length=MAX_KEYWORDS)
+    source: str | None = Field(None, min_length=1, max_length=64)
+    metric: Metric = "negative_share"
+    emotion: Emotion | None = Field(None, validate_default=True)
+    threshold: float = Field(validate_default=True)
+    window_minutes: int = Field(5, ge=1, le=MAX_WINDOW_MINUTES)
+    min_posts: int = Field(20, ge=1, le=10_000_000)
+    webhook_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
+    webhook_secret: SecretStr | None = Field(None, min_length=1, max_length=256)
+
+    _no_nul = field_validator("*", mode="before")(refuse_nul)
+
+    @field_validator("keywords", mode="before")
+    @classmethod
+    def _keywords_no_nul(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [refuse_nul(item) for item in value]
+        return value
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, keywords: list[str]) -> list[str]:
+        kept: dict[str, str] = {}
+        for position, raw in enumerate(keywords):
+            if len(raw) > MAX_KEYWORD_CHARS:
+                raise ValueError(f"keyword {position} is over {MAX_KEYWORD_CHARS} characters")
+            keyword = normalise_keyword(raw)
+            if not _WORD.search(keyword):
+                raise ValueError(f"keyword {position} has no letter or digit")
+            kept.setdefault(keyword.lower(), keyword)  # one of each, case-insensitively
+        return list(kept.values())
+
+    @field_validator("emotion")
+    @classmethod
+    def _emotion(cls, emotion: Emotion | None, info: ValidationInfo) -> Emotion | None:
+        metric = info.data.get("metric")
+        if metric == "emotion_share" and emotion is None:
+            raise ValueError("required when metric is emotion_share (one of the six emotions)")
+        if metric not in (None, "emotion_share") and emotion is not None:
+            raise ValueError("only applies when metric is emotion_share")
+        return emotion
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, threshold: float, info: ValidationInfo) -> float:
+        metric = info.data.get("metric")
+        if metric == "volume":
+            if not 1.0 < threshold <= MAX_VOLUME_FACTOR:
+                raise ValueError(
+                    "for volume: a factor over the 24 h average, above 1 and at most "
+                    f"{MAX_VOLUME_FACTOR:g}"
+                )
+        elif metric is not None and not 0.0 < threshold < 1.0:
+            raise ValueError(f"for {metric}: a share strictly between 0 and 1")
+        return threshold
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else check_webhook_url(value)
+
+
+class RuleView(BaseModel):
+    """A rule as the API shows it: never its secret, only whether it has one."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    keywords: list[str]
+    source: str | None
+    metric: Metric
+    emotion: Emotion | None
+    threshold: float
+    window_minutes: int
+    min_posts: int
+    webhook_url: str | None
+    has_secret: bool
+    builtin: bool = False
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def alert_type(self) -> str:
+        return rule_alert_type(self.id)

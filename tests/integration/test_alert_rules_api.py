@@ -1,0 +1,267 @@
+"""`/api/alert-rules` and `/api/alerts/{id}` (issue 14) over the app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from pydantic import SecretStr
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from sentiment_platform import store
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import AlertItem, Analysis, Post, Prediction, Sentiment
+from sentiment_platform.services.rules import explain_alert
+from sentiment_platform.services.webhooks import enqueue
+
+pytestmark = pytest.mark.asyncio
+
+KEY = "rules-test-key-0123456789"
+T0 = datetime.fromisoformat("2026-03-01T12:00:00+00:00")
+DELAY_RULE = {
+    "name": "delays",
+    "keywords": ["delay", '"late delivery"'],
+    "metric": "negative_share",
+    "threshold": 0.5,
+    "window_minutes": 5,
+    "min_posts": 20,
+    "webhook_url": "http://127.0.0.1:9/hook",
+    "webhook_secret": "a-real-secret",
+}
+
+
+def with_rules(app: FastAPI) -> FastAPI:
+    """Mount the rules router the way `main` does, unless `main` already has."""
+    from sentiment_platform.api import rules
+    from sentiment_platform.api.deps import rate_limit
+
+    if not any(getattr(r, "path", "") == "/api/alert-rules" for r in app.routes):
+        app.include_router(rules.router, dependencies=[Depends(rate_limit)])
+    return app
+
+
+async def client_for(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> AsyncIterator[httpx.AsyncClient]:
+    from sentiment_platform.api.deps import get_session_factory
+    from sentiment_platform.main import create_app
+
+    app = with_rules(create_app(settings))
+    app.dependency_overrides[get_session_factory] = lambda: sessions
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+@pytest.fixture
+async def api(database) -> AsyncIterator[httpx.AsyncClient]:
+    settings, sessions = database
+    settings = settings.model_copy(update={"webhook_allow_private": True, "max_alert_rules": 3})
+    async for client in client_for(settings, sessions):
+        yield client
+
+
+@pytest.fixture
+async def keyed(database) -> AsyncIterator[httpx.AsyncClient]:
+    settings, sessions = database
+    settings = settings.model_copy(update={"api_keys": [SecretStr(KEY)]})
+    async for client in client_for(settings, sessions):
+        yield client
+
+
+def field_of(response: httpx.Response) -> list[object]:
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["detail"]
+    return list(error["loc"])
+
+
+async def test_create_read_replace_delete(api: httpx.AsyncClient) -> None:
+    created = await api.post("/api/alert-rules", json=DELAY_RULE)
+    assert created.status_code == 201, created.text
+    rule = created.json()
+    assert rule["keywords"] == ["delay", "late delivery"] and rule["has_secret"] is True
+    assert "webhook_secret" not in rule and "a-real-secret" not in created.text
+    assert rule["builtin"] is False and rule["created_at"] and rule["id"] >= 1
+
+    listed = (await api.get("/api/alert-rules")).json()
+    assert [r["id"] for r in listed["items"]] == [0, rule["id"]] and listed["max_rules"] == 3
+    assert "a-real-secret" not in str(listed)
+    assert (await api.get(f"/api/alert-rules/{rule['id']}")).json() == rule
+
+    # PUT replaces; a secret left out is kept, null removes it.
+    renamed = DELAY_RULE | {"name": "delays v2", "threshold": 0.6}
+    del renamed["webhook_secret"]
+    replaced = await api.put(f"/api/alert-rules/{rule['id']}", json=renamed)
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["name"] == "delays v2" and replaced.json()["has_secret"] is True
+    cleared = await api.put(
+        f"/api/alert-rules/{rule['id']}", json=renamed | {"webhook_secret": None}
+    )
+    assert cleared.json()["has_secret"] is False
+
+    assert (await api.delete(f"/api/alert-rules/{rule['id']}")).status_code == 204
+    assert (await api.get(f"/api/alert-rules/{rule['id']}")).status_code == 404
+    assert (await api.delete(f"/api/alert-rules/{rule['id']}")).status_code == 404
+    assert (await api.put(f"/api/alert-rules/{rule['id']}", json=renamed)).status_code == 404
+
+
+async def test_the_builtin_rule_is_listed_and_read_only(api: httpx.AsyncClient) -> None:
+    builtin = (await api.get("/api/alert-rules/0")).json()
+    assert builtin == {
+        "id": 0,
+        "name": "built-in",
+        "keywords": [],
+        "source": None,
+        "metric": "negative_share",
+        "emotion": None,
+        "threshold": 0.4,
+        "window_minutes": 5,
+        "min_posts": 20,
+        "webhook_url": None,
+        "has_secret": False,
+        "builtin": True,
+        "created_at": None,
+        "updated_at": None,
+    }
+    for response in (
+        await api.put("/api/alert-rules/0", json=DELAY_RULE),
+        await api.delete("/api/alert-rules/0"),
+    ):
+        assert response.status_code == 409
+        assert "read-only" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"threshold": 1.5}, "threshold"),
+        ({"metric": "emotion_share"}, "emotion"),
+        ({"metric": "emotion_share", "emotion": "boredom"}, "emotion"),
+        ({"keywords": [f"k{i}" for i in range(51)]}, "keywords"),
+        ({"window_minutes": 2000}, "window_minutes"),
+        ({"min_posts": 0}, "min_posts"),
+        ({"webhook_url": "not a url"}, "webhook_url"),
+        ({"webhook_url": "http://no-such-host.invalid/x"}, "webhook_url"),
+        ({"name": "a\x00b"}, "name"),
+    ],
+)
+async def test_invalid_rules_are_422_naming_the_field(
+    api: httpx.AsyncClient, change: dict[str, object], field: str
+) -> None:
+    assert field_of(await api.post("/api/alert-rules", json=DELAY_RULE | change)) == [
+        "body",
+        field,
+    ]
+
+
+async def test_private_webhooks_refused_unless_allowed(database) -> None:
+    settings, sessions = database
+    async for client in client_for(settings, sessions):  # WEBHOOK_ALLOW_PRIVATE=false
+        response = await client.post("/api/alert-rules", json=DELAY_RULE)
+        assert field_of(response) == ["body", "webhook_url"]
+        assert "WEBHOOK_ALLOW_PRIVATE" in response.text
+
+
+async def test_more_than_max_alert_rules_is_422(api: httpx.AsyncClient) -> None:
+    for n in range(3):
+        response = await api.post("/api/alert-rules", json=DELAY_RULE | {"name": f"r{n}"})
+        assert response.status_code == 201
+    refused = await api.post("/api/alert-rules", json=DELAY_RULE)
+    assert field_of(refused) == ["body"] and "MAX_ALERT_RULES" in refused.text
+
+
+async def test_writes_need_the_api_key_when_keys_are_set(keyed: httpx.AsyncClient) -> None:
+    assert (await keyed.post("/api/alert-rules", json=DELAY_RULE)).status_code == 401
+    assert (await keyed.get("/api/alert-rules")).status_code == 200  # reads need none
+    headers = {"X-API-Key": KEY}
+    rule_json = DELAY_RULE | {"webhook_url": None}
+    created = await keyed.post("/api/alert-rules", json=rule_json, headers=headers)
+    assert created.status_code == 201, created.text
+    path = f"/api/alert-rules/{created.json()['id']}"
+    assert (await keyed.put(path, json=rule_json)).status_code == 401
+    assert (await keyed.delete(path)).status_code == 401
+    assert (await keyed.delete(path, headers=headers)).status_code == 204
+
+
+async def seed_posts(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Background: 40 posts about flights in the previous day; window: 30 negative posts
+    about delays and 30 neutral ones."""
+    posts, analyses = [], []
+
+    def add(post_id: str, text: str, sentiment: Sentiment, at: datetime) -> None:
+        posts.append(Post(post_id=post_id, source="web", content=text, created_at=at))
+        prediction = Prediction(sentiment, 0.9, "neutral", 0.9, "test")
+        analyses.append(Analysis.of(post_id, prediction, analyzed_at=at))
+
+    for i in range(40):
+        add(
+            f"b{i}",
+            f"flight {i} fine, short delay maybe",
+            Sentiment.NEUTRAL,
+            T0 - timedelta(hours=3),
+        )
+    for i in range(30):
+        add(
+            f"n{i}",
+            f"huge delay again, furious #{i}",
+            Sentiment.NEGATIVE,
+            T0 - timedelta(minutes=2),
+        )
+        add(f"u{i}", f"lovely weather {i}", Sentiment.NEUTRAL, T0 - timedelta(minutes=2))
+    async with sessions() as session:
+        await store.save_batch(session, posts, analyses)
+        await session.commit()
+
+
+async def test_an_alert_with_its_explanation_and_deliveries(api: httpx.AsyncClient, database):
+    settings, sessions = database
+    await seed_posts(sessions)
+    rule = (await api.post("/api/alert-rules", json=DELAY_RULE)).json()
+    async with sessions() as session:
+        view = store.rule_view(await store.get_rule(session, rule["id"]))
+        details = await explain_alert(session, view, T0)
+        # "huge" and "furious" only in the window; "delay" in the background too.
+        assert {t["term"] for t in details["terms"][:2]} == {"huge", "furious"}
+        alert = await store.insert_firing_alert(
+            session,
+            alert_type=view.alert_type,
+            severity="critical",
+            message="negative share 100% over 5 min (30 posts)",
+            details={"share": 1.0} | details,
+            created_at=T0,
+        )
+        await store.update_alert(session, alert.id, rule_id=view.id, rule_name=view.name)
+        await enqueue(session, AlertItem.model_validate(alert), "fire", view.webhook_url, T0)
+        other = await store.insert_firing_alert(
+            session,
+            alert_type="negative_spike",
+            severity="warning",
+            message="global",
+            details={},
+            created_at=T0,
+        )
+        await session.commit()
+
+    detail = (await api.get(f"/api/alerts/{alert.id}")).json()
+    assert detail["rule_id"] == rule["id"] and detail["rule_name"] == "delays"
+    terms = {t["term"]: t for t in detail["terms"]}
+    assert terms["delay"]["count"] == 30 and terms["delay"]["background_count"] == 40
+    assert "weather" not in terms  # not the rule's posts
+    assert len(detail["examples"]) == 5
+    assert all(
+        e["post_id"].startswith("n") and e["sentiment"] == "negative" for e in detail["examples"]
+    )
+    (delivery,) = detail["deliveries"]
+    assert delivery["event"] == "fire" and delivery["attempt"] == 0 and not delivery["done"]
+
+    assert (await api.get("/api/alerts/999999")).status_code == 404
+    by_rule = (await api.get("/api/alerts", params={"rule": rule["id"]})).json()
+    assert [a["id"] for a in by_rule["items"]] == [alert.id] and by_rule["total"] == 1
+    builtin = (await api.get("/api/alerts", params={"rule": 0})).json()
+    assert [a["id"] for a in builtin["items"]] == [other.id]
+    assert builtin["items"][0]["rule_id"] == 0 and builtin["items"][0]["rule_name"] == "built-in"
+    assert (await api.get("/api/alerts")).json()["total"] == 2
