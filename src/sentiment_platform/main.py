@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from sentiment_platform.api import probes, routes, websocket
+from sentiment_platform.api import probes, routes, rules, websocket
 from sentiment_platform.api.deps import ApiParts, rate_limit
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
@@ -55,12 +55,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(probes.router)
     app.include_router(routes.router, dependencies=[Depends(rate_limit)])
+    app.include_router(rules.router, dependencies=[Depends(rate_limit)])
     app.include_router(websocket.router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "X-API-Key"],
         )
     # Per-app registry: a second app in one process (tests) must not share request counters.

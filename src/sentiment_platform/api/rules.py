@@ -38,7 +38,7 @@ router = APIRouter(prefix="/api", responses=problems(422, 429, 503), tags=["aler
 RuleId = Annotated[int, Path(ge=0, le=MAX_ID, description="0 is the built-in rule")]
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID)]
 GUARD = [Depends(require_api_key)]
-WRITE_ERRORS = problems(401, 404, 409)
+WRITE_ERRORS = problems(400, 401, 404, 409, 413)  # 400: a body that is not JSON
 READ_ONLY = (
     "the built-in rule (id 0) is read-only: it is configured by ALERT_THRESHOLD, "
     "ALERT_WINDOW_MINUTES, ALERT_MIN_POSTS and ALERT_WEBHOOK_URL"
