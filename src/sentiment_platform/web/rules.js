@@ -31,7 +31,7 @@ function ruleNode(r) {
     el("div", { class: "rule-top" },
       el("span", { class: "rule-name", text: r.name }),
       r.builtin ? el("span", { class: "tag", text: "built-in" }) : null,
-      el("span", { class: `rule-state state-${stateName}`, text: stateText, "aria-label": `state: ${stateText}` })),
+      el("span", { class: `rule-state state-${stateName}`, text: stateText, title: "The state of its latest alert" })),
     el("div", { class: "rule-desc muted small", text: describeRule(r) }),
     el("div", { class: "rule-meta small" },
       el("span", { class: "muted", text: "keywords: " }),
