@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import sentiment_platform
 from tests.support.servers import serve_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -35,6 +36,12 @@ INKED = """selector => {
   return inked;
 }"""
 
+
+def served_code() -> dict[str, str]:
+    """`serve` runs the code (and the web/ files) these tests import, not another checkout's."""
+    return {"PYTHONPATH": str(Path(sentiment_platform.__file__).resolve().parents[1])}
+
+
 pytestmark = pytest.mark.skipif(
     not os.path.exists(CHROMIUM),
     reason="Debian's chromium is not installed (apt-get install chromium)",
@@ -47,6 +54,7 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}",
         "ANALYZER_BACKENDS": "embedded",
         "LOG_LEVEL": "WARNING",
+        **served_code(),
     }
     with serve_process(env, tmp_path, "--demo", ready="/readyz") as base:
         yield base
