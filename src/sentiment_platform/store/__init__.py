@@ -9,8 +9,8 @@ functions over an `AsyncSession`. The caller owns the transaction (one unit of w
 
 from sentiment_platform.store.alerts import (
     FIRING,
-    count_window,
     firing_alert,
+    firing_alerts,
     insert_firing_alert,
     list_alerts,
     update_alert,
@@ -30,6 +30,7 @@ from sentiment_platform.store.rule_counts import (
 from sentiment_platform.store.rules import (
     alert_deliveries,
     builtin_rule,
+    close_rule_alerts,
     count_rules,
     create_rule,
     delete_rule,
@@ -52,6 +53,8 @@ __all__ = [
     "WindowCounts",
     "add_rule_counts",
     "aggregate_hits",
+    "close_rule_alerts",
+    "firing_alerts",
     "floor_minute",
     "prune_rule_counts",
     "rule_volume_baseline",
@@ -59,7 +62,6 @@ __all__ = [
     "alert_deliveries",
     "builtin_rule",
     "count_rules",
-    "count_window",
     "create_rule",
     "delete_rule",
     "due_deliveries",
