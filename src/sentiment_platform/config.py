@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     alert_repeat_minutes: float = Field(15.0, gt=0.0)  # re-notify a firing alert at most this often
     alert_critical_margin: float = Field(0.2, gt=0.0)  # share >= threshold + margin: critical
     alert_check_interval_s: float = Field(5.0, gt=0.0)
+    alert_on: Literal["counted", "estimated"] = "counted"  # estimated: model confusion undone
 
     # --- alert rules and notifications (issue 14) ---
     max_alert_rules: int = Field(100, ge=1, le=10_000)  # user rules; the built-in one is extra

@@ -1,4 +1,5 @@
-"""The alert window counts posts by when they were analysed, so a backlog cannot blind it."""
+"""The alert window counts posts by when they were analysed (the minutes of `rule_counts`),
+so a backlog cannot blind it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from sentiment_platform.bus import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.services.alerting import Action, AlertMonitor, State
+from tests.support.counted import save_counted
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,9 +35,7 @@ async def save(
         Analysis(p.post_id, sentiment, 0.9, Emotion.NEUTRAL, 0.5, "test-fixture", analyzed_at)
         for p in posts
     ]
-    async with session_factory() as session:
-        await store.save_batch(session, posts, analyses)
-        await session.commit()
+    await save_counted(session_factory, posts, analyses)
 
 
 async def test_a_ten_minute_backlog_of_negative_posts_fires_at_the_first_check(
@@ -59,16 +59,26 @@ async def test_a_ten_minute_backlog_of_negative_posts_fires_at_the_first_check(
     assert total == 1 and alerts[0].details["total"] == 40 and alerts[0].details["negative"] == 30
 
 
-async def test_posts_analysed_before_the_window_do_not_count_even_if_created_in_it(
+async def test_the_window_is_the_rules_last_minutes_of_analysis_time(
     database: tuple[Settings, async_sessionmaker[AsyncSession]],
 ) -> None:
+    """The window is the current minute of analysis and the `window − 1` before it, whatever
+    the posts' `created_at`: posts analysed a minute earlier do not count."""
     settings, session_factory = database
-    now = utcnow()
-    stale = now - timedelta(minutes=settings.alert_window_minutes, seconds=1)
-    await save(session_factory, Sentiment.NEGATIVE, 30, now - timedelta(seconds=2), stale)
-    await save(session_factory, Sentiment.NEGATIVE, 30, now, now)  # at `now`: window is [.., now)
+    now = utcnow().replace(second=30, microsecond=0)
+    minute = now.replace(second=0)
+    oldest = minute - timedelta(minutes=settings.alert_window_minutes - 1)
+    created = now - timedelta(seconds=2)
+    await save(session_factory, Sentiment.NEGATIVE, 30, created, oldest - timedelta(seconds=1))
     async with session_factory() as session:
-        counts = await store.count_window(session, now - timedelta(minutes=5), now)
-    assert counts == {}
+        counted = await store.rule_window(session, 0, oldest, minute + timedelta(minutes=1))
+    assert counted.total == 0
     monitor = AlertMonitor(settings, session_factory, MemoryEvents(), lease=None, clock=lambda: now)
     assert (await monitor.check()).action is None  # under ALERT_MIN_POSTS: no verdict
+
+    await save(session_factory, Sentiment.NEGATIVE, 30, now - timedelta(hours=1), oldest)
+    async with session_factory() as session:
+        counted = await store.rule_window(session, 0, oldest, minute + timedelta(minutes=1))
+    assert counted.total == 30 and counted.sentiments == {"negative": 30}
+    assert counted.emotions == {"neutral": 30}
+    assert (await monitor.check()).action is Action.FIRE

@@ -20,6 +20,7 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.models.database import Alert
 from sentiment_platform.services.alerting import ALERT_TYPE, Action, AlertMonitor, RedisLease
+from tests.support.counted import save_counted
 from tests.support.databases import recreate_postgres_database, scratch_database_url
 
 pytestmark = pytest.mark.asyncio
@@ -37,9 +38,7 @@ async def save_negative(session_factory: SessionFactory, count: int = 30) -> Non
         Analysis(p.post_id, Sentiment.NEGATIVE, 0.9, Emotion.ANGER, 0.5, "test-fixture", now)
         for p in posts
     ]
-    async with session_factory() as session:
-        await store.save_batch(session, posts, analyses)
-        await session.commit()
+    await save_counted(session_factory, posts, analyses)
 
 
 async def firing_rows(session_factory: SessionFactory) -> list[int]:

@@ -15,6 +15,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.services.alerting import Action, AlertMonitor, RedisLease, State
+from tests.support.counted import save_counted
 
 pytestmark = pytest.mark.asyncio
 
@@ -29,9 +30,7 @@ async def save(session_factory, sentiment: Sentiment, count: int) -> None:
         Analysis(p.post_id, sentiment, 0.9, Emotion.NEUTRAL, 0.5, "test-fixture", now)
         for p in posts
     ]
-    async with session_factory() as session:
-        await store.save_batch(session, posts, analyses)
-        await session.commit()
+    await save_counted(session_factory, posts, analyses)
 
 
 async def test_a_new_monitor_resumes_the_open_incident(tmp_path: Path) -> None:

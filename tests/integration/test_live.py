@@ -32,6 +32,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
 from sentiment_platform.main import parts_of
+from tests.support.counted import save_counted
 from tests.support.databases import recreate_postgres_database, scratch_database_url
 from tests.support.servers import ThreadedServer, free_socket
 
@@ -93,9 +94,7 @@ async def store_analysed(settings: Settings, sentiment: Sentiment, count: int) -
             Analysis(post.post_id, sentiment, 0.9, Emotion.NEUTRAL, 0.5, "test-fixture", now)
             for post in posts
         ]
-        async with create_session_factory(engine)() as session:
-            await store.save_batch(session, posts, analyses)
-            await session.commit()
+        await save_counted(create_session_factory(engine), posts, analyses)
     finally:
         await engine.dispose()
 

@@ -181,3 +181,20 @@ class WebhookDelivery(Base):
             sqlite_where=text("NOT done"),
         ),
     )
+
+
+class RuleCount(Base):
+    """Analysed posts per rule, per minute of analysis (UTC, truncated), per sentiment and
+    emotion (0006): what the alert monitor evaluates every rule from, without reading posts.
+
+    Rule 0 (the built-in rule) counts every analysed post; a user rule the posts it matches.
+    Added by the worker in the transaction that saves the analyses (`store.add_rule_counts`).
+    """
+
+    __tablename__ = "rule_counts"
+
+    rule_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    sentiment: Mapped[str] = mapped_column(String(16), primary_key=True)
+    emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -4,20 +4,33 @@ functions over an `AsyncSession`. The caller owns the transaction (one unit of w
 - `posts`: idempotent batch writes of posts and analyses, and the paged reads.
 - `alerts`: the alert pages and the monitor's SQL.
 - `rules`: alert rules, an alert's detail, the webhook delivery queue (issue 14).
+- `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
 """
 
 from sentiment_platform.store.alerts import (
     FIRING,
-    count_window,
     firing_alert,
+    firing_alerts,
     insert_firing_alert,
     list_alerts,
     update_alert,
 )
 from sentiment_platform.store.posts import PostFilter, list_posts, save_batch
+from sentiment_platform.store.rule_counts import (
+    BASELINE,
+    RuleHit,
+    WindowCounts,
+    add_rule_counts,
+    aggregate_hits,
+    floor_minute,
+    prune_rule_counts,
+    rule_volume_baseline,
+    rule_window,
+)
 from sentiment_platform.store.rules import (
     alert_deliveries,
     builtin_rule,
+    close_rule_alerts,
     count_rules,
     create_rule,
     delete_rule,
@@ -33,12 +46,22 @@ from sentiment_platform.store.rules import (
 )
 
 __all__ = [
+    "BASELINE",
     "FIRING",
     "PostFilter",
+    "RuleHit",
+    "WindowCounts",
+    "add_rule_counts",
+    "aggregate_hits",
+    "close_rule_alerts",
+    "firing_alerts",
+    "floor_minute",
+    "prune_rule_counts",
+    "rule_volume_baseline",
+    "rule_window",
     "alert_deliveries",
     "builtin_rule",
     "count_rules",
-    "count_window",
     "create_rule",
     "delete_rule",
     "due_deliveries",

@@ -1,5 +1,5 @@
-"""Alerts: the pages of `/api/alerts`, and the monitor's SQL (the window count, the open
-incident, and its row's writes). The caller owns the transaction."""
+"""Alerts: the pages of `/api/alerts`, and the monitor's SQL (the open incidents and their
+rows' writes; the window counts are `rule_counts`). The caller owns the transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentiment_platform.models.database import Alert, SentimentAnalysis
+from sentiment_platform.models.database import Alert
+from sentiment_platform.rules import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
 from sentiment_platform.store.rules import rule_filter
 
 
@@ -37,20 +38,6 @@ async def list_alerts(
 FIRING = "firing"  # Alert.state of an open incident: at most one per alert_type (unique index)
 
 
-async def count_window(session: AsyncSession, start: datetime, end: datetime) -> dict[str, int]:
-    """Posts ANALYSED in [start, end), per sentiment label: one grouped count, no join.
-
-    By `analyzed_at`, not `created_at`: a backlog older than the window is counted when the
-    workers reach it, so it cannot hide a spike (index `ix_analysis_analyzed_at`).
-    """
-    rows = await session.execute(
-        select(SentimentAnalysis.sentiment, func.count())
-        .where(SentimentAnalysis.analyzed_at >= start, SentimentAnalysis.analyzed_at < end)
-        .group_by(SentimentAnalysis.sentiment)
-    )
-    return {label: count for label, count in rows}
-
-
 async def firing_alert(session: AsyncSession, alert_type: str) -> Alert | None:
     """The open (firing) incident of this type, if any."""
     return await session.scalar(
@@ -61,6 +48,11 @@ async def firing_alert(session: AsyncSession, alert_type: str) -> Alert | None:
     )
 
 
+async def firing_alerts(session: AsyncSession) -> list[Alert]:
+    """Every open incident, of every rule (a handful: one per rule at most)."""
+    return list(await session.scalars(select(Alert).where(Alert.state == FIRING)))
+
+
 async def insert_firing_alert(
     session: AsyncSession,
     *,
@@ -69,13 +61,18 @@ async def insert_firing_alert(
     message: str,
     details: dict[str, Any],
     created_at: datetime,
+    rule_id: int = BUILTIN_RULE_ID,
+    rule_name: str = BUILTIN_RULE_NAME,
 ) -> Alert | None:
-    """Open an incident: INSERT … ON CONFLICT DO NOTHING on the one-firing-row index.
+    """Open an incident of a rule: INSERT … ON CONFLICT DO NOTHING on the one-firing-row
+    index (`alert_type` is the rule's, `rules.rule_alert_type`), with its rule id and name.
 
     Returns the new row, or None when another monitor's firing row of this type already
     exists (the database, not the lease, is what keeps one open incident per type).
     """
     values = {
+        "rule_id": rule_id,
+        "rule_name": rule_name,
         "alert_type": alert_type,
         "severity": severity,
         "state": FIRING,

@@ -18,6 +18,7 @@ from sentiment_platform.domain import PostView, Sentiment
 from sentiment_platform.models.database import (
     Alert,
     AlertRule,
+    RuleCount,
     SentimentAnalysis,
     SocialMediaPost,
     WebhookDelivery,
@@ -92,16 +93,36 @@ async def update_rule(
 
 
 async def delete_rule(session: AsyncSession, rule_id: int, now: datetime) -> bool:
-    """Delete a rule; its pending deliveries are cancelled. Its alerts stay (history)."""
+    """Delete a rule; its pending deliveries are cancelled, its open incident is closed
+    (`resolved`, `details.closed`: the rule was deleted) and its counts are dropped. Its
+    alerts stay (history)."""
     result = await session.execute(delete(AlertRule).where(AlertRule.id == rule_id))
     if not getattr(result, "rowcount", 0):
         return False
+    await session.execute(delete(RuleCount).where(RuleCount.rule_id == rule_id))
+    await close_rule_alerts(session, rule_id, now)
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.rule_id == rule_id, WebhookDelivery.done.is_(False))
         .values(done=True, error="cancelled: the rule was deleted", next_attempt_at=now)
     )
     return True
+
+
+async def close_rule_alerts(session: AsyncSession, rule_id: int, now: datetime) -> list[int]:
+    """Close a deleted rule's open incident (no notification: its deliveries are cancelled).
+    Returns the ids closed."""
+    closed = list(
+        await session.scalars(
+            select(Alert).where(Alert.rule_id == rule_id, Alert.state == "firing")
+        )
+    )
+    for alert in closed:
+        alert.state, alert.resolved_at = "resolved", now
+        alert.message = f"Closed: the rule was deleted ({alert.message})"
+        alert.details = (alert.details or {}) | {"closed": "the rule was deleted"}
+    await session.flush()
+    return [alert.id for alert in closed]
 
 
 # --- an alert's detail ---------------------------------------------------------------------

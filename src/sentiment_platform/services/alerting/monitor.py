@@ -1,10 +1,20 @@
-"""The alert monitor: every `ALERT_CHECK_INTERVAL_S`, count the window, step the policy,
-store and publish what changed.
+"""The alert monitor: every `ALERT_CHECK_INTERVAL_S`, for the built-in rule and every rule
+in `alert_rules`, read the window's counts, step the rule's policy, store, notify and publish
+what changed.
 
-The window is the posts ANALYSED in the last `ALERT_WINDOW_MINUTES` (`analyzed_at` in
-[now − window, now)), not the posts created in it: when the workers run behind, a backlog
-older than the window is counted as it is analysed, so a backlog of negative posts fires
-within one check instead of falling outside the window and leaving the alert blind.
+Rules are evaluated from `rule_counts` only (per rule, per minute of ANALYSIS, per sentiment
+and emotion; added by the worker with each saved batch), never by reading posts: a check
+costs one or two indexed reads per rule. By analysis time, not creation time: when the
+workers run behind, a backlog older than the window is counted as it is analysed, so a
+backlog of negative posts fires within one check instead of leaving the alert blind. How
+each metric is measured: `evaluation`.
+
+Each rule has its own `AlertState` and its own incidents (`alert_type` from
+`rules.rule_alert_type`, so the one-firing-row index holds per rule). A fire records the
+explanation (`explain_alert`); every fire, re-notification and resolve queues the rule's
+webhook notification in the same transaction, and `notify.Notifier`, a task of its own,
+sends them while this monitor leads. A deleted rule's open incident is closed and its
+pending notifications cancelled (`store.delete_rule`; a check closes any it missed).
 
 One incident is one `Alert` row: inserted with state `firing` when it fires, updated in place
 when it is re-notified (at most every `ALERT_REPEAT_MINUTES`: current share, peak, severity,
@@ -25,9 +35,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,27 +43,29 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.bus import ALERT, Event, Events
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import AlertItem, Sentiment, utcnow
+from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.models.database import Alert
+from sentiment_platform.rules import BUILTIN_RULE_ID, RuleView
+from sentiment_platform.services.alerting.evaluation import measure, record, state_of
 from sentiment_platform.services.alerting.lease import Lease
+from sentiment_platform.services.alerting.notify import Notifier
 from sentiment_platform.services.alerting.policy import (
-    ALERT_TYPE,
     Action,
     AlertState,
     Decision,
     Policy,
-    Sample,
-    Severity,
     State,
     evaluate,
 )
+from sentiment_platform.services.quantification import Confusion, load_confusion
 from sentiment_platform.telemetry import ALERTS_FIRING
 
 log = logging.getLogger(__name__)
 
 
 class AlertMonitor:
-    """Evaluates the window every `ALERT_CHECK_INTERVAL_S`, stores and publishes transitions.
+    """Evaluates every rule every `ALERT_CHECK_INTERVAL_S`, stores, notifies and publishes
+    transitions.
 
     `lease` is None where one process is the only monitor (the embedded default); otherwise
     the monitor evaluates only while it holds the lease. The caller owns the lease's client.
@@ -69,33 +79,50 @@ class AlertMonitor:
         lease: Lease | None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
-        self._policy = Policy.from_settings(settings)
-        self._window_minutes = settings.alert_window_minutes
+        self._settings = settings
         self._interval_s = settings.alert_check_interval_s
         self._session_factory = session_factory
         self._events = events
         self._clock = clock
         self._lease = lease
-        self._state: AlertState | None = None  # None until loaded from the store as leader
-        self._task: asyncio.Task[None] | None = None
+        self._confusion = _confusion(settings)
+        # Per rule id; None until loaded from the store as leader.
+        self._states: dict[int, AlertState] | None = None
+        self.decisions: dict[int, Decision] = {}  # the last check's, per rule id
+        self._pruned_at: datetime | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.notifier = Notifier(settings, session_factory, clock, lambda: self.is_leader)
 
     @property
     def state(self) -> AlertState | None:
-        return self._state
+        """The built-in rule's state."""
+        return None if self._states is None else self._states.get(BUILTIN_RULE_ID)
+
+    @property
+    def states(self) -> dict[int, AlertState]:
+        return dict(self._states or {})
 
     @property
     def is_leader(self) -> bool:
         return self._lease is None or self._lease.held
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="alert-monitor")
+        self._tasks = [
+            asyncio.create_task(self.run(), name="alert-monitor"),
+            asyncio.create_task(self.notifier.run(self._interval_s), name="alert-webhooks"),
+        ]
+
+    async def deliver(self) -> int:
+        """One round of webhook deliveries (what the sender task does each tick)."""
+        return await self.notifier.deliver()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+        await self.notifier.aclose()
         if self._lease is not None:
             with contextlib.suppress(Exception):
                 await self._lease.release()
@@ -123,7 +150,7 @@ class AlertMonitor:
         was_leader = self._lease.held
         leader = await self._hold()
         if not leader:
-            self._state = None  # a later term reloads the incident from the store
+            self._states = None  # a later term reloads the incidents from the store
         if leader != was_leader:
             log.info(
                 "alert monitor leadership changed",
@@ -153,122 +180,100 @@ class AlertMonitor:
         return await self._hold()
 
     async def check(self) -> Decision:
-        """One evaluation: read the window, step the state machine, store and publish.
-
-        A check that must write but finds the lease lost writes nothing, forgets its state
-        (the next leader term reloads it from the store) and returns the state unchanged.
-        """
+        """One evaluation of every rule; returns the built-in rule's decision (every rule's:
+        `decisions`). Each rule that must write does so in a transaction of its own; one
+        that finds the lease lost writes nothing, and the monitor forgets its states (the
+        next leader term reloads them from the store)."""
         now = self._clock()
+        self.decisions = {}
         async with self._session_factory() as session:
-            state = self._state if self._state is not None else await _restore(session)
-            start = now - timedelta(minutes=self._window_minutes)
-            counts = await store.count_window(session, start, now)
-            sample = Sample(
-                total=sum(counts.values()), negative=counts.get(Sentiment.NEGATIVE.value, 0)
+            rules = [store.builtin_rule(self._settings)]
+            rules += [store.rule_view(rule) for rule in await store.list_rules(session)]
+            firing = await store.firing_alerts(session)
+            if self._states is None:
+                self._states = {_rule_of(alert): state_of(alert) for alert in firing}
+            live = {rule.id for rule in rules}
+            self._states = {k: v for k, v in self._states.items() if k in live}
+            orphans = [alert for alert in firing if _rule_of(alert) not in live]
+            if orphans and await self._still_leader():
+                for rule_id in {_rule_of(alert) for alert in orphans}:
+                    await store.close_rule_alerts(session, rule_id, now)
+                await session.commit()
+            for rule in rules:
+                if self._states is None:
+                    break  # the lease was lost: nothing more is written this check
+                try:
+                    self.decisions[rule.id] = await self._check_rule(session, rule, now)
+                except Exception as error:  # noqa: BLE001 - one rule's failure is its own
+                    await session.rollback()
+                    log.warning(
+                        "alert rule check failed",
+                        extra={
+                            "event": "alert.rule_check_failed",
+                            "rule_id": rule.id,
+                            "error": type(error).__name__,
+                            "detail": str(error)[:300],
+                        },
+                    )
+            await self._prune(session, rules, now)
+        states = self._states or {}
+        ALERTS_FIRING.set(sum(state.state is State.FIRING for state in states.values()))
+        return self.decisions.get(BUILTIN_RULE_ID, Decision(states.get(0, AlertState())))
+
+    async def _check_rule(self, session: AsyncSession, rule: RuleView, now: datetime) -> Decision:
+        assert self._states is not None
+        state = self._states.get(rule.id, AlertState())
+        policy = Policy.for_rule(rule, self._settings)
+        confusion = self._confusion if rule.metric == "negative_share" else None
+        measured = await measure(session, rule, now, policy, confusion)
+        decision = evaluate(state, measured.sample, now, policy)
+        if decision.action is not None and not await self._still_leader():
+            log.warning(
+                "alert lease lost before writing: nothing written",
+                extra={"event": "alert.lease_lost", "action": str(decision.action)},
             )
-            decision = evaluate(state, sample, now, self._policy)
-            if decision.action is not None and not await self._still_leader():
-                log.warning(
-                    "alert lease lost before writing: nothing written",
-                    extra={"event": "alert.lease_lost", "action": str(decision.action)},
-                )
-                self._state = None
-                return Decision(state)
-            alert, decision = await self._record(session, state, decision, sample, now)
+            self._states = None
+            return Decision(state)
+        alert, decision = await record(session, rule, policy, state, decision, measured, now)
+        if decision.action is not None:
             await session.commit()
-        self._state = decision.state
-        ALERTS_FIRING.set(1 if decision.state.state is State.FIRING else 0)
+        self._states[rule.id] = decision.state
+        if decision.action is not None and alert is None and decision.action is not Action.FIRE:
+            log.warning(
+                "alert row missing",
+                extra={"event": "alert.missing", "alert_id": state.alert_id, "rule_id": rule.id},
+            )
         if alert is not None:
             log.info(
                 _ANNOUNCED[decision.action],
                 extra={
                     "event": f"alert.{decision.action}",
                     "alert_id": alert.id,
+                    "rule_id": rule.id,
                     "severity": alert.severity,
-                    "share": round(sample.share, 4),
-                    "total": sample.total,
+                    "share": round(measured.sample.share, 4),
+                    "total": measured.sample.total,
                 },
             )
             item = AlertItem.model_validate(alert).model_dump(mode="json")
             await self._events.publish(Event(ALERT, item))
         return decision
 
-    async def _record(
-        self,
-        session: AsyncSession,
-        before: AlertState,
-        decision: Decision,
-        sample: Sample,
-        now: datetime,
-    ) -> tuple[Alert | None, Decision]:
-        """Write the incident's row for an action: the row to announce (None: nothing to say)
-        and the decision as stored (a fired incident carries its row id)."""
-        after, action = decision.state, decision.action
-        if action is None:
-            return None, decision
-        policy = self._policy
-        facts = {
-            "share": round(sample.share, 4),
-            "negative": sample.negative,
-            "total": sample.total,
-            "threshold": policy.threshold,
-            "recovery_threshold": policy.recovery_threshold,
-            "window_minutes": self._window_minutes,
-        }
-        if action is Action.FIRE:
-            fired = await store.insert_firing_alert(
-                session,
-                alert_type=ALERT_TYPE,
-                severity=str(after.severity),
-                message=self._firing_message(sample),
-                details=facts | _incident_facts(after),
-                created_at=now,
-            )
-            if fired is not None:
-                return fired, Decision(replace(after, alert_id=fired.id), action)
-            # Another monitor's incident is open: adopt it (it was announced by its writer).
-            existing = await store.firing_alert(session, ALERT_TYPE)
-            adopted = _state_of(existing) if existing is not None else AlertState()
-            log.warning(
-                "alert already firing in the store: adopted",
-                extra={"event": "alert.adopt", "alert_id": adopted.alert_id},
-            )
-            return None, Decision(adopted)
-        if before.alert_id is None:
-            alert = None
-        elif action is Action.RENOTIFY:
-            alert = await store.update_alert(
-                session,
-                before.alert_id,
-                severity=str(after.severity),
-                message=self._firing_message(sample),
-                details=facts | _incident_facts(after),
-            )
-        else:
-            alert = await store.update_alert(
-                session,
-                before.alert_id,
-                state=State.RESOLVED.value,
-                resolved_at=now,
-                message=(
-                    f"Resolved: negative share back to {sample.share:.0%} "
-                    f"(below {policy.recovery_threshold:.0%}; peak {before.peak_share:.0%})"
-                ),
-                details={"resolved_share": facts["share"]},
-            )
-        if alert is None:
-            log.warning(
-                "alert row missing",
-                extra={"event": "alert.missing", "alert_id": before.alert_id, "action": action},
-            )
-        return alert, decision
+    async def _prune(self, session: AsyncSession, rules: list[RuleView], now: datetime) -> None:
+        """Every `PRUNE_EVERY`, drop the counts no rule reads any more (24 h + its window)."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        if not await self._still_leader():
+            return
+        longest = max(rule.window_minutes for rule in rules)
+        before = store.floor_minute(now) - store.BASELINE - timedelta(minutes=longest + 1)
+        removed = await store.prune_rule_counts(session, before)
+        await session.commit()
+        self._pruned_at = now
+        log.debug("rule counts pruned", extra={"event": "alert.pruned", "rows": removed})
 
-    def _firing_message(self, sample: Sample) -> str:
-        return (
-            f"Negative share {sample.share:.0%} over the last {self._window_minutes} min "
-            f"exceeds {self._policy.threshold:.0%} ({sample.negative} of {sample.total} posts)"
-        )
 
+PRUNE_EVERY = timedelta(minutes=10)
 
 _ANNOUNCED = {
     Action.FIRE: "alert fired",
@@ -282,30 +287,18 @@ def _key(lease: Lease) -> str | None:
     return getattr(lease, "key", None)
 
 
-def _incident_facts(state: AlertState) -> dict[str, Any]:
-    return {
-        "peak_share": round(state.peak_share, 4),
-        "notifications": state.notifications,
-        "notified_at": state.notified_at.isoformat() if state.notified_at else None,
-    }
+def _rule_of(alert: Alert) -> int:
+    return BUILTIN_RULE_ID if alert.rule_id is None else alert.rule_id
 
 
-async def _restore(session: AsyncSession) -> AlertState:
-    """A new leader resumes the open incident, if any, instead of opening a second one."""
-    alert = await store.firing_alert(session, ALERT_TYPE)
-    return AlertState() if alert is None else _state_of(alert)
-
-
-def _state_of(alert: Alert) -> AlertState:
-    """The firing state an incident's row records."""
-    details = alert.details or {}
-    notified = details.get("notified_at")
-    return AlertState(
-        State.FIRING,
-        since=alert.created_at,
-        notified_at=datetime.fromisoformat(notified) if notified else alert.created_at,
-        severity=Severity(alert.severity),
-        peak_share=float(details.get("peak_share", 0.0)),
-        notifications=int(details.get("notifications", 1)),
-        alert_id=alert.id,
-    )
+def _confusion(settings: Settings) -> Confusion | None:
+    """The embedded model's confusion matrix when `ALERT_ON=estimated` (None: counted)."""
+    if settings.alert_on != "estimated":
+        return None
+    confusion = load_confusion()
+    if confusion is None:
+        log.warning(
+            "ALERT_ON=estimated but the model ships no confusion matrix: counting",
+            extra={"event": "alert.estimated_unavailable"},
+        )
+    return confusion

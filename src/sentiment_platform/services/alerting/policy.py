@@ -8,6 +8,11 @@ only below the recovery threshold (hysteresis; `Settings.effective_alert_recover
 so a share hovering at the threshold does not flap. Severity is the incident's peak:
 `critical` once the share reached threshold + `ALERT_CRITICAL_MARGIN`, else `warning`; an
 escalation to `critical` is announced at once, not at the next re-notification.
+
+Every rule runs this machine with its own `Policy` (`Policy.for_rule`) over its own value:
+the share for `negative_share` / `emotion_share`, and for `volume` the ratio of the window's
+count to the rule's 24 h average per window (threshold: the rule's factor; it resolves below
+`factor × (1 − VOLUME_RECOVERY_BAND)`; `critical` from twice the factor).
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sentiment_platform.config import Settings
+from sentiment_platform.config import DEFAULT_RECOVERY_GAP, Settings
+from sentiment_platform.rules import BUILTIN_ALERT_TYPE, BUILTIN_RULE_ID, RuleView
 
-ALERT_TYPE = "negative_spike"
+ALERT_TYPE = BUILTIN_ALERT_TYPE  # the built-in rule's
+VOLUME_RECOVERY_BAND = 0.1  # a volume alert resolves 10 % under its factor × the baseline
 
 
 class State(StrEnum):
@@ -60,6 +67,27 @@ class Policy:
             critical_margin=settings.alert_critical_margin,
         )
 
+    @classmethod
+    def for_rule(cls, rule: RuleView, settings: Settings) -> Policy:
+        """A rule's thresholds; hold, repeat and (for shares) the critical margin are the
+        deployment's `ALERT_*` settings. The built-in rule is `from_settings`."""
+        if rule.id == BUILTIN_RULE_ID:
+            return cls.from_settings(settings)
+        common = cls.from_settings(settings)
+        if rule.metric == "volume":
+            recovery = rule.threshold * (1 - VOLUME_RECOVERY_BAND)
+            margin = rule.threshold  # critical at twice the factor
+        else:
+            recovery = rule.threshold - min(DEFAULT_RECOVERY_GAP, rule.threshold / 2)
+            margin = common.critical_margin
+        return replace(
+            common,
+            threshold=rule.threshold,
+            recovery_threshold=round(recovery, 6),
+            min_posts=rule.min_posts,
+            critical_margin=margin,
+        )
+
     def severity(self, share: float) -> Severity:
         if share >= round(self.threshold + self.critical_margin, 9):  # 0.4 + 0.2 is 0.6
             return Severity.CRITICAL
@@ -68,13 +96,19 @@ class Policy:
 
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """Analysed posts in the window, and how many of them are negative."""
+    """Analysed posts in the window, how many of them count toward the metric (negative, or
+    of the rule's emotion), and the metric's value when it is not that share (a volume
+    ratio, or an estimated share: `ALERT_ON=estimated`)."""
 
     total: int
     negative: int
+    value: float | None = None
 
     @property
     def share(self) -> float:
+        """The value compared with the threshold."""
+        if self.value is not None:
+            return self.value
         return self.negative / self.total if self.total else 0.0
 
 

@@ -21,10 +21,17 @@ BACKGROUND = timedelta(hours=24)
 
 
 async def explain_alert(
-    session: AsyncSession, rule: RuleView, window_end: datetime, *, max_posts: int = MAX_POSTS
+    session: AsyncSession,
+    rule: RuleView,
+    window_end: datetime,
+    *,
+    max_posts: int = MAX_POSTS,
+    negative_only: bool = True,
 ) -> dict[str, Any]:
     """`details` for an alert of `rule` firing at `window_end`: `terms` (each `term`,
-    `count`, `background_count`, `score`), `examples` (≤ 5 post ids) and the posts read."""
+    `count`, `background_count`, `score`), `examples` (≤ 5 post ids) and the posts read.
+    The window's side is its negative posts, or all of them (`negative_only=False`: what
+    distinguishes a volume spike or an emotion's rise is not their negativity)."""
     start = window_end - timedelta(minutes=rule.window_minutes)
     matcher = Matcher.build([RuleFilter(rule.id, tuple(rule.keywords), rule.source)])
 
@@ -41,6 +48,6 @@ async def explain_alert(
         kept = [(post_id, text) for post_id, text, source in rows if matcher.match(text, source)]
         return kept[:max_posts]
 
-    window = await read(start, window_end, negative_only=True)
+    window = await read(start, window_end, negative_only=negative_only)
     background = await read(start - BACKGROUND, start, negative_only=False)
     return explain(window, background, max_posts=max_posts).as_details()

@@ -1,0 +1,95 @@
+"""What the worker adds to `rule_counts` for a saved batch: rule 0 (the built-in rule) for
+every analysed post, and each user rule the post matches, per minute of analysis, sentiment
+and emotion (`rule_hits`, pure). `RulesCache` holds the compiled matcher between batches.
+
+The worker calls both inside the transaction that saves the batch, for the posts that call
+actually stored (a redelivered post is never counted twice)::
+
+    pairs = stored_pairs(posts, analyses, stored)
+    await store.add_rule_counts(session, rule_hits(await self.rules.matcher(session), pairs))
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Sequence
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentiment_platform import store
+from sentiment_platform.domain import Analysis
+from sentiment_platform.rules import BUILTIN_RULE_ID
+from sentiment_platform.services.rules.matcher import EMPTY, Matcher, RuleFilter
+
+REFRESH_S = 10.0  # a worker that missed a rule change picks it up within this
+
+
+class PostLike(Protocol):
+    @property
+    def content(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+
+P = TypeVar("P", bound=PostLike)
+
+
+def stored_pairs(
+    posts: Sequence[P], analyses: Sequence[Analysis], stored: Collection[str]
+) -> list[tuple[P, Analysis]]:
+    """(post, analysis) of each post `save_batch` stored, once (a post twice in a batch is
+    stored once, so counted once)."""
+    seen: set[str] = set()
+    pairs = []
+    for post, analysis in zip(posts, analyses, strict=True):
+        if analysis.post_id in stored and analysis.post_id not in seen:
+            seen.add(analysis.post_id)
+            pairs.append((post, analysis))
+    return pairs
+
+
+def rule_hits(
+    matcher: Matcher, posts_with_analyses: Iterable[tuple[PostLike, Analysis]]
+) -> list[store.RuleHit]:
+    """The counts a batch adds, aggregated and sorted (one row per rule, minute, sentiment
+    and emotion)."""
+    counted: Counter[tuple[int, datetime, str, str]] = Counter()
+    for post, analysis in posts_with_analyses:
+        minute = store.floor_minute(analysis.analyzed_at)
+        sentiment, emotion = str(analysis.sentiment), str(analysis.emotion)
+        counted[(BUILTIN_RULE_ID, minute, sentiment, emotion)] += 1
+        for rule_id in matcher.match(post.content, post.source):
+            counted[(rule_id, minute, sentiment, emotion)] += 1
+    return [store.RuleHit(*key, count) for key, count in sorted(counted.items())]
+
+
+class RulesCache:
+    """The matcher over every user rule, rebuilt from the store when `invalidate()`d (a rule
+    change announced on the events channel) or `REFRESH_S` after it was built (a missed
+    announcement costs at most that long)."""
+
+    def __init__(
+        self, refresh_s: float = REFRESH_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._refresh_s = refresh_s
+        self._clock = clock
+        self._matcher: Matcher = EMPTY
+        self._built_at: float | None = None
+
+    def invalidate(self) -> None:
+        self._built_at = None
+
+    async def matcher(self, session: AsyncSession) -> Matcher:
+        """The current matcher; one `SELECT` of the rules when it is stale."""
+        now = self._clock()
+        if self._built_at is None or now - self._built_at >= self._refresh_s:
+            rules = await store.list_rules(session)
+            self._matcher = Matcher.build(
+                RuleFilter(rule.id, tuple(rule.keywords), rule.source) for rule in rules
+            )
+            self._built_at = now
+        return self._matcher

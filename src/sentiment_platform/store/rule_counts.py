@@ -1,0 +1,131 @@
+"""Per-rule, per-minute counts of analysed posts (`rule_counts`): what the alert monitor
+evaluates every rule from, so no check reads a post. The caller owns the transaction.
+
+A count's minute is the post's ANALYSIS time truncated to the minute (UTC), so a backlog is
+counted when the workers reach it (the monitor's window rule). Rule 0 (the built-in rule)
+counts every analysed post; a user rule counts the posts it matches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentiment_platform.models.database import RuleCount
+
+BASELINE = timedelta(hours=24)
+CHUNK_ROWS = 1_000  # rows per INSERT: far under PostgreSQL's 32,767 parameters
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class RuleHit:
+    """`count` posts of one rule analysed in one minute with one sentiment and emotion."""
+
+    rule_id: int
+    minute: datetime
+    sentiment: str
+    emotion: str
+    count: int = 1
+
+
+def floor_minute(moment: datetime) -> datetime:
+    """The minute a moment is counted in."""
+    return moment.replace(second=0, microsecond=0)
+
+
+def aggregate_hits(hits: Iterable[RuleHit]) -> list[RuleHit]:
+    """One hit per key, counts summed, SORTED by key: every writer takes the rows' locks in
+    the same order, so concurrent workers cannot deadlock on them."""
+    summed: Counter[tuple[int, datetime, str, str]] = Counter()
+    for hit in hits:
+        summed[(hit.rule_id, floor_minute(hit.minute), hit.sentiment, hit.emotion)] += hit.count
+    return [RuleHit(*key, count) for key, count in sorted(summed.items()) if count > 0]
+
+
+async def add_rule_counts(session: AsyncSession, hits: Sequence[RuleHit]) -> int:
+    """Add the hits to their counts: INSERT … ON CONFLICT DO UPDATE SET count = count +
+    excluded.count, in key order. Returns the number of rows written."""
+    rows = aggregate_hits(hits)
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    for start in range(0, len(rows), CHUNK_ROWS):
+        chunk = [
+            {"rule_id": h.rule_id, "minute": h.minute, "sentiment": h.sentiment}
+            | {"emotion": h.emotion, "count": h.count}
+            for h in rows[start : start + CHUNK_ROWS]
+        ]
+        insert = dialect.insert(RuleCount).values(chunk)
+        await session.execute(
+            insert.on_conflict_do_update(
+                index_elements=["rule_id", "minute", "sentiment", "emotion"],
+                set_={"count": RuleCount.count + insert.excluded.count},
+            )
+        )
+    return len(rows)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """One rule's posts in a window, by sentiment and by emotion."""
+
+    sentiments: dict[str, int] = field(default_factory=dict)
+    emotions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        return sum(self.sentiments.values())
+
+
+async def rule_window(
+    session: AsyncSession, rule_id: int, start: datetime, end: datetime
+) -> WindowCounts:
+    """The rule's counts of the minutes in [start, end): one grouped read of the primary key."""
+    rows = await session.execute(
+        select(RuleCount.sentiment, RuleCount.emotion, func.sum(RuleCount.count))
+        .where(RuleCount.rule_id == rule_id, RuleCount.minute >= start, RuleCount.minute < end)
+        .group_by(RuleCount.sentiment, RuleCount.emotion)
+    )
+    sentiments: Counter[str] = Counter()
+    emotions: Counter[str] = Counter()
+    for sentiment, emotion, count in rows:
+        sentiments[sentiment] += int(count)
+        emotions[emotion] += int(count)
+    return WindowCounts(dict(sentiments), dict(emotions))
+
+
+async def rule_volume_baseline(
+    session: AsyncSession, rule_id: int, window_minutes: int, end: datetime
+) -> float | None:
+    """The rule's average count per window over the 24 hours before `end` (the window's
+    start). A rule counted for less than 24 h is averaged over the time since its first
+    counted minute (quiet minutes count as 0); None with less than one window of history."""
+    start = end - BASELINE
+    first, total = (
+        await session.execute(
+            select(func.min(RuleCount.minute), func.coalesce(func.sum(RuleCount.count), 0)).where(
+                RuleCount.rule_id == rule_id, RuleCount.minute >= start, RuleCount.minute < end
+            )
+        )
+    ).one()
+    if first is None:
+        return None
+    span = end - max(first, start)
+    windows = span / timedelta(minutes=window_minutes)
+    if windows < 1:
+        return None
+    return int(total) / windows
+
+
+async def prune_rule_counts(session: AsyncSession, before: datetime) -> int:
+    """Delete counts of minutes before `before` (the monitor reads 24 h + a window back)."""
+    result = await session.execute(delete(RuleCount).where(RuleCount.minute < before))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delete_rule_counts(session: AsyncSession, rule_id: int) -> None:
+    await session.execute(delete(RuleCount).where(RuleCount.rule_id == rule_id))
