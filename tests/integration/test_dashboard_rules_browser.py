@@ -285,7 +285,6 @@ def test_dashboard_renders_an_alert_explanation(
     httpx.delete(f"{rules_server}/api/alert-rules/{rule['id']}", headers={"X-API-Key": API_KEY})
 
 
-@pytest.mark.xfail(strict=False, reason="rules are evaluated by the monitor in phase 2")
 def test_dashboard_shows_a_rule_firing_and_its_explanation(
     page: Any, rules_server: str, tmp_path: Path
 ) -> None:

@@ -21,6 +21,7 @@ from sentiment_platform.bus import Entry
 from sentiment_platform.domain import Analysis, Post, utcnow
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.services.backends import Analyzer
+from sentiment_platform.services.rules import RulesCache, rule_hits, stored_pairs
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Settler:
         self.analyzer = analyzer
         self.session_factory = session_factory
         self.name = name
+        self.rules = RulesCache()  # the compiled keyword matcher over every rule
 
     async def settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
         """Settle the batch. When every post of it failed in the analyzer and a harmless probe
@@ -154,7 +156,12 @@ class Settler:
         async def save() -> set[str]:
             try:
                 async with self.session_factory() as session, session.begin():
-                    return await store.save_batch(session, posts, analyses)
+                    new = await store.save_batch(session, posts, analyses)
+                    # The alert rules' counts, in the same transaction: counted once.
+                    pairs = stored_pairs(posts, analyses, new)
+                    matcher = await self.rules.matcher(session)
+                    await store.add_rule_counts(session, rule_hits(matcher, pairs))
+                    return new
             except Exception as error:
                 if _is_row_error(error):
                     raise RowError(one_line(getattr(error, "orig", None) or error)) from error
