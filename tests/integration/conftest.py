@@ -37,7 +37,10 @@ async def fixture_pg_sessions(
     """A session factory on an emptied test database."""
     async with pipeline_pg_engine.begin() as connection:
         await connection.execute(
-            text("TRUNCATE social_media_posts, sentiment_analysis, alerts, rule_counts RESTART IDENTITY CASCADE")
+            text(
+                "TRUNCATE social_media_posts, sentiment_analysis, alerts, rule_counts "
+                "RESTART IDENTITY CASCADE"
+            )
         )
     return create_session_factory(pipeline_pg_engine)
 
