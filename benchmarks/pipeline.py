@@ -31,12 +31,14 @@ from pathlib import Path
 
 import asyncpg
 
+from sentiment_platform import store
 from sentiment_platform.bus import Bus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment, utcnow
-from sentiment_platform.pipeline.demo import DemoGenerator
-from sentiment_platform.runtime import open_runtime
+from sentiment_platform.pipeline.demo import CITIES, SUBJECTS, DemoGenerator
+from sentiment_platform.rules import RuleSpec
+from sentiment_platform.runtime import Runtime, open_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = Path(sys.executable).with_name("sentiment-platform")
@@ -161,6 +163,27 @@ async def wait_stored(connection: asyncpg.Connection, expected: int, timeout_s: 
         await asyncio.sleep(0.1)
 
 
+def bench_rules(count: int) -> list[RuleSpec]:
+    """`count` keyword rules over the demo's brands, cities and words, so about a third of
+    posts match some rule and the rest are matched against all of them for nothing."""
+    brands = [name.split()[-1] for names in SUBJECTS.values() for name in names]
+    words = [*brands, *CITIES, "delay", "refund", "outage", "battery", "checkout"]
+    return [
+        RuleSpec(
+            name=f"bench rule {i}",
+            keywords=[words[i % len(words)], f"{words[(7 * i) % len(words)]} issue", f"zz{i}"],
+            threshold=0.9,
+        )
+        for i in range(count)
+    ]
+
+
+async def install_rules(runtime: Runtime, count: int) -> None:
+    async with runtime.session_factory() as session, session.begin():
+        for spec in bench_rules(count):
+            await store.create_rule(session, spec, utcnow())
+
+
 async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) -> dict[str, object]:
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
@@ -173,8 +196,11 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     )
     dsn = args.database_url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
-    await connection.execute("TRUNCATE social_media_posts, sentiment_analysis CASCADE")
+    await connection.execute(
+        "TRUNCATE social_media_posts, sentiment_analysis, rule_counts, alert_rules CASCADE"
+    )
     async with open_runtime(settings) as runtime:
+        await install_rules(runtime, args.rules)
         bus = runtime.bus
         await bus.ensure_group()
         log_dir = Path(args.log_dir)
@@ -200,6 +226,7 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     elapsed = float(row["last_stored"]) - first_publish
     return {
         "analyzer": args.analyzer,
+        "rules": args.rules,
         "workers": workers,
         "posts": len(posts),
         "batch_size": args.batch_size,
@@ -224,7 +251,7 @@ async def main(args: argparse.Namespace) -> None:
         result = await run_once(args, workers, posts)
         results.append(result)
         print(
-            f"{result['analyzer']:>8} workers={workers} posts={result['posts']} "
+            f"{result['analyzer']:>8} rules={args.rules} workers={workers} posts={result['posts']} "
             f"batch={result['batch_size']}: {result['posts_per_s']:>7} posts/s end to end, "
             f"latency p50 {result['latency_p50_ms']} ms p99 {result['latency_p99_ms']} ms "
             f"(published in {result['publish_s']} s, all stored after {result['elapsed_s']} s); "
@@ -239,6 +266,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--analyzer", choices=("trivial", "embedded"), default="trivial")
     parser.add_argument("--posts", type=int, default=50_000)
+    parser.add_argument("--rules", type=int, default=0, help="keyword alert rules to match")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batch-size", type=int, default=500, help="XREADGROUP COUNT")
     parser.add_argument("--rate", type=float, default=None, help="posts/s (default: burst)")
