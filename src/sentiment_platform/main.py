@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
@@ -22,12 +21,14 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sentiment_platform.api import probes, routes, websocket
+from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.demo import feed_demo
+from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
@@ -56,6 +57,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(routes.router, dependencies=[Depends(rate_limit)])
     app.include_router(websocket.router)
+    # A DNS-rebinding page reaches us under its own host name: refused (400) before routing,
+    # so it can neither post nor open /ws.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -88,12 +92,14 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     runtime = await stack.enter_async_context(open_runtime(settings, analyzer))
     counter = RedisCounter(runtime.redis) if runtime.redis is not None else MemoryCounter()
     hub = Hub(settings, runtime.session_factory, runtime.events)
+    background = Background()
     app.state.api = ApiParts(
         runtime=runtime,
         hub=hub,
         key_ring=KeyRing(settings.api_keys),
         rate_limiter=RateLimiter(counter, settings.rate_limit_per_minute),
         http_metrics=app.state.http_metrics,
+        background=background,
     )
     _warn_if_open(settings)
     hub.start()
@@ -102,28 +108,41 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     monitor = AlertMonitor(settings, runtime.session_factory, runtime.events, lease)
     monitor.start()
     stack.push_async_callback(monitor.stop)
+    background.expect(*HUB_TASKS, MONITOR_TASK)
 
     if embedded_worker:
-        _run_in_background(stack, Worker.from_runtime(runtime, "embedded").run, "worker")
+        # Restarted if it dies: posts the bus holds are never left behind a dead task.
+        worker = Worker.from_runtime(runtime, "embedded")
+        background.supervise(stack, worker.run, "worker")
         if settings.serve_demo:
-            _run_in_background(stack, partial(feed_demo, runtime.bus), "demo")
+            publisher = PatientPublisher(runtime.bus)
+            background.supervise(stack, partial(feed_demo, publisher), "demo")
 
 
-def _run_in_background(
-    stack: AsyncExitStack, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
-) -> None:
-    """Start `run(stop)` as a task; on shutdown set `stop` and wait for it to finish."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(stop), name=name)
+HUB_TASKS = ("ws-consume", "ws-flush", "ws-metrics")  # the hub's loops, by task name
+MONITOR_TASK = "alert-monitor"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "[::]")
 
-    async def finish() -> None:
-        stop.set()
-        await task
 
-    stack.push_async_callback(finish)
+def allowed_hosts(settings: Settings) -> list[str]:
+    """ALLOWED_HOSTS, else the loopback names and API_HOST. Bound to a wildcard address
+    without ALLOWED_HOSTS, any Host is served (and `serve` says so at start)."""
+    if settings.allowed_hosts:
+        return settings.allowed_hosts
+    if settings.api_host in WILDCARD_ADDRESSES:
+        return ["*"]
+    host = settings.api_host
+    extra = [host, f"[{host}]"] if ":" in host and not host.startswith("[") else [host]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, *extra]))
 
 
 def _warn_if_open(settings: Settings) -> None:
+    if allowed_hosts(settings) == ["*"]:
+        log.warning(
+            "no ALLOWED_HOSTS set while listening on every address: any Host header is served",
+            extra={"event": "security.any_host", "host": settings.api_host},
+        )
     if settings.api_keys:
         log.info(
             "write endpoints require an API key",
