@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
@@ -178,6 +180,27 @@ async def _platform_error(_request: Request, error: PlatformError) -> JSONRespon
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
+class _EveryFewSeconds:
+    """One log line per service per OUTAGE_LOG_EVERY_S during an outage, not one per request;
+    each line says how many answers were refused since the previous one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def due(self, service: str) -> int | None:
+        now = time.monotonic()
+        self._count[service] = self._count.get(service, 0) + 1
+        if now - self._last.get(service, -math.inf) < OUTAGE_LOG_EVERY_S:
+            return None
+        self._last[service] = now
+        return self._count.pop(service)
+
+
+OUTAGE_LOG_EVERY_S = 10.0
+_OUTAGE_LOG = _EveryFewSeconds()
+
+
 async def _outage(request: Request, error: Exception) -> JSONResponse:
     """A database or Redis that is down or overloaded is a 503 with a reason; any other
     database error is a bug and stays a 500."""
@@ -188,10 +211,17 @@ async def _outage(request: Request, error: Exception) -> JSONResponse:
         ):
             raise error
     service = "Redis" if isinstance(error, RedisError) else "the database"
-    log.warning(
-        "service unavailable",
-        extra={"event": "api.unavailable", "service": service, "error": type(error).__name__},
-    )
+    suppressed = _OUTAGE_LOG.due(service)
+    if suppressed is not None:
+        log.warning(
+            "service unavailable",
+            extra={
+                "event": "api.unavailable",
+                "service": service,
+                "error": type(error).__name__,
+                "since_last_line": suppressed,
+            },
+        )
     detail = f"{service} is unavailable ({type(error).__name__}); retry shortly"
     return await _platform_error(request, ServiceUnavailable(detail))
 
