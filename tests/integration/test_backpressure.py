@@ -139,35 +139,37 @@ async def test_a_producer_waits_out_503s_and_loses_nothing(
     redis_settings: Settings, pg_sessions: Sessions, caplog: pytest.LogCaptureFixture
 ) -> None:
     settings = redis_settings.model_copy(
-        update={"stream_max_backlog": 150, "rate_limit_per_minute": 0}
+        update={"stream_max_backlog": 400, "rate_limit_per_minute": 0}
     )
     caplog.set_level(logging.INFO, "sentiment_platform.pipeline.ingester")
     bus = RedisStreamBus.from_settings(settings, redis_client(settings))
     worker, stop = fast_worker(bus, pg_sessions), asyncio.Event()
+    posts = make_posts(1_000, "pw")
+
+    async def send_all(publisher: ApiPublisher) -> None:
+        for start in range(0, 1_000, 100):  # the fifth request meets a full backlog
+            await publisher.publish(posts[start : start + 100])
+
     with ThreadedServer(settings) as server:
         publisher = ApiPublisher(server.base_url, max_wait_s=60)
+        sending = asyncio.create_task(send_all(publisher))
         try:
-            posts = make_posts(1_000, "pw")
-            sending = asyncio.create_task(
-                publisher.publish(posts)  # 1000 posts a request: all refused until drained
-            )
-            await asyncio.sleep(0.3)
+
+            async def refused_once() -> bool:
+                return any(getattr(r, "event", "") == "ingest.backpressure" for r in caplog.records)
+
+            await wait_until(refused_once, 10, "the producer to meet the bound")
             task = asyncio.create_task(worker.run(stop))
-            await asyncio.sleep(0.3)
-            # Smaller requests meanwhile: each waits its turn behind the bound.
-            for start in range(0, 1_000, 100):
-                await publisher.publish(make_posts(1_000, "px")[start : start + 100])
             await asyncio.wait_for(sending, 60)
         finally:
             await publisher.aclose()
 
         async def all_stored() -> bool:
-            return (await counts(pg_sessions))[0] == 2_000
+            return (await counts(pg_sessions))[0] == 1_000
 
         try:
-            await wait_until(all_stored, 60, "every post stored")
+            await wait_until(all_stored, 30, "every post stored")
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
-    assert await stored_once(pg_sessions) == (2_000, 2_000)
-    assert any(getattr(r, "event", "") == "ingest.backpressure" for r in caplog.records)
+    assert await stored_once(pg_sessions) == (1_000, 1_000)

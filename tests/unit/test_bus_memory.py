@@ -102,8 +102,12 @@ async def test_the_byte_bound_refuses_a_request_that_would_pass_it_whole() -> No
     [first, second] = await bus.read("a", count=10, block_ms=10)
     await bus.ack([first.entry_id, second.entry_id])
     await bus.publish(big[2:4])
+    assert await bus.health() == "in-process"
     # An empty queue takes any one request, so a large one is never refused forever.
-    assert bus.queued_bytes > 0
+    alone = MemoryBus(max_bytes=2_000)
+    await alone.publish(big)
+    assert alone.queued_bytes > 2_000
+    assert (await alone.health()).startswith("full:")  # health says degraded meanwhile
 
 
 async def test_the_journal_keeps_unacked_entries_across_a_restart(tmp_path: Path) -> None:

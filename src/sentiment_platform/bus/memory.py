@@ -210,6 +210,8 @@ class MemoryBus:
         return []
 
     async def health(self) -> str:
+        if self._bytes >= self.max_bytes:
+            return f"full: {self._bytes} bytes not yet acknowledged (EMBEDDED_QUEUE_BYTES)"
         return "in-process"
 
     async def stats(self) -> StreamStats:
