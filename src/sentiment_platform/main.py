@@ -32,7 +32,7 @@ from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.demo import feed_demo
 from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
-from sentiment_platform.runtime import load_analyzer, open_runtime
+from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,12 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         background=background,
     )
     _warn_if_open(settings)
+    if not settings.uses_redis and embedded_queue_path(settings) is None:
+        log.warning(
+            "the in-process queue is not journaled: a crash loses posts not yet analysed; "
+            "set EMBEDDED_QUEUE_PATH (or REDIS_HOST)",
+            extra={"event": "bus.not_durable"},
+        )
     hub.start()
     stack.push_async_callback(hub.stop)
     lease = lease_for(settings, runtime.redis) if runtime.redis is not None else None

@@ -13,7 +13,7 @@ import pytest_asyncio
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import MemoryBus, MemoryEvents
+from sentiment_platform.bus import MemoryBus, MemoryEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Prediction
@@ -143,3 +143,31 @@ async def test_a_batch_the_database_times_out_on_is_split(
     assert sizes[:3] == [100, 50, 25] and sizes.count(100) == 1  # halved, never retried whole
     assert sum(size for size in sizes if size <= 16) == 100  # each post saved once, in a half
     assert not bus.dead
+
+
+@pytest.mark.redis
+async def test_redis_touch_resets_idle_only_for_entries_still_held(
+    redis_settings: Settings,
+) -> None:
+    client = redis_client(redis_settings)
+    bus = RedisStreamBus.from_settings(redis_settings, client)
+    try:
+        await bus.ensure_group()
+        await bus.publish(make_posts(3, "touch"))
+        held = await bus.read("slow", count=3, block_ms=10)
+        ids = [entry.entry_id for entry in held]
+        await asyncio.sleep(0.15)
+        await bus.touch("slow", ids)
+        assert await bus.claim("other", min_idle_ms=100, count=10) == []
+        await asyncio.sleep(0.15)
+        claimed = await bus.claim("other", min_idle_ms=100, count=10)
+        assert [entry.entry_id for entry in claimed] == ids
+        assert all(entry.deliveries == 2 for entry in claimed)  # touching counted none
+        await bus.touch("slow", ids)  # no longer its own: nothing is taken back
+        owners = await client.xpending_range(
+            redis_settings.redis_stream_name, redis_settings.redis_consumer_group, "-", "+", 10
+        )
+        assert {row["consumer"] for row in owners} == {"other"}
+        assert {row["times_delivered"] for row in owners} == {2}
+    finally:
+        await client.aclose()

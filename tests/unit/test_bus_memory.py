@@ -126,6 +126,21 @@ async def test_the_journal_keeps_unacked_entries_across_a_restart(tmp_path: Path
     again.close()
 
 
+async def test_journaled_dead_letters_survive_a_restart_and_are_capped(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    bus = MemoryBus(maxlen=2, journal=Journal(path))
+    await bus.publish(_posts(4))
+    entries = await bus.read("a", count=4, block_ms=10)
+    await bus.dead_letter([(entry, f"bad {i}") for i, entry in enumerate(entries[:3])])
+    bus.close()
+
+    again = MemoryBus(maxlen=2, journal=Journal(path))
+    [left] = (await again.read("a", count=10, block_ms=10)) or [None]
+    assert left is not None and decode_post(left.fields).post_id == "p3"
+    assert [letter["error"] for letter in again.dead] == ["bad 1", "bad 2"]  # the newest 2
+    again.close()
+
+
 async def test_touch_keeps_a_slow_consumers_entries_from_the_janitor() -> None:
     bus = MemoryBus()
     await bus.publish(_posts(2))
@@ -146,3 +161,19 @@ async def test_memory_events_fan_out_to_every_subscriber() -> None:
     for subscription in (first, second):
         received = [await asyncio.wait_for(anext(subscription), 1) for _ in range(2)]
         assert [e.type for e in received] == ["post.analyzed", "alert"]
+
+
+def test_the_journal_lives_beside_the_sqlite_store_or_where_configured(tmp_path: Path) -> None:
+    from sentiment_platform.config import Settings
+    from sentiment_platform.runtime import embedded_queue_path
+
+    def path_for(**settings: object) -> Path | None:
+        return embedded_queue_path(Settings(_env_file=None, **settings))  # type: ignore[call-arg]
+
+    assert path_for() == Path("sentiment.queue.db")
+    assert path_for(database_url=f"sqlite:///{tmp_path}/x.db") == tmp_path / "x.queue.db"
+    assert path_for(database_url="sqlite+aiosqlite:///:memory:") is None
+    assert path_for(database_url="postgresql://db/x") is None
+    assert path_for(database_url="postgresql://db/x", embedded_queue_path="/var/q.db") == Path(
+        "/var/q.db"
+    )

@@ -1,19 +1,24 @@
 """The in-process bus's journal: every accepted entry in a SQLite file until it is acked.
 
 `publish` commits the entries here before it returns, so a 202 survives `kill -9`; `ack`
-deletes them; the next start reads back whatever is left and delivers it again. Plain
+deletes them; the next start reads back whatever is left and delivers it again. Dead
+letters are kept here too (the newest REDIS_STREAM_MAXLEN), as `<stream>:dead` keeps them. Plain
 `sqlite3` (WAL; `synchronous=NORMAL` is durable against a process crash, which is the
 promise, though not against losing power) run off the event loop by the caller.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-SCHEMA = "CREATE TABLE IF NOT EXISTS bus_entries (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)"
+SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS bus_entries (seq INTEGER PRIMARY KEY, data TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS bus_dead (id INTEGER PRIMARY KEY, fields TEXT NOT NULL)",
+)
 
 
 class Journal:
@@ -24,7 +29,8 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         with self._db:
-            self._db.execute(SCHEMA)
+            for statement in SCHEMA:
+                self._db.execute(statement)
 
     def load(self) -> list[tuple[int, str]]:
         """Every entry not yet acked, oldest first."""
@@ -43,6 +49,28 @@ class Journal:
         if rows:
             with self._lock, self._db:
                 self._db.executemany("DELETE FROM bus_entries WHERE seq = ?", rows)
+
+    def dead_letter(self, letters: Sequence[tuple[int, dict[str, str]]], keep: int) -> None:
+        """Move entries to the dead letters in one transaction, keeping the newest `keep`."""
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT INTO bus_dead (fields) VALUES (?)",
+                [(json.dumps(fields),) for _, fields in letters],
+            )
+            self._db.executemany(
+                "DELETE FROM bus_entries WHERE seq = ?", [(seq,) for seq, _ in letters]
+            )
+            self._db.execute(
+                "DELETE FROM bus_dead WHERE id <= (SELECT max(id) FROM bus_dead) - ?", (keep,)
+            )
+
+    def load_dead(self, keep: int) -> list[dict[str, str]]:
+        """The newest `keep` dead letters, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT fields FROM bus_dead ORDER BY id DESC LIMIT ?", (keep,)
+            ).fetchall()
+        return [json.loads(fields) for (fields,) in reversed(rows)]
 
     def close(self) -> None:
         with self._lock:

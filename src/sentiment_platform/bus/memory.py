@@ -74,6 +74,7 @@ class MemoryBus:
             return
         self._loaded = True
         rows = await asyncio.to_thread(self._journal.load)
+        self.dead.extend(await asyncio.to_thread(self._journal.load_dead, self.dead.maxlen or 0))
         for seq, data in rows:
             self._keep(seq, {POST_FIELD: data})
         if rows:
@@ -201,9 +202,14 @@ class MemoryBus:
         return claimed
 
     async def dead_letter(self, failures: Sequence[tuple[Entry, str]]) -> None:
-        for entry, error in failures:
-            self.dead.append(dead_fields(entry, error))
-        await self.ack([entry.entry_id for entry, _ in failures])
+        letters = [(_seq(entry.entry_id), dead_fields(entry, error)) for entry, error in failures]
+        if self._journal is not None and letters:
+            keep = self.dead.maxlen or len(letters)
+            await asyncio.to_thread(self._journal.dead_letter, letters, keep)
+        for seq, fields in letters:
+            self.dead.append(fields)
+            if self._pending.pop(seq, None) is not None:
+                self._drop(seq)
 
     async def prune_consumers(self, min_idle_ms: int) -> list[str]:
         """Consumers exist here only through their pending entries: nothing to forget."""
