@@ -173,3 +173,24 @@ async def test_a_producer_waits_out_503s_and_loses_nothing(
             stop.set()
             await asyncio.wait_for(task, 10)
     assert await stored_once(pg_sessions) == (1_000, 1_000)
+
+
+async def test_a_lag_redis_cannot_tell_counts_every_kept_entry_never_zero(
+    redis_settings: Settings,
+) -> None:
+    """An XDEL inside the unread part makes Redis 7.0 report the group's lag as null; the
+    backlog then counts every entry kept (an over-count), where it used to read 0."""
+    client = redis_client(redis_settings)
+    bus = RedisStreamBus.from_settings(redis_settings, client)
+    try:
+        await bus.ensure_group()
+        ids = await bus.publish(make_posts(5, "lag"))
+        await bus.read("w", count=1, block_ms=10)
+        await client.xdel(redis_settings.redis_stream_name, ids[2])
+        [group] = await client.xinfo_groups(redis_settings.redis_stream_name)
+        assert group["lag"] is None  # what Redis says
+        stats = await bus.stats()
+        assert (stats.length, stats.pending, stats.lag) == (4, 1, 4)
+        assert stats.backlog == 5 >= 4  # the true backlog is 4: never under-counted
+    finally:
+        await client.aclose()
