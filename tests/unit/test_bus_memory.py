@@ -10,7 +10,7 @@ import pytest
 from sentiment_platform.bus import Event, MemoryBus, MemoryEvents, decode_post
 from sentiment_platform.bus.journal import Journal
 from sentiment_platform.domain import Post
-from sentiment_platform.errors import BacklogFull
+from sentiment_platform.errors import BacklogFull, ServiceUnavailable
 
 
 def _posts(n: int, prefix: str = "p") -> list[Post]:
@@ -177,3 +177,16 @@ def test_the_journal_lives_beside_the_sqlite_store_or_where_configured(tmp_path:
     assert path_for(database_url="postgresql://db/x", embedded_queue_path="/var/q.db") == Path(
         "/var/q.db"
     )
+
+
+async def test_a_journal_that_cannot_be_written_refuses_with_503_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "q.db")
+    bus = MemoryBus(journal=journal)
+    await bus.publish(_posts(1))
+    journal.close()  # as good as a disk that stopped taking writes
+    with pytest.raises(ServiceUnavailable, match="cannot be written") as refused:
+        await bus.publish(_posts(1, "q"))
+    assert refused.value.status_code == 503
+    assert (await bus.stats()).backlog == 1  # nothing half-taken

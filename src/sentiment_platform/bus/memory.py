@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 import weakref
 from collections import deque
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from sentiment_platform.bus import POST_FIELD, Entry, Event, PendingPage, StreamStats, dead_fields
 from sentiment_platform.bus.journal import Journal
 from sentiment_platform.domain import Post
-from sentiment_platform.errors import BacklogFull
+from sentiment_platform.errors import BacklogFull, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,13 @@ class MemoryBus:
         first = self._last_seq + 1
         self._last_seq += len(payloads)
         if self._journal is not None:
-            await asyncio.to_thread(self._journal.append, first, payloads)
+            try:
+                await asyncio.to_thread(self._journal.append, first, payloads)
+            except sqlite3.Error as error:  # disk full, locked past its timeout: not taken
+                raise ServiceUnavailable(
+                    f"the in-process queue cannot be written ({type(error).__name__}); "
+                    "retry shortly"
+                ) from error
         for seq, data in enumerate(payloads, start=first):
             self._keep(seq, {POST_FIELD: data})
         self._arrived.set()
