@@ -123,5 +123,5 @@ async def api(
     app.dependency_overrides[get_session_factory] = lambda: session_factory
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield client

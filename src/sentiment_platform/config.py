@@ -41,7 +41,10 @@ class Settings(BaseSettings):
     redis_password: SecretStr | None = None
     redis_stream_name: str = "social_posts"
     redis_consumer_group: str = "sentiment_workers"
-    redis_stream_maxlen: int = Field(1_000_000, ge=1_000)
+    redis_stream_maxlen: int = Field(1_000_000, ge=1_000)  # caps only `<stream>:dead` now
+    stream_max_backlog: int = Field(1_000_000, ge=1)  # unacked entries before producers get 503
+    embedded_queue_bytes: int = Field(256 * 1024 * 1024, ge=1_024)  # in-process bus bound
+    embedded_queue_path: str | None = None  # the in-process bus's journal; None: beside SQLite
     events_channel: str = "sentiment_events"
     worker_batch_size: int = Field(500, ge=1, le=10_000)  # XREADGROUP COUNT: one model call
     worker_block_ms: int = Field(1_000, ge=10, le=5_000)  # XREADGROUP BLOCK
@@ -62,6 +65,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1_024)  # larger request bodies get 413
     rate_limit_per_minute: int = Field(1_200, ge=0)  # per API key or client IP; 0 disables
     cors_origins: CommaList = []  # browser origins allowed on the API and /ws; "*": any
+    allowed_hosts: CommaList = []  # Host headers served; unset: loopback names and API_HOST
 
     # --- analyzer ---
     analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
@@ -123,9 +127,9 @@ class Settings(BaseSettings):
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
 
-    _split = field_validator("analyzer_backends", "api_keys", "cors_origins", mode="before")(
-        _split_commas
-    )
+    _split = field_validator(
+        "analyzer_backends", "api_keys", "cors_origins", "allowed_hosts", mode="before"
+    )(_split_commas)
 
     @field_validator("log_level", mode="before")
     @classmethod

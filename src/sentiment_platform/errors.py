@@ -28,3 +28,11 @@ class ServiceUnavailable(PlatformError):
 
     def __init__(self, detail: str, *, retry_after_s: int = 5) -> None:
         super().__init__(detail, retry_after_s=retry_after_s)
+
+
+class BacklogFull(ServiceUnavailable):
+    """The bus holds as many unacknowledged posts as it may (`STREAM_MAX_BACKLOG`, or
+    `EMBEDDED_QUEUE_BYTES` in-process): the producer waits instead of the bus dropping any."""
+
+    def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)

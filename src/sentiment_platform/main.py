@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+import math
+import time
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
@@ -22,14 +23,16 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from sentiment_platform.api import probes, routes, rules, websocket
+from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.errors import PlatformError, ServiceUnavailable
 from sentiment_platform.pipeline.demo import feed_demo
+from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
-from sentiment_platform.runtime import load_analyzer, open_runtime
+from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
 
 log = logging.getLogger(__name__)
@@ -57,6 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(routes.router, dependencies=[Depends(rate_limit)])
     app.include_router(rules.router, dependencies=[Depends(rate_limit)])
     app.include_router(websocket.router)
+    # A DNS-rebinding page reaches us under its own host name: refused (400) before routing,
+    # so it can neither post nor open /ws.
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -89,42 +95,63 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     runtime = await stack.enter_async_context(open_runtime(settings, analyzer))
     counter = RedisCounter(runtime.redis) if runtime.redis is not None else MemoryCounter()
     hub = Hub(settings, runtime.session_factory, runtime.events)
+    background = Background()
     app.state.api = ApiParts(
         runtime=runtime,
         hub=hub,
         key_ring=KeyRing(settings.api_keys),
         rate_limiter=RateLimiter(counter, settings.rate_limit_per_minute),
         http_metrics=app.state.http_metrics,
+        background=background,
     )
     _warn_if_open(settings)
+    if not settings.uses_redis and embedded_queue_path(settings) is None:
+        log.warning(
+            "the in-process queue is not journaled: a crash loses posts not yet analysed; "
+            "set EMBEDDED_QUEUE_PATH (or REDIS_HOST)",
+            extra={"event": "bus.not_durable"},
+        )
     hub.start()
     stack.push_async_callback(hub.stop)
     lease = lease_for(settings, runtime.redis) if runtime.redis is not None else None
     monitor = AlertMonitor(settings, runtime.session_factory, runtime.events, lease)
     monitor.start()
     stack.push_async_callback(monitor.stop)
+    background.expect(*HUB_TASKS, MONITOR_TASK)
 
     if embedded_worker:
-        _run_in_background(stack, Worker.from_runtime(runtime, "embedded").run, "worker")
+        # Restarted if it dies: posts the bus holds are never left behind a dead task.
+        worker = Worker.from_runtime(runtime, "embedded")
+        background.supervise(stack, worker.run, "worker")
         if settings.serve_demo:
-            _run_in_background(stack, partial(feed_demo, runtime.bus), "demo")
+            publisher = PatientPublisher(runtime.bus)
+            background.supervise(stack, partial(feed_demo, publisher), "demo")
 
 
-def _run_in_background(
-    stack: AsyncExitStack, run: Callable[[asyncio.Event], Coroutine[Any, Any, None]], name: str
-) -> None:
-    """Start `run(stop)` as a task; on shutdown set `stop` and wait for it to finish."""
-    stop = asyncio.Event()
-    task = asyncio.create_task(run(stop), name=name)
+HUB_TASKS = ("ws-consume", "ws-flush", "ws-metrics")  # the hub's loops, by task name
+MONITOR_TASK = "alert-monitor"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+WILDCARD_ADDRESSES = ("0.0.0.0", "::", "[::]")
 
-    async def finish() -> None:
-        stop.set()
-        await task
 
-    stack.push_async_callback(finish)
+def allowed_hosts(settings: Settings) -> list[str]:
+    """ALLOWED_HOSTS, else the loopback names and API_HOST. Bound to a wildcard address
+    without ALLOWED_HOSTS, any Host is served (and `serve` says so at start)."""
+    if settings.allowed_hosts:
+        return settings.allowed_hosts
+    if settings.api_host in WILDCARD_ADDRESSES:
+        return ["*"]
+    host = settings.api_host
+    extra = [host, f"[{host}]"] if ":" in host and not host.startswith("[") else [host]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, *extra]))
 
 
 def _warn_if_open(settings: Settings) -> None:
+    if allowed_hosts(settings) == ["*"]:
+        log.warning(
+            "no ALLOWED_HOSTS set while listening on every address: any Host header is served",
+            extra={"event": "security.any_host", "host": settings.api_host},
+        )
     if settings.api_keys:
         log.info(
             "write endpoints require an API key",
@@ -160,6 +187,27 @@ async def _platform_error(_request: Request, error: PlatformError) -> JSONRespon
 UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
 
 
+class _EveryFewSeconds:
+    """One log line per service per OUTAGE_LOG_EVERY_S during an outage, not one per request;
+    each line says how many answers were refused since the previous one."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._count: dict[str, int] = {}
+
+    def due(self, service: str) -> int | None:
+        now = time.monotonic()
+        self._count[service] = self._count.get(service, 0) + 1
+        if now - self._last.get(service, -math.inf) < OUTAGE_LOG_EVERY_S:
+            return None
+        self._last[service] = now
+        return self._count.pop(service)
+
+
+OUTAGE_LOG_EVERY_S = 10.0
+_OUTAGE_LOG = _EveryFewSeconds()
+
+
 async def _outage(request: Request, error: Exception) -> JSONResponse:
     """A database or Redis that is down or overloaded is a 503 with a reason; any other
     database error is a bug and stays a 500."""
@@ -170,10 +218,17 @@ async def _outage(request: Request, error: Exception) -> JSONResponse:
         ):
             raise error
     service = "Redis" if isinstance(error, RedisError) else "the database"
-    log.warning(
-        "service unavailable",
-        extra={"event": "api.unavailable", "service": service, "error": type(error).__name__},
-    )
+    suppressed = _OUTAGE_LOG.due(service)
+    if suppressed is not None:
+        log.warning(
+            "service unavailable",
+            extra={
+                "event": "api.unavailable",
+                "service": service,
+                "error": type(error).__name__,
+                "since_last_line": suppressed,
+            },
+        )
     detail = f"{service} is unavailable ({type(error).__name__}); retry shortly"
     return await _platform_error(request, ServiceUnavailable(detail))
 

@@ -17,11 +17,14 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import redis.asyncio as redis
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from sentiment_platform.bus import Bus, Events, MemoryBus, MemoryEvents
+from sentiment_platform.bus.journal import Journal
 from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
@@ -69,8 +72,16 @@ async def open_runtime(
             bus = RedisStreamBus.from_settings(settings, client)
             events = RedisEvents(client, settings.events_channel)
         else:
-            bus = MemoryBus(stream=settings.redis_stream_name, maxlen=settings.redis_stream_maxlen)
-            events = MemoryEvents()
+            path = embedded_queue_path(settings)
+            memory_bus = MemoryBus(
+                stream=settings.redis_stream_name,
+                maxlen=settings.redis_stream_maxlen,
+                max_backlog=settings.stream_max_backlog,
+                max_bytes=settings.embedded_queue_bytes,
+                journal=Journal(path) if path is not None else None,
+            )
+            stack.callback(memory_bus.close)
+            bus, events = memory_bus, MemoryEvents()
         yield Runtime(
             settings=settings,
             engine=engine,
@@ -80,6 +91,21 @@ async def open_runtime(
             redis=client,
             analyzer=analyzer,
         )
+
+
+def embedded_queue_path(settings: Settings) -> Path | None:
+    """Where the in-process bus journals what it accepted: EMBEDDED_QUEUE_PATH, else beside
+    the SQLite store (`sentiment.db` -> `sentiment.queue.db`); None (memory only, not
+    durable) for an in-memory SQLite store or PostgreSQL without EMBEDDED_QUEUE_PATH."""
+    if settings.embedded_queue_path:
+        return Path(settings.embedded_queue_path)
+    if not settings.is_sqlite:
+        return None
+    database = make_url(settings.async_database_url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    store = Path(database)
+    return store.with_name(store.stem + ".queue.db")
 
 
 async def load_analyzer(spec: str | None, settings: Settings) -> Analyzer:

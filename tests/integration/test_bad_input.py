@@ -89,7 +89,7 @@ async def test_database_down_is_503_everywhere() -> None:
     )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             health = await client.get("/api/health")
             assert health.status_code == 503
             assert health.json()["status"] == "down"
@@ -156,7 +156,7 @@ async def served(
     app.dependency_overrides[get_session_factory] = lambda: session_factory
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             yield Served(client, app, session_factory)
 
 

@@ -290,7 +290,7 @@ async def test_embedded_bus_runs_the_same_flow_in_process_on_sqlite(tmp_path: Pa
     assert sorted(seen) == sorted(post.post_id for post in posts)
     [dead] = bus.dead
     assert dead["error"].startswith("analyzer: RuntimeError")
-    assert await bus.read_pending("embedded", 10) == []
+    assert (await bus.read_pending("embedded", 10)).entries == []
     await engine.dispose()
 
 

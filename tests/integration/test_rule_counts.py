@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.config import Settings
+from sentiment_platform.domain import utcnow
 from sentiment_platform.models.database import RuleCount
 from sentiment_platform.store import RuleHit
 from tests.support.databases import LazyPostgres
@@ -83,3 +84,32 @@ async def test_the_volume_baseline_is_the_average_per_window_since_the_first_cou
         await store.add_rule_counts(session, new)
         assert await store.rule_volume_baseline(session, 4, 5, start) is None  # < a window
         assert await store.prune_rule_counts(session, start - timedelta(hours=24)) == 1
+
+
+async def test_the_worker_matcher_follows_rule_changes_from_its_next_batch(
+    database: tuple[Settings, async_sessionmaker[AsyncSession]],
+) -> None:
+    """Create, change, delete: the cache reads the rules again exactly then, no sooner."""
+    from sentiment_platform.rules import RuleSpec
+    from sentiment_platform.services.rules import RulesCache
+
+    _, sessions = database
+    cache = RulesCache()
+    async with sessions() as session, session.begin():
+        assert (await cache.matcher(session)).match("a delay again", "forum") == frozenset()
+        rule = await store.create_rule(
+            session, RuleSpec(name="d", keywords=["delay"], threshold=0.5), utcnow()
+        )
+    async with sessions() as session, session.begin():
+        assert (await cache.matcher(session)).match("a delay again", "forum") == {rule.id}
+        stored = await store.get_rule(session, rule.id)
+        assert stored is not None
+        spec = RuleSpec(name="d", keywords=["refund"], threshold=0.5)
+        await store.update_rule(session, stored, spec, utcnow())
+    async with sessions() as session, session.begin():
+        matcher = await cache.matcher(session)
+        assert matcher.match("a delay again", "forum") == frozenset()
+        assert matcher.match("no refund yet", "forum") == {rule.id}
+        assert await store.delete_rule(session, rule.id, utcnow())
+    async with sessions() as session, session.begin():
+        assert (await cache.matcher(session)).match("no refund yet", "forum") == frozenset()

@@ -213,7 +213,6 @@ async def test_deleting_a_rule_closes_its_incident_and_stops_its_alerts(
     async with sessions() as session:
         assert await store.delete_rule(session, rule_id, clock.now)
         await session.commit()
-    cache.invalidate()
     clock.advance(5)
     await send(sessions, cache, delays(60), Sentiment.NEGATIVE, clock.now)
     await monitor.check()

@@ -60,6 +60,10 @@ class PrivatePostgres:
     def stop(self) -> None:
         self._as_postgres(BIN / "pg_ctl", "-D", self.dir / "data", "-m", "fast", "-w", "stop")
 
+    def stop_immediately(self) -> None:
+        """As in a crash: no checkpoint, connections cut; recovery replays the WAL on start."""
+        self._as_postgres(BIN / "pg_ctl", "-D", self.dir / "data", "-m", "immediate", "-w", "stop")
+
     def remove(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):  # already stopped
             self.stop()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from sentiment_platform.bus import Event, MemoryBus, MemoryEvents, decode_post
+from sentiment_platform.bus.journal import Journal
 from sentiment_platform.domain import Post
+from sentiment_platform.errors import BacklogFull, ServiceUnavailable
 
 
 def _posts(n: int, prefix: str = "p") -> list[Post]:
@@ -30,11 +33,11 @@ async def test_unacked_entries_are_redelivered_to_their_reader_with_counts() -> 
     delivered = await bus.read("a", count=3, block_ms=10)
     await bus.ack([delivered[1].entry_id])
 
-    again = await bus.read_pending("a", count=10)
+    again = (await bus.read_pending("a", count=10)).entries
     assert [e.entry_id for e in again] == [delivered[0].entry_id, delivered[2].entry_id]
     assert [e.deliveries for e in again] == [2, 2]
-    assert await bus.read_pending("b", count=10) == []
-    after_first = await bus.read_pending("a", count=10, after=again[0].entry_id)
+    assert (await bus.read_pending("b", count=10)).entries == []
+    after_first = (await bus.read_pending("a", count=10, after=again[0].entry_id)).entries
     assert [e.entry_id for e in after_first] == [delivered[2].entry_id]
 
 
@@ -50,8 +53,8 @@ async def test_idle_entries_of_a_dead_consumer_are_claimed() -> None:
     claimed = first + rest
     assert [e.entry_id for e in claimed] == [e.entry_id for e in orphaned]
     assert all(e.deliveries == 2 for e in claimed)
-    assert await bus.read_pending("dead", count=10) == []
-    assert len(await bus.read_pending("alive", count=10)) == 4
+    assert (await bus.read_pending("dead", count=10)).entries == []
+    assert len((await bus.read_pending("alive", count=10)).entries) == 4
 
 
 async def test_dead_letter_keeps_the_error_and_fields_and_acks() -> None:
@@ -59,7 +62,7 @@ async def test_dead_letter_keeps_the_error_and_fields_and_acks() -> None:
     await bus.publish(_posts(1))
     [entry] = await bus.read("a", count=1, block_ms=10)
     await bus.dead_letter([(entry, "boom")])
-    assert await bus.read_pending("a", count=10) == []
+    assert (await bus.read_pending("a", count=10)).entries == []
     [dead] = bus.dead
     assert dead["error"] == "boom"
     assert dead["original_id"] == entry.entry_id
@@ -75,11 +78,80 @@ async def test_a_blocked_read_wakes_on_publish() -> None:
     assert len(entries) == 2
 
 
-async def test_maxlen_trims_the_oldest_like_redis() -> None:
-    bus = MemoryBus(maxlen=3)
-    await bus.publish(_posts(5))
+async def test_past_its_entry_bound_publish_refuses_and_keeps_everything() -> None:
+    bus = MemoryBus(max_backlog=3)
+    await bus.publish(_posts(3))
+    with pytest.raises(BacklogFull) as refused:
+        await bus.publish(_posts(1, "q"))
+    assert refused.value.status_code == 503 and refused.value.headers["Retry-After"]
     entries = await bus.read("a", count=10, block_ms=10)
-    assert [decode_post(e.fields).post_id for e in entries] == ["p2", "p3", "p4"]
+    assert [decode_post(e.fields).post_id for e in entries] == ["p0", "p1", "p2"]
+    assert (await bus.stats()).backlog == 3  # read is not acknowledged
+    await bus.ack([entries[0].entry_id])
+    await bus.publish(_posts(1, "q"))  # room again: one acknowledged
+    assert (await bus.stats()).backlog == 3
+
+
+async def test_the_byte_bound_refuses_a_request_that_would_pass_it_whole() -> None:
+    bus = MemoryBus(max_bytes=2_000)
+    big = [Post(post_id=f"b{i}", source="t", content="x" * 600) for i in range(5)]
+    await bus.publish(big[:2])  # ~1.4 kB
+    with pytest.raises(BacklogFull, match="EMBEDDED_QUEUE_BYTES"):
+        await bus.publish(big[2:4])
+    assert (await bus.stats()).backlog == 2  # all or none: nothing of the refused request
+    [first, second] = await bus.read("a", count=10, block_ms=10)
+    await bus.ack([first.entry_id, second.entry_id])
+    await bus.publish(big[2:4])
+    assert await bus.health() == "in-process"
+    # An empty queue takes any one request, so a large one is never refused forever.
+    alone = MemoryBus(max_bytes=2_000)
+    await alone.publish(big)
+    assert alone.queued_bytes > 2_000
+    assert (await alone.health()).startswith("full:")  # health says degraded meanwhile
+
+
+async def test_the_journal_keeps_unacked_entries_across_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    bus = MemoryBus(journal=Journal(path))
+    await bus.publish(_posts(4))
+    [first, *_] = await bus.read("a", count=2, block_ms=10)
+    await bus.ack([first.entry_id])
+    bus.close()  # as good as a crash: nothing else was flushed
+
+    again = MemoryBus(journal=Journal(path))
+    entries = await again.read("a", count=10, block_ms=10)
+    assert [decode_post(e.fields).post_id for e in entries] == ["p1", "p2", "p3"]
+    later = await again.publish(_posts(1, "n"))
+    assert later[0] not in {e.entry_id for e in entries}  # numbering continues
+    again.close()
+
+
+async def test_journaled_dead_letters_survive_a_restart_and_are_capped(tmp_path: Path) -> None:
+    path = tmp_path / "q.db"
+    bus = MemoryBus(maxlen=2, journal=Journal(path))
+    await bus.publish(_posts(4))
+    entries = await bus.read("a", count=4, block_ms=10)
+    await bus.dead_letter([(entry, f"bad {i}") for i, entry in enumerate(entries[:3])])
+    bus.close()
+
+    again = MemoryBus(maxlen=2, journal=Journal(path))
+    [left] = (await again.read("a", count=10, block_ms=10)) or [None]
+    assert left is not None and decode_post(left.fields).post_id == "p3"
+    assert [letter["error"] for letter in again.dead] == ["bad 1", "bad 2"]  # the newest 2
+    again.close()
+
+
+async def test_touch_keeps_a_slow_consumers_entries_from_the_janitor() -> None:
+    bus = MemoryBus()
+    await bus.publish(_posts(2))
+    held = await bus.read("slow", count=2, block_ms=10)
+    await asyncio.sleep(0.05)
+    await bus.touch("slow", [e.entry_id for e in held])
+    assert await bus.claim("other", min_idle_ms=40, count=10) == []
+    await asyncio.sleep(0.05)
+    assert len(await bus.claim("other", min_idle_ms=40, count=10)) == 2
+    await bus.touch("slow", [e.entry_id for e in held])  # no longer its own: left alone
+    assert (await bus.read_pending("slow", count=10)).entries == []
 
 
 async def test_memory_events_fan_out_to_every_subscriber() -> None:
@@ -91,12 +163,30 @@ async def test_memory_events_fan_out_to_every_subscriber() -> None:
         assert [e.type for e in received] == ["post.analyzed", "alert"]
 
 
-async def test_a_pending_entry_trimmed_away_reads_as_gone() -> None:
-    bus = MemoryBus(maxlen=2)
+def test_the_journal_lives_beside_the_sqlite_store_or_where_configured(tmp_path: Path) -> None:
+    from sentiment_platform.config import Settings
+    from sentiment_platform.runtime import embedded_queue_path
+
+    def path_for(**settings: object) -> Path | None:
+        return embedded_queue_path(Settings(_env_file=None, **settings))  # type: ignore[call-arg]
+
+    assert path_for() == Path("sentiment.queue.db")
+    assert path_for(database_url=f"sqlite:///{tmp_path}/x.db") == tmp_path / "x.queue.db"
+    assert path_for(database_url="sqlite+aiosqlite:///:memory:") is None
+    assert path_for(database_url="postgresql://db/x") is None
+    assert path_for(database_url="postgresql://db/x", embedded_queue_path="/var/q.db") == Path(
+        "/var/q.db"
+    )
+
+
+async def test_a_journal_that_cannot_be_written_refuses_with_503_and_keeps_nothing(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "q.db")
+    bus = MemoryBus(journal=journal)
     await bus.publish(_posts(1))
-    [held] = await bus.read("a", count=1, block_ms=10)
-    await bus.publish(_posts(2, "q"))  # pushes the held entry out
-    [again] = await bus.read_pending("a", count=10)
-    assert again.entry_id == held.entry_id and again.fields == {}
-    with pytest.raises(ValueError, match="gone from the stream"):
-        decode_post(again.fields)
+    journal.close()  # as good as a disk that stopped taking writes
+    with pytest.raises(ServiceUnavailable, match="cannot be written") as refused:
+        await bus.publish(_posts(1, "q"))
+    assert refused.value.status_code == 503
+    assert (await bus.stats()).backlog == 1  # nothing half-taken

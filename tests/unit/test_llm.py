@@ -18,13 +18,14 @@ from pydantic import SecretStr
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
 from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.circuit_breaker import CircuitBreaker, CircuitOpen
+from sentiment_platform.services.circuit_breaker import CircuitBreaker, CircuitOpen, ProviderOutage
 from sentiment_platform.services.llm import (
     ANTHROPIC_VERSION,
     PROVIDERS,
     SYSTEM_PROMPT,
     LLMBackend,
     LLMError,
+    RateLimited,
     load_llm_backend,
     parse_answer,
 )
@@ -269,6 +270,16 @@ def test_429_waits_as_long_as_retry_after_says(fake: FakeProvider) -> None:
     assert len(backend(fake, sleep=sleeps).predict(TEXTS)) == 3
     assert sleeps == [2.0]
     assert len(fake.seen) == 2
+
+
+def test_a_rate_limit_outlasting_the_retries_is_an_outage(fake: FakeProvider) -> None:
+    fake.script(*[Reply(429, {"error": "slow down"}, {"Retry-After": "1"})] * 3)
+    with pytest.raises(RateLimited, match="HTTP 429") as limited:
+        backend(fake, max_attempts=3).predict(TEXTS)
+    assert isinstance(limited.value, ProviderOutage) and isinstance(limited.value, LLMError)
+    fake.script(Reply(429, {"error": "slow down"}, {"Retry-After": "3600"}))
+    with pytest.raises(RateLimited, match="Retry-After 3600s is too long"):
+        backend(fake).predict(TEXTS)
 
 
 def test_503_with_an_unreasonable_retry_after_gives_up_at_once(fake: FakeProvider) -> None:

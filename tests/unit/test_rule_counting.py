@@ -18,7 +18,7 @@ from sentiment_platform.services.alerting.policy import (
     Severity,
     evaluate,
 )
-from sentiment_platform.services.rules import Matcher, RuleFilter, RulesCache, rule_hits
+from sentiment_platform.services.rules import Matcher, RuleFilter, rule_hits
 from sentiment_platform.services.rules.counting import stored_pairs
 from sentiment_platform.store import RuleHit, aggregate_hits
 
@@ -64,35 +64,6 @@ def test_aggregate_sums_and_sorts() -> None:
         RuleHit(1, T0, "negative", "anger", 2),
         RuleHit(2, later.replace(second=0), "negative", "anger", 5),
     ]
-
-
-class FakeRules:
-    def __init__(self) -> None:
-        self.reads = 0
-
-    async def __call__(self, session: object) -> list[object]:
-        self.reads += 1
-        return []
-
-
-@pytest.mark.asyncio
-async def test_the_rules_cache_rebuilds_when_invalidated_or_stale(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from sentiment_platform import store
-
-    fake = FakeRules()
-    monkeypatch.setattr(store, "list_rules", fake)
-    now = [0.0]
-    cache = RulesCache(refresh_s=10, clock=lambda: now[0])
-    await cache.matcher(None)  # type: ignore[arg-type]
-    await cache.matcher(None)  # type: ignore[arg-type]
-    assert fake.reads == 1
-    cache.invalidate()
-    await cache.matcher(None)  # type: ignore[arg-type]
-    now[0] = 10.0
-    await cache.matcher(None)  # type: ignore[arg-type]
-    assert fake.reads == 3
 
 
 def rule(metric: str, threshold: float, **extra: object) -> RuleView:

@@ -14,8 +14,11 @@ import pytest
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
 from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.circuit_breaker import CircuitOpen, ProviderOutage
+from sentiment_platform.services.llm import RateLimited
 from sentiment_platform.services.sentiment_analyzer import (
     AnalysisFailed,
+    AnalyzerOutage,
     AnalyzerUnavailable,
     Escalation,
     SentimentAnalyzer,
@@ -135,6 +138,30 @@ async def test_every_backend_failing_is_an_error_naming_each() -> None:
         await analyzer.analyze(TEXTS)
     assert analyzer.status.startswith("down:")
     analyzer.close()
+
+
+async def test_every_backend_refusing_as_an_outage_is_an_outage_not_a_failure() -> None:
+    """Rate limited or circuit open everywhere: the worker waits; one real failure among
+    them and it is an ordinary failure, counted against the posts."""
+    outage = SentimentAnalyzer(
+        [
+            Scripted("a/v1", fail=CircuitOpen("a/v1: circuit open, next try in 5s")),
+            Scripted("b/v1", fail=RateLimited("b/v1: HTTP 429: slow down")),
+        ]
+    )
+    with pytest.raises(AnalyzerOutage):
+        await outage.analyze(TEXTS)
+    outage.close()
+    mixed = SentimentAnalyzer(
+        [
+            Scripted("a/v1", fail=RuntimeError("model crashed")),
+            Scripted("b/v1", fail=RateLimited("b/v1: HTTP 429: slow down")),
+        ]
+    )
+    with pytest.raises(AnalysisFailed) as failed:
+        await mixed.analyze(TEXTS)
+    assert not isinstance(failed.value, ProviderOutage)
+    mixed.close()
 
 
 async def test_inference_runs_off_the_event_loop() -> None:

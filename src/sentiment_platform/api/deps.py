@@ -3,8 +3,9 @@ signature. The only place besides `main` that reads `app.state` (`app.state.api`
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -12,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from sentiment_platform.api.background import Background
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
@@ -28,6 +30,7 @@ class ApiParts:
     key_ring: KeyRing
     rate_limiter: RateLimiter
     http_metrics: CollectorRegistry  # this app's request metrics
+    background: Background = field(default_factory=Background)  # tasks restarted or reported
 
 
 def get_api(connection: HTTPConnection) -> ApiParts:
@@ -96,5 +99,19 @@ async def rate_limit(request: Request, api: ApiDep) -> None:
     if key and ring.enabled and ring.accepts(key):
         caller = "key:" + digest(key).hex()[:16]
     else:
-        caller = "ip:" + (request.client.host if request.client else "unknown")
+        caller = "ip:" + client_network(request.client.host if request.client else "unknown")
     await api.rate_limiter.check(caller)
+
+
+def client_network(host: str) -> str:
+    """What one caller is for the rate limit: an IPv4 address, or an IPv6 address's /64 (the
+    block one subscriber gets, so cycling through its addresses buys no fresh budget)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Response, status
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api.deps import ApiDep, RuntimeDep, SessionFactoryDep
+from sentiment_platform.api.deps import ApiDep, ApiParts, SessionFactoryDep
 from sentiment_platform.api.schemas import Health, Verdict
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
@@ -22,6 +23,10 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["probes"])
 
 CHECK_TIMEOUT_S = 2.0
+# Beside telemetry's stream gauges: only the probes set it, from the bus's own counts.
+STREAM_BACKLOG = Gauge(
+    "sentiment_stream_backlog", "Posts accepted but not yet acknowledged (STREAM_MAX_BACKLOG)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,25 +34,60 @@ class Checks:
     database: str
     redis: str
     model: str
+    backlog: int | None = None
+    tasks: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
-        """down: no store; degraded: the store answers but the bus or the model does not."""
-        if self.database != "ok":
+        """down: no store, or a background loop of this process is gone; degraded: the store
+        answers but the bus or the model does not, or the backlog is full (writes get 503)."""
+        if self.database != "ok" or "down" in self.tasks.values():
             return "down"
-        if self.redis.startswith("down") or self.model.startswith(("down", "unavailable")):
+        if self.redis.startswith(("down", "full")) or self.model.startswith(
+            ("down", "unavailable")
+        ):
             return "degraded"
         return "ok"
 
 
-async def run_checks(runtime: Runtime, session_factory: async_sessionmaker[AsyncSession]) -> Checks:
+async def run_checks(api: ApiParts, session_factory: async_sessionmaker[AsyncSession]) -> Checks:
+    runtime = api.runtime
     try:
         async with session_factory() as session:
             await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_S)
         database = "ok"
     except Exception as error:  # noqa: BLE001 - whatever the failure, the store is down
         database = f"down: {type(error).__name__}"
-    return Checks(database=database, redis=await runtime.bus.health(), model=runtime.model_status)
+    bus = await runtime.bus.health()
+    backlog = await _backlog(runtime) if not bus.startswith("down") else None
+    limit = runtime.settings.stream_max_backlog
+    if backlog is not None and backlog >= limit:
+        bus = f"full: {backlog} posts not yet acknowledged (STREAM_MAX_BACKLOG={limit})"
+    return Checks(
+        database=database,
+        redis=bus,
+        model=runtime.model_status,
+        backlog=backlog,
+        tasks=api.background.status(),
+    )
+
+
+async def _backlog(runtime: Runtime) -> int | None:
+    """Accepted posts not yet acknowledged (and the gauges /metrics shows); None when the
+    bus cannot say."""
+    try:
+        stats = await asyncio.wait_for(runtime.bus.stats(), CHECK_TIMEOUT_S)
+    except Exception as error:  # noqa: BLE001 - a bus that is down leaves the last figures
+        log.warning(
+            "stream stats unavailable",
+            extra={"event": "probe.stats_unavailable", "error": type(error).__name__},
+        )
+        return None
+    STREAM_LENGTH.set(stats.length)
+    STREAM_PENDING.set(stats.pending)
+    STREAM_LAG.set(stats.lag)
+    STREAM_BACKLOG.set(stats.backlog)
+    return stats.backlog
 
 
 @router.get("/livez")
@@ -57,18 +97,19 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(runtime: RuntimeDep, factory: SessionFactoryDep, response: Response) -> Health:
-    """Ready to take traffic: the store, the bus and (where it runs here) the model answer."""
-    checks = await run_checks(runtime, factory)
+async def readyz(api: ApiDep, factory: SessionFactoryDep, response: Response) -> Health:
+    """Ready to take traffic: the store, the bus and (where it runs here) the model answer,
+    and the process's background loops run."""
+    checks = await run_checks(api, factory)
     if checks.verdict != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
 
 
 @router.get("/api/health", response_model=Health, responses={503: {"model": Health}})
-async def health(runtime: RuntimeDep, factory: SessionFactoryDep, response: Response) -> Health:
-    """200 when ok or degraded, 503 when the store is down."""
-    checks = await run_checks(runtime, factory)
+async def health(api: ApiDep, factory: SessionFactoryDep, response: Response) -> Health:
+    """200 when ok or degraded, 503 when the store is down or a background loop is gone."""
+    checks = await run_checks(api, factory)
     if checks.verdict == "down":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
@@ -77,20 +118,16 @@ async def health(runtime: RuntimeDep, factory: SessionFactoryDep, response: Resp
 @router.get("/metrics", include_in_schema=False)
 async def metrics(api: ApiDep) -> Response:
     """Prometheus text: the process's own metrics, then this app's request metrics."""
-    try:
-        stats = await asyncio.wait_for(api.runtime.bus.stats(), CHECK_TIMEOUT_S)
-    except Exception as error:  # noqa: BLE001 - a bus that is down leaves the last figures
-        log.warning(
-            "stream stats unavailable",
-            extra={"event": "probe.stats_unavailable", "error": type(error).__name__},
-        )
-    else:
-        STREAM_LENGTH.set(stats.length)
-        STREAM_PENDING.set(stats.pending)
-        STREAM_LAG.set(stats.lag)
+    await _backlog(api.runtime)
     body = generate_latest(REGISTRY) + generate_latest(api.http_metrics)
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def _fields(checks: Checks) -> dict[str, str]:
-    return {"database": checks.database, "redis": checks.redis, "model": checks.model}
+def _fields(checks: Checks) -> dict[str, Any]:
+    return {
+        "database": checks.database,
+        "redis": checks.redis,
+        "model": checks.model,
+        "backlog": checks.backlog,
+        "tasks": checks.tasks,
+    }

@@ -146,6 +146,8 @@ class Health(BaseModel):
     database: str
     redis: str
     model: str
+    backlog: int | None = None  # posts accepted, not yet acknowledged; None: bus unreachable
+    tasks: dict[str, str] = {}  # the process's background loops: ok | down
 
 
 # --- alert rules and an alert's detail (issue 14) -------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -17,8 +18,12 @@ import redis.asyncio as redis
 from fastapi import HTTPException, status
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
+from redis.exceptions import RedisError
 
 WINDOW_S = 60
+OUTAGE_RETRY_S = 1.0
+
+log = logging.getLogger(__name__)
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of API_KEYS")
 
@@ -81,16 +86,43 @@ class RedisCounter:
 
 
 class RateLimiter:
+    """Fails open: when the counter's store (Redis) is down, calls go through uncounted —
+    reads keep answering from the database — with one log line per outage, and the store is
+    asked again at most once a second meanwhile."""
+
     def __init__(self, counter: Counter, per_minute: int) -> None:
         self.counter = counter
         self.per_minute = per_minute
+        self._down_since: float | None = None
+        self._next_try = 0.0
 
     async def check(self, caller: str) -> None:
         if self.per_minute <= 0:
             return
         now = time.time()
         window = int(now // WINDOW_S)
-        count = await self.counter.hit(f"ratelimit:{caller}:{window}", WINDOW_S)
+        if self._down_since is not None and time.monotonic() < self._next_try:
+            return
+        try:
+            count = await self.counter.hit(f"ratelimit:{caller}:{window}", WINDOW_S)
+        except (RedisError, OSError) as error:
+            self._next_try = time.monotonic() + OUTAGE_RETRY_S
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning(
+                    "rate limiter unavailable: calls are not counted until it is back",
+                    extra={"event": "ratelimit.fail_open", "error": type(error).__name__},
+                )
+            return
+        if self._down_since is not None:
+            log.info(
+                "rate limiter back",
+                extra={
+                    "event": "ratelimit.restored",
+                    "down_s": round(time.monotonic() - self._down_since, 1),
+                },
+            )
+            self._down_since = None
         if count > self.per_minute:
             retry_after = max(1, int((window + 1) * WINDOW_S - now) + 1)
             raise HTTPException(

@@ -49,8 +49,8 @@ def encode_post(post: Post) -> dict[str, str]:
 
 def decode_post(fields: Mapping[str, str]) -> Post:
     """The post an entry carries; ValueError (pydantic's ValidationError is one) if it has none."""
-    if not fields:  # what a pending entry reads as once MAXLEN trimmed it away
-        raise ValueError("entry is gone from the stream (trimmed before it was processed)")
+    if not fields:  # what a pending entry reads as once something deleted it (XDEL by hand)
+        raise ValueError("entry is gone from the stream (deleted before it was processed)")
     if POST_FIELD not in fields:
         raise ValueError(f"entry has no {POST_FIELD!r} field")
     try:
@@ -76,7 +76,22 @@ def dead_fields(entry: Entry, error: str) -> dict[str, str]:
 class StreamStats:
     length: int  # entries kept in the stream
     pending: int  # delivered to a worker, not yet acknowledged
-    lag: int  # not yet delivered to any worker
+    lag: int  # not yet delivered to any worker (every kept entry when Redis cannot tell)
+
+    @property
+    def backlog(self) -> int:
+        """Entries not yet acknowledged: what STREAM_MAX_BACKLOG bounds."""
+        return self.pending + self.lag
+
+
+@dataclass(frozen=True, slots=True)
+class PendingPage:
+    """One page of a consumer's pending entries, and where the next page starts: the last
+    raw entry id read, even when that entry was filtered out (acked or claimed meanwhile);
+    None once the list is exhausted."""
+
+    entries: list[Entry]
+    cursor: str | None
 
 
 class Bus(Protocol):
@@ -85,7 +100,8 @@ class Bus(Protocol):
     stream: str
 
     async def publish(self, posts: Sequence[Post]) -> list[str]:
-        """Append posts to the stream in one round trip; returns their entry ids."""
+        """Append posts to the stream in one round trip; returns their entry ids. All or
+        none: past the backlog bound it raises `errors.BacklogFull` and appends nothing."""
         ...
 
     async def ensure_group(self) -> None:
@@ -96,8 +112,17 @@ class Bus(Protocol):
         """Up to `count` never-delivered entries, waiting up to `block_ms` for the first."""
         ...
 
-    async def read_pending(self, consumer: str, count: int, after: str = "0") -> list[Entry]:
+    async def read_pending(self, consumer: str, count: int, after: str = "0") -> PendingPage:
         """This consumer's delivered-but-unacked entries with ids above `after`, redelivered."""
+        ...
+
+    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        """Reset the idle time of the entries this consumer still holds (a slow batch is not
+        a dead one); entries another consumer took meanwhile are left alone."""
+        ...
+
+    async def trim(self) -> int:
+        """Delete entries every group has acknowledged (the janitor's); returns how many."""
         ...
 
     async def ack(self, entry_ids: Sequence[str]) -> None: ...
@@ -163,6 +188,7 @@ __all__ = [
     "Event",
     "Events",
     "MemoryBus",
+    "PendingPage",
     "MemoryEvents",
     "RedisEvents",
     "RedisStreamBus",

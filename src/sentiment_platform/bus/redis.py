@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 
@@ -19,16 +18,20 @@ from redis.exceptions import RedisError, ResponseError
 
 from sentiment_platform.bus import (
     DEAD_SUFFIX,
+    POST_FIELD,
     Entry,
     Event,
+    PendingPage,
     StreamStats,
     dead_fields,
     decode_event,
     encode_event,
-    encode_post,
 )
+from sentiment_platform.bus import scripts as lua
+from sentiment_platform.bus.lease import RedisLease
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Post
+from sentiment_platform.errors import BacklogFull
 from sentiment_platform.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -36,20 +39,6 @@ log = logging.getLogger(__name__)
 HEALTH_TIMEOUT_S = 2.0
 # Must outlast the longest XREADGROUP BLOCK (Settings caps worker_block_ms at 5 s).
 REDIS_SOCKET_TIMEOUT_S = 10.0
-PUBLISH_MANY_LUA = "for i = 2, #ARGV do redis.call('PUBLISH', ARGV[1], ARGV[i]) end"
-# Atomic, so a consumer that reads between the check and the delete cannot lose its entries.
-PRUNE_CONSUMERS_LUA = """
-local pruned = {}
-for _, row in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
-  local consumer = {}
-  for i = 1, #row, 2 do consumer[row[i]] = row[i + 1] end
-  if consumer['pending'] == 0 and consumer['idle'] >= tonumber(ARGV[2]) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], consumer['name'])
-    table.insert(pruned, consumer['name'])
-  end
-end
-return pruned
-"""
 
 
 def redis_client(settings: Settings) -> redis.Redis:
@@ -84,16 +73,33 @@ def _is_nogroup(error: ResponseError) -> bool:
 
 
 class RedisStreamBus:
-    """Redis Streams: XADD MAXLEN ~, XREADGROUP, XACK, XAUTOCLAIM, delivery counts by XPENDING."""
+    """Redis Streams: bounded XADD, XREADGROUP, XACK, XAUTOCLAIM, delivery counts by XPENDING.
 
-    def __init__(self, client: redis.Redis, stream: str, group: str, maxlen: int) -> None:
+    The input stream is never capped: `publish` refuses past `max_backlog` unacknowledged
+    entries, and the janitor's `trim` deletes only what the group has acknowledged. `maxlen`
+    (REDIS_STREAM_MAXLEN) caps the dead-letter stream alone.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        stream: str,
+        group: str,
+        maxlen: int = 1_000_000,
+        max_backlog: int = 1_000_000,
+    ) -> None:
         self._redis = client
         self.stream = stream
         self.group = group
         self.dead_stream = stream + DEAD_SUFFIX
         self._maxlen = maxlen
+        self.max_backlog = max_backlog
         self._claim_cursor = "0-0"
-        self._prune_script = client.register_script(PRUNE_CONSUMERS_LUA)
+        self._prune_script = client.register_script(lua.PRUNE_CONSUMERS)
+        self._publish_script = client.register_script(lua.PUBLISH_BOUNDED)
+        self._stats_script = client.register_script(lua.STATS)
+        self._trim_script = client.register_script(lua.TRIM_ACKNOWLEDGED)
+        self._touch_script = client.register_script(lua.TOUCH)
 
     @classmethod
     def from_settings(cls, settings: Settings, client: redis.Redis) -> RedisStreamBus:
@@ -102,15 +108,25 @@ class RedisStreamBus:
             settings.redis_stream_name,
             settings.redis_consumer_group,
             settings.redis_stream_maxlen,
+            settings.stream_max_backlog,
         )
 
     async def publish(self, posts: Sequence[Post]) -> list[str]:
+        """One script: the backlog check and every XADD, atomically (all or none)."""
         if not posts:
             return []
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for post in posts:
-                pipe.xadd(self.stream, _fields(encode_post(post)), maxlen=self._maxlen)
-            return [str(entry_id) for entry_id in await pipe.execute()]
+        payloads = [post.model_dump_json() for post in posts]
+        reply = await self._publish_script(
+            keys=[self.stream],
+            args=[self.group, self.max_backlog, POST_FIELD, *payloads],
+        )
+        backlog, *ids = reply
+        if not ids:
+            raise BacklogFull(
+                f"the stream holds {backlog} unacknowledged posts "
+                f"(STREAM_MAX_BACKLOG={self.max_backlog}); retry shortly"
+            )
+        return [str(entry_id) for entry_id in ids]
 
     async def ensure_group(self) -> None:
         try:
@@ -127,8 +143,17 @@ class RedisStreamBus:
         rows = await self._read_group(consumer, ">", count, block_ms)
         return [Entry(entry_id, fields) for entry_id, fields in rows]
 
-    async def read_pending(self, consumer: str, count: int, after: str = "0") -> list[Entry]:
-        return await self._with_deliveries(consumer, await self._read_group(consumer, after, count))
+    async def read_pending(self, consumer: str, count: int, after: str = "0") -> PendingPage:
+        rows = await self._read_group(consumer, after, count)
+        cursor = rows[-1][0] if rows else None
+        return PendingPage(await self._with_deliveries(consumer, rows), cursor)
+
+    async def touch(self, consumer: str, entry_ids: Sequence[str]) -> None:
+        if entry_ids:
+            await self._touch_script(keys=[self.stream], args=[self.group, consumer, *entry_ids])
+
+    async def trim(self) -> int:
+        return int(await self._trim_script(keys=[self.stream]))
 
     async def _read_group(
         self, consumer: str, start: str, count: int, block_ms: int | None = None
@@ -170,11 +195,11 @@ class RedisStreamBus:
             await self.ensure_group()
             return []
         self._claim_cursor = cursor
-        if deleted:
+        if deleted:  # only an XDEL from outside can do this now: nothing trims unacked entries
             log.error(
-                "pending entries were trimmed before being processed",
+                "pending entries were deleted before being processed",
                 extra={
-                    "event": "bus.pending_trimmed",
+                    "event": "bus.pending_deleted",
                     "stream": self.stream,
                     "count": len(deleted),
                     "first": deleted[0],
@@ -229,18 +254,10 @@ class RedisStreamBus:
         return "ok"
 
     async def stats(self) -> StreamStats:
-        """XLEN and the group's entry in XINFO GROUPS (whose `lag` Redis 7.0 reports)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.xlen(self.stream)
-            pipe.xinfo_groups(self.stream)
-            try:
-                length, groups = await pipe.execute()
-            except ResponseError:  # no stream yet
-                return StreamStats(0, 0, 0)
-        group = next((g for g in groups if g["name"] == self.group), None)
-        if group is None:
-            return StreamStats(length, 0, length)
-        return StreamStats(length, int(group["pending"]), int(group.get("lag") or 0))
+        """XLEN and the group's pending and lag (XINFO GROUPS); a lag Redis cannot tell
+        counts every kept entry as unread (an over-count, never an under-count)."""
+        length, pending, lag = await self._stats_script(keys=[self.stream], args=[self.group])
+        return StreamStats(int(length), int(pending), int(length) if int(lag) < 0 else int(lag))
 
 
 class RedisEvents:
@@ -249,7 +266,7 @@ class RedisEvents:
     def __init__(self, client: redis.Redis, channel: str) -> None:
         self._redis = client
         self.channel = channel
-        self._publish_script = client.register_script(PUBLISH_MANY_LUA)
+        self._publish_script = client.register_script(lua.PUBLISH_MANY)
 
     async def publish(self, event: Event) -> None:
         await self._redis.publish(self.channel, encode_event(event))
@@ -298,41 +315,4 @@ class RedisEvents:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
 
 
-class RedisLease:
-    """A lock with expiry: taken with SET NX PX, renewed and released only by its owner."""
-
-    _RENEW = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then
-        return redis.call('pexpire', KEYS[1], ARGV[2])
-    end
-    return 0
-    """
-    _RELEASE = """
-    if redis.call('get', KEYS[1]) == ARGV[1] then
-        return redis.call('del', KEYS[1])
-    end
-    return 0
-    """
-
-    def __init__(self, client: redis.Redis, key: str, ttl_s: float) -> None:
-        self._redis = client
-        self.key = key
-        self._ttl_ms = int(ttl_s * 1000)
-        self._token = uuid.uuid4().hex
-        self._renew = client.register_script(self._RENEW)
-        self._release = client.register_script(self._RELEASE)
-        self.held = False
-
-    async def hold(self) -> bool:
-        """Renew the lease if we own it, else try to take it; True while we are the owner."""
-        if self.held:
-            renewed = await self._renew(keys=[self.key], args=[self._token, self._ttl_ms])
-            self.held = bool(renewed)
-        if not self.held:
-            self.held = bool(await self._redis.set(self.key, self._token, nx=True, px=self._ttl_ms))
-        return self.held
-
-    async def release(self) -> None:
-        if self.held:
-            await self._release(keys=[self.key], args=[self._token])
-            self.held = False
+__all__ = ["RedisEvents", "RedisLease", "RedisStreamBus", "redis_client"]

@@ -14,6 +14,7 @@ import contextlib
 import csv
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,15 +22,19 @@ from typing import Any, Protocol
 
 import httpx
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import MAX_BATCH_POSTS, Post
+from sentiment_platform.errors import ServiceUnavailable
+from sentiment_platform.retry import Backoff
 from sentiment_platform.runtime import open_runtime
 
 log = logging.getLogger(__name__)
 
 SEND_BATCH = 500
 RATE_LIMIT_RETRIES = 60
+UNAVAILABLE_WAIT_S = 600.0  # how long a producer waits out 503s (a full backlog, an outage)
 DEFAULT_MAX_BODY_BYTES: int = Settings.model_fields["max_body_bytes"].default
 # A request body is kept 1/16 under the API's MAX_BODY_BYTES (2 MiB -> 1.875 MiB): the size
 # is counted exactly, the margin is for an API whose limit differs a little from ours.
@@ -46,7 +51,7 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
     since the in-process bus lives inside the `serve` process."""
     if api_url is None and settings.uses_redis:
         async with open_runtime(settings) as runtime:
-            yield runtime.bus
+            yield PatientPublisher(runtime.bus)
         return
     key = settings.api_keys[0].get_secret_value() if settings.api_keys else None
     api = ApiPublisher(
@@ -60,10 +65,40 @@ async def publisher_for(settings: Settings, api_url: str | None = None) -> Async
         await api.aclose()
 
 
+class PatientPublisher:
+    """Straight onto the bus, waiting out a full backlog (`BacklogFull`) or a Redis outage
+    with backoff instead of failing: backpressure slows the producer, it loses nothing."""
+
+    def __init__(self, bus: Publisher, max_wait_s: float = UNAVAILABLE_WAIT_S) -> None:
+        self.bus = bus
+        self.max_wait_s = max_wait_s
+
+    async def publish(self, posts: Sequence[Post]) -> list[str]:
+        backoff = Backoff(0.2, 5.0)
+        deadline = time.monotonic() + self.max_wait_s
+        while True:
+            try:
+                return await self.bus.publish(posts)
+            except (ServiceUnavailable, RedisError, OSError) as error:
+                if time.monotonic() > deadline:
+                    raise
+                delay = backoff.next_delay()
+                _log_wait(type(error).__name__, delay)
+                await asyncio.sleep(delay)
+
+
+def _log_wait(reason: str, wait_s: float) -> None:
+    log.info(
+        "the bus cannot take posts now, waiting",
+        extra={"event": "ingest.backpressure", "reason": reason, "wait_s": round(wait_s, 2)},
+    )
+
+
 class ApiPublisher:
     """POST /api/posts on a running API, in requests of at most 1000 posts and a body under
     its MAX_BODY_BYTES; a request the API still finds too large (413) is halved and sent
-    again; its rate limit (429 + Retry-After) is waited out instead of failing."""
+    again; its rate limit (429 + Retry-After) and its backpressure (503 + Retry-After: the
+    backlog is full or Redis is down) are waited out, with backoff, instead of failing."""
 
     def __init__(
         self,
@@ -71,8 +106,10 @@ class ApiPublisher:
         api_key: str | None = None,
         timeout_s: float = 30.0,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_wait_s: float = UNAVAILABLE_WAIT_S,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.max_wait_s = max_wait_s
         self.body_budget = max_body_bytes - max_body_bytes // BODY_HEADROOM_DIVISOR
         headers = {"Content-Type": "application/json"} | ({"X-API-Key": api_key} if api_key else {})
         self._client = httpx.AsyncClient(base_url=self.base_url, headers=headers, timeout=timeout_s)
@@ -116,16 +153,27 @@ class ApiPublisher:
         return ids
 
     async def _post(self, body: bytes) -> httpx.Response:
-        """One request, its rate limit waited out."""
+        """One request, its rate limit and the API's 503s waited out."""
         response = await self._request(body)
-        for _ in range(RATE_LIMIT_RETRIES):
-            if response.status_code != 429:
-                break
-            wait_s = float(response.headers.get("Retry-After", "1"))
-            log.info(
-                "API rate limit reached, waiting",
-                extra={"event": "ingest.rate_limited", "wait_s": wait_s},
-            )
+        rate_limited = 0
+        backoff = Backoff(0.2, 5.0)
+        deadline = time.monotonic() + self.max_wait_s
+        while response.status_code in (429, 503):
+            retry_after = _seconds(response.headers.get("Retry-After"))
+            if response.status_code == 429:
+                rate_limited += 1
+                if rate_limited > RATE_LIMIT_RETRIES:
+                    break
+                wait_s = retry_after or 1.0
+                log.info(
+                    "API rate limit reached, waiting",
+                    extra={"event": "ingest.rate_limited", "wait_s": wait_s},
+                )
+            else:
+                if time.monotonic() > deadline:
+                    break
+                wait_s = max(backoff.next_delay(), min(retry_after or 0.0, 5.0))
+                _log_wait("503", wait_s)
             await asyncio.sleep(wait_s)
             response = await self._request(body)
         return response
@@ -141,6 +189,13 @@ class ApiPublisher:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _seconds(header: str | None) -> float | None:
+    try:
+        return float(header) if header else None
+    except ValueError:
+        return None
 
 
 # --- file replay ---------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 What cannot be settled is told apart by where it failed (`Failure`): a post that breaks the
 analyzer or the store costs its own entry, found by halving the batch; an analyzer or a
-store that is down is waited out in place, so an outage costs no deliveries.
+store that is down is waited out in place, so an outage costs no deliveries. A provider that
+is rate limiting or behind an open circuit (`ProviderOutage`) is such an outage, waited out
+at once without splitting; a batch the database times out on is halved (not retried whole
+forever), and only a single post that still times out is waited on.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from sentiment_platform.bus import Entry
 from sentiment_platform.domain import Analysis, Post, utcnow
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.services.backends import Analyzer
+from sentiment_platform.services.circuit_breaker import ProviderOutage
 from sentiment_platform.services.rules import RulesCache, rule_hits, stored_pairs
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,7 @@ PROBE_TEXT = "ok"  # tells a down analyzer from bad posts
 # SQLSTATE classes of errors that belong to particular rows (data exception, integrity
 # violation): the batch is split to find them, instead of being retried as an outage.
 ROW_SQLSTATE_CLASSES = ("22", "23")
+STATEMENT_TIMEOUT_SQLSTATE = "57014"  # query_canceled: statement_timeout ran out
 
 
 class Stage(StrEnum):
@@ -53,6 +58,10 @@ class Failure:
 
 class RowError(Exception):
     """The store refused some row of the batch (a NUL byte, a constraint), not the batch."""
+
+
+class TooSlow(Exception):
+    """The database timed out on this batch: try it in halves."""
 
 
 @dataclass(slots=True)
@@ -118,9 +127,19 @@ class Settler:
             return [], []
         posts = [item.post for item in items]
         try:
-            predictions = await self.analyzer.analyze([post.content for post in posts])
+            predictions = await retry_until(
+                lambda: self.analyzer.analyze([post.content for post in posts]),
+                retryable=lambda error: isinstance(error, ProviderOutage),
+                stop=stop,
+                backoff=Backoff(0.5, 30.0),
+                on_retry=lambda error, delay: log_outage(
+                    self.name, "analyzer", error, delay, posts=len(posts)
+                ),
+            )
             if len(predictions) != len(posts):
                 raise ValueError(f"{len(predictions)} predictions for {len(posts)} texts")
+        except Stopped:
+            raise
         except Exception as error:  # noqa: BLE001 - any analyzer failure is the batch's failure
             return await self._split(items, stop, Failure(Stage.ANALYZER, one_line(error)))
         analyzed_at = utcnow()
@@ -132,6 +151,16 @@ class Settler:
             new = await self._save(posts, analyses, stop)
         except RowError as error:
             return await self._split(items, stop, Failure(Stage.STORE, str(error)))
+        except TooSlow as error:
+            log.warning(
+                "batch timed out in the store, splitting it",
+                extra={"event": "worker.store_split", "consumer": self.name, "posts": len(posts),
+                       "error": str(error)},
+            )  # fmt: skip
+            middle = len(items) // 2
+            stored_a, failed_a = await self._settle(items[:middle], stop)
+            stored_b, failed_b = await self._settle(items[middle:], stop)
+            return stored_a + stored_b, failed_a + failed_b
         stored = [
             Stored(item, analysis, item.post.post_id in new)
             for item, analysis in zip(items, analyses, strict=True)
@@ -165,11 +194,13 @@ class Settler:
             except Exception as error:
                 if _is_row_error(error):
                     raise RowError(one_line(getattr(error, "orig", None) or error)) from error
+                if len(posts) > 1 and _is_timeout(error):
+                    raise TooSlow(one_line(error)) from error
                 raise
 
         return await retry_until(
             save,
-            retryable=lambda error: not isinstance(error, RowError),
+            retryable=lambda error: not isinstance(error, RowError | TooSlow),
             stop=stop,
             backoff=Backoff(0.2, 10.0),
             on_retry=lambda error, delay: log_outage(self.name, "store", error, delay),
@@ -197,6 +228,15 @@ def _is_row_error(error: Exception) -> bool:
         return True
     sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
     return isinstance(error, DBAPIError) and str(sqlstate)[:2] in ROW_SQLSTATE_CLASSES
+
+
+def _is_timeout(error: Exception) -> bool:
+    """A statement timeout (SQLSTATE 57014) or the driver's own command timeout."""
+    orig = getattr(error, "orig", None)
+    if str(getattr(orig, "sqlstate", "")) == STATEMENT_TIMEOUT_SQLSTATE:
+        return True
+    causes = (error, orig, error.__cause__, getattr(orig, "__cause__", None))
+    return any(isinstance(cause, TimeoutError) for cause in causes)
 
 
 def one_line(error: BaseException) -> str:

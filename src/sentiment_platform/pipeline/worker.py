@@ -9,13 +9,14 @@ by the janitor, and an entry that keeps failing ends in `<stream>:dead` with its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -143,8 +144,8 @@ class Worker:
                     full = len(entries) == cfg.batch_size
                     next_claim = now if full else now + cfg.claim_interval_s
                 elif pending_after is not None:
-                    entries = await self.bus.read_pending(self.name, cfg.batch_size, pending_after)
-                    pending_after = entries[-1].entry_id if entries else None
+                    page = await self.bus.read_pending(self.name, cfg.batch_size, pending_after)
+                    entries, pending_after = page.entries, page.cursor
                 else:
                     block_ms = cfg.block_ms
                     if retry_at is not None:
@@ -177,9 +178,16 @@ class Worker:
         )
 
     async def _claim(self) -> list[Entry]:
-        """The janitor's turn: take over a dead consumer's entries, forget long-gone ones."""
+        """The janitor's turn: take over a dead consumer's entries, delete what the group has
+        acknowledged (never anything unacknowledged), forget long-gone consumers."""
         cfg = self.config
         entries = await self.bus.claim(self.name, cfg.claim_idle_ms, cfg.batch_size)
+        trimmed = await self.bus.trim()
+        if trimmed:
+            log.debug(
+                "acknowledged entries trimmed",
+                extra={"event": "worker.trim", "consumer": self.name, "count": trimmed},
+            )
         if entries:
             log.info(
                 "claimed entries",
@@ -212,7 +220,8 @@ class Worker:
                 continue
             items.setdefault(post.post_id, Item(post)).entries.append(entry)
 
-        stored, failed = await self.settler.settle(list(items.values()), stop)
+        async with self._kept_claimed(entries):
+            stored, failed = await self.settler.settle(list(items.values()), stop)
         retry = []
         for item, failure in failed:
             for entry in item.entries:
@@ -268,6 +277,29 @@ class Worker:
             },
         )
         return max((entry.deliveries for entry in retry), default=0)
+
+    @contextlib.asynccontextmanager
+    async def _kept_claimed(self, entries: Sequence[Entry]) -> AsyncIterator[None]:
+        """While the batch is worked on, reset its entries' idle time every CLAIM_IDLE_MS/3:
+        a slow batch (an LLM retrying, a database outage waited out) is not a dead one, so
+        no other worker claims it; only a worker that stopped is robbed."""
+        ids = [entry.entry_id for entry in entries]
+
+        async def refresh() -> None:
+            while True:
+                await asyncio.sleep(self.config.claim_idle_ms / 3000)
+                try:
+                    await self.bus.touch(self.name, ids)
+                except (RedisError, OSError) as error:  # the claim may lapse; nothing is lost
+                    log_outage(self.name, "bus", error, 0.0, action="touch")
+
+        task = asyncio.create_task(refresh())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _bus_call(
         self, action: Callable[[], Awaitable[T]], stop: asyncio.Event, what: str

@@ -13,7 +13,12 @@ from sentiment_platform.services.backends import BackendUnavailable
 log = logging.getLogger(__name__)
 
 
-class CircuitOpen(BackendUnavailable):
+class ProviderOutage(BackendUnavailable):
+    """The backend is not taking calls for now (its rate limit, an open circuit): the posts
+    are not at fault, so a worker waits and keeps them instead of counting a failure."""
+
+
+class CircuitOpen(ProviderOutage):
     """The provider failed repeatedly; calls are refused until the cool-off ends."""
 
 

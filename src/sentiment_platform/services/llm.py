@@ -24,7 +24,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
 from sentiment_platform.retry import Backoff
 from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.circuit_breaker import CircuitBreaker
+from sentiment_platform.services.circuit_breaker import CircuitBreaker, ProviderOutage
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,10 @@ SYSTEM_PROMPT = (
 
 class LLMError(RuntimeError):
     """The provider gave no usable answer for this batch (HTTP error, timeout, bad JSON)."""
+
+
+class RateLimited(LLMError, ProviderOutage):
+    """The provider's rate limit (429) outlasted our retries: an outage, not bad posts."""
 
 
 class _Transient(Exception):
@@ -266,9 +270,7 @@ class LLMBackend:
                 if delay is None:
                     delay = self._backoff.delay(attempt)
                 elif delay > self._max_retry_after_s:
-                    raise LLMError(
-                        f"{transient.error}; Retry-After {delay:.0f}s is too long"
-                    ) from None
+                    raise _final(transient, f"; Retry-After {delay:.0f}s is too long") from None
                 logger.warning(
                     "llm retry",
                     extra={
@@ -283,7 +285,14 @@ class LLMBackend:
         try:
             return self._send(path, headers, body)
         except _Transient as transient:
-            raise transient.error from None
+            raise _final(transient) from None
+
+
+def _final(transient: _Transient, note: str = "") -> LLMError:
+    """What a retried failure ends as: a rate limit stays an outage (`RateLimited`)."""
+    if transient.reason == "429":
+        return RateLimited(f"{transient.error}{note}")
+    return LLMError(f"{transient.error}{note}") if note else transient.error
 
 
 def load_llm_backend(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Prediction
 from sentiment_platform.services.backends import Backend, BackendUnavailable
+from sentiment_platform.services.circuit_breaker import ProviderOutage
 from sentiment_platform.services.llm import load_llm_backend
 from sentiment_platform.services.transformers_backend import load_transformers_backend
 from sentiment_platform.telemetry import ANALYZER_LATENCY
@@ -37,6 +38,10 @@ class AnalyzerUnavailable(RuntimeError):
 
 class AnalysisFailed(RuntimeError):
     """Every backend failed on this batch; the caller keeps the posts to retry or dead-letter."""
+
+
+class AnalyzerOutage(AnalysisFailed, ProviderOutage):
+    """Every backend refused the batch as an outage (rate limited, circuit open): wait."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,10 +178,12 @@ class SentimentAnalyzer:
         if not batch:
             return []
         failures = []
+        outages = 0
         for position, backend in enumerate(self._backends):
             try:
                 predictions = _predict_checked(backend, batch)
             except Exception as exc:
+                outages += isinstance(exc, ProviderOutage)
                 logger.log(
                     _failure_level(exc),
                     "backend failed backend=%s posts=%d error=%s: %s",
@@ -193,6 +200,8 @@ class SentimentAnalyzer:
                 self._status = f"degraded: {backend.name} ({self._backends[0].name} failing)"
             return self._escalate(batch, predictions, backend)
         self._status = "down: every backend failed the last batch"
+        if outages == len(self._backends):
+            raise AnalyzerOutage("every backend is unavailable for now: " + "; ".join(failures))
         raise AnalysisFailed("every backend failed: " + "; ".join(failures))
 
     def _escalate(

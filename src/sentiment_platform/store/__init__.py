@@ -28,6 +28,7 @@ from sentiment_platform.store.rule_counts import (
     rule_window,
 )
 from sentiment_platform.store.rules import (
+    RulesVersion,
     alert_deliveries,
     builtin_rule,
     close_rule_alerts,
@@ -42,6 +43,7 @@ from sentiment_platform.store.rules import (
     posts_by_ids,
     rule_posts,
     rule_view,
+    rules_version,
     update_rule,
 )
 
@@ -73,6 +75,8 @@ __all__ = [
     "list_alerts",
     "list_posts",
     "list_rules",
+    "RulesVersion",
+    "rules_version",
     "posts_by_ids",
     "rule_posts",
     "rule_view",

@@ -55,6 +55,20 @@ async def list_rules(session: AsyncSession) -> list[AlertRule]:
     return list(await session.scalars(select(AlertRule).order_by(AlertRule.id)))
 
 
+RulesVersion = tuple[int, int, datetime | None]
+
+
+async def rules_version(session: AsyncSession) -> RulesVersion:
+    """(count, highest id, latest update) of the user rules: changes whenever a rule is
+    created, changed or deleted, for the price of one aggregate over at most 100 rows."""
+    row = (
+        await session.execute(
+            select(func.count(), func.max(AlertRule.id), func.max(AlertRule.updated_at))
+        )
+    ).one()
+    return int(row[0]), int(row[1] or 0), row[2]
+
+
 async def count_rules(session: AsyncSession) -> int:
     return (await session.execute(select(func.count()).select_from(AlertRule))).scalar_one()
 

@@ -11,9 +11,8 @@ actually stored (a redelivered post is never counted twice)::
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Protocol, TypeVar
 
@@ -23,8 +22,6 @@ from sentiment_platform import store
 from sentiment_platform.domain import Analysis
 from sentiment_platform.rules import BUILTIN_RULE_ID
 from sentiment_platform.services.rules.matcher import EMPTY, Matcher, RuleFilter
-
-REFRESH_S = 10.0  # a worker that missed a rule change picks it up within this
 
 
 class PostLike(Protocol):
@@ -68,28 +65,22 @@ def rule_hits(
 
 
 class RulesCache:
-    """The matcher over every user rule, rebuilt from the store when `invalidate()`d (a rule
-    change announced on the events channel) or `REFRESH_S` after it was built (a missed
-    announcement costs at most that long)."""
+    """The matcher over every user rule, rebuilt when the rules' version in the store moved
+    (`store.rules_version`, read in the worker's save transaction): a rule created, changed
+    or deleted applies from the next batch a worker saves, in every worker, with no message
+    to miss."""
 
-    def __init__(
-        self, refresh_s: float = REFRESH_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self._refresh_s = refresh_s
-        self._clock = clock
+    def __init__(self) -> None:
         self._matcher: Matcher = EMPTY
-        self._built_at: float | None = None
-
-    def invalidate(self) -> None:
-        self._built_at = None
+        self._version: store.RulesVersion | None = None
 
     async def matcher(self, session: AsyncSession) -> Matcher:
-        """The current matcher; one `SELECT` of the rules when it is stale."""
-        now = self._clock()
-        if self._built_at is None or now - self._built_at >= self._refresh_s:
+        """The current matcher; the rules are read again only when their version moved."""
+        version = await store.rules_version(session)
+        if version != self._version:
             rules = await store.list_rules(session)
             self._matcher = Matcher.build(
                 RuleFilter(rule.id, tuple(rule.keywords), rule.source) for rule in rules
             )
-            self._built_at = now
+            self._version = version
         return self._matcher
