@@ -31,6 +31,7 @@ from sentiment_platform.pipeline.demo import feed_demo
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
+from sentiment_platform.services.retention import run_retention
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,9 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     monitor.start()
     stack.push_async_callback(monitor.stop)
 
+    _run_in_background(
+        stack, partial(run_retention, runtime.session_factory, settings), "retention"
+    )
     if embedded_worker:
         _run_in_background(stack, Worker.from_runtime(runtime, "embedded").run, "worker")
         if settings.serve_demo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from sentiment_platform import store
 from sentiment_platform.api.deps import (
@@ -126,22 +126,24 @@ async def metrics(
     session_factory: SessionFactoryDep,
     settings: SettingsDep,
     query: Annotated[MetricsQuery, Query()],
-) -> Metrics:
+) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
-    shared for METRICS_CACHE_S seconds, computed once per key at a time."""
+    shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
+    the encoded body, so a cached answer costs no validation and no serialisation."""
     start, end = query.start, query.end
     assert start is not None and end is not None  # resolved by the schema
 
-    async def compute() -> Metrics:
-        return await compute_metrics(session, start, end, query.bucket, query.source)
+    async def compute() -> bytes:
+        answer = await compute_metrics(session, start, end, query.bucket, query.source)
+        return answer.model_dump_json().encode()
 
-    if not query.relative_to_now:
-        return await compute()
-    cache = cache_for(session_factory, settings.metrics_cache_s)
-    key = (query.window_minutes or 60, query.bucket, query.source)
-    answer = await cache.get(key, compute)
-    assert isinstance(answer, Metrics)
-    return answer
+    if query.relative_to_now:
+        cache = cache_for(session_factory, settings.metrics_cache_s)
+        body = await cache.get((query.window_minutes or 60, query.bucket, query.source), compute)
+        assert isinstance(body, bytes)
+    else:
+        body = await compute()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/alerts", response_model=AlertsPage)

@@ -70,6 +70,7 @@ async def export_chunks(
         buffer.truncate()
     rows = 0
     async with session_factory() as session, session.begin():
+        await rollups.no_statement_timeout(session)  # the stream may take minutes
         async for post in stream_posts(session, where, CHUNK_ROWS):
             if fmt == "csv":
                 writer.writerow([_cell(getattr(post, name)) for name in COLUMNS])

@@ -9,6 +9,7 @@ deletes what is there, and a batch another process deleted first is simply small
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -73,12 +74,12 @@ async def purge_once(
 
 
 async def run_retention(
-    session_factory: async_sessionmaker[AsyncSession], settings: Settings
+    session_factory: async_sessionmaker[AsyncSession], settings: Settings, stop: asyncio.Event
 ) -> None:
-    """Every RETENTION_INTERVAL_S; a failed round is logged and tried again next time."""
+    """Every RETENTION_INTERVAL_S until `stop`; a failed round is logged and tried again."""
     if settings.retention_days is None and settings.rollup_retention_days is None:
         return
-    while True:
+    while not stop.is_set():
         try:
             purged = await purge_once(session_factory, settings)
             if purged.posts or purged.rollup_cells:
@@ -96,4 +97,5 @@ async def run_retention(
                 "retention failed",
                 extra={"event": "retention.failed", "error": type(error).__name__},
             )
-        await asyncio.sleep(settings.retention_interval_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.retention_interval_s)

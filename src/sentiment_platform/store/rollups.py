@@ -197,6 +197,7 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
     (a manual import, `bench load`).
     """
     dialect = session.get_bind().dialect.name
+    await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
     day = floor("d", since) if since is not None else EARLIEST
     params = {"day": day}
     binds = [bindparam("day", type_=PostRollup.bucket_start.type)]
@@ -217,6 +218,13 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
         )
         written += result.rowcount or 0
     return written
+
+
+async def no_statement_timeout(session: AsyncSession) -> None:
+    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
+    operators' commands and exports, not for requests."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
 async def purge(session: AsyncSession, before: datetime) -> int:
