@@ -18,6 +18,7 @@ from sentiment_platform.domain import as_utc
 rollups_app = typer.Typer(no_args_is_help=True, help="The rollup counts the metrics read.")
 bench_app = typer.Typer(no_args_is_help=True, help="Benchmark helpers.")
 T = TypeVar("T")
+BULK_TIMEOUT_MS = 3_600_000
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -27,11 +28,17 @@ def _configure_logging(settings: Settings) -> None:
 
 
 def _run_store(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    """Run `work(session_factory)` on the configured store, the schema brought to head."""
+    """Run `work(session_factory)` on the configured store, the schema brought to head.
+
+    Operators' bulk commands run for minutes at 10M posts: DB_STATEMENT_TIMEOUT_MS (the
+    server's timeout and the driver's) is for requests, so it is an hour here.
+    """
     from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 
+    bulk = settings.model_copy(update={"db_statement_timeout_ms": BULK_TIMEOUT_MS})
+
     async def run() -> T:
-        engine = create_engine(settings)
+        engine = create_engine(bulk)
         try:
             await upgrade_schema(engine)
             return await work(create_session_factory(engine))

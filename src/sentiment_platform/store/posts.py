@@ -107,7 +107,8 @@ async def save_batch(
                 deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED)] -= 1
     for post_id, (_, created_at, source) in new.items():
         if post_id not in stored:
-            deltas[(rollups.floor("m", created_at), source, "", "")] += 1
+            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED)
+            deltas[(rollups.floor("m", created_at), source, *unanalysed)] += 1
     await rollups.add(session, deltas)
     return stored
 
