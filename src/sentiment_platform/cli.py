@@ -1,4 +1,5 @@
-"""`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate."""
+"""`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate · export ·
+rollups · bench."""
 
 from __future__ import annotations
 
@@ -11,12 +12,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from sentiment_platform import cli_reads
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
+app.add_typer(cli_reads.rollups_app, name="rollups")
+app.add_typer(cli_reads.bench_app, name="bench")
+app.command("export")(cli_reads.export)
 
 TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
 T = TypeVar("T")
@@ -52,6 +57,9 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: API_PORT")] = None,
     demo: Annotated[bool, typer.Option(help="also feed generated posts")] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="API processes (Redis mode; uvicorn's app factory)")
+    ] = 1,
 ) -> None:
     """Run the API (and, on the embedded default, the worker and the alert monitor)."""
     import uvicorn
@@ -60,6 +68,9 @@ def serve(
     from sentiment_platform.main import create_app
 
     settings = get_settings()
+    if workers > 1:
+        _serve_processes(settings, workers, host, port)
+        return
     updates: dict[str, object] = {"serve_demo": demo}
     if host:
         updates["api_host"] = host
@@ -77,6 +88,36 @@ def serve(
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's records go through our one logging setup
+        **UVICORN_WEBSOCKET_OPTIONS,
+    )
+
+
+def _serve_processes(settings: Settings, workers: int, host: str | None, port: int | None) -> None:
+    """N API processes on one port (uvicorn's supervisor), each building its app from the
+    environment through the factory. Redis mode only: on the embedded default the bus, the
+    worker and the alert monitor live inside the one `serve` process (an in-process bus
+    cannot be shared), and the SQLite file takes one writer at a time."""
+    import uvicorn
+
+    from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
+
+    if not settings.uses_redis:
+        typer.echo(
+            "serve --workers needs REDIS_HOST (and a PostgreSQL DATABASE_URL): on the embedded "
+            "default the in-process bus, the worker and the alert monitor live inside one "
+            "process and cannot be shared between several, so it stays one process",
+            err=True,
+        )
+        raise typer.Exit(2)
+    _configure_logging(settings)
+    uvicorn.run(
+        "sentiment_platform.main:create_app",
+        factory=True,
+        workers=workers,
+        host=host or settings.api_host,
+        port=port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        log_config=None,
         **UVICORN_WEBSOCKET_OPTIONS,
     )
 

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     db_statement_timeout_ms: int = Field(5_000, ge=100)
 
+    # --- reads (issue 12) ---
+    metrics_cache_s: float = Field(1.0, ge=0.0, le=60.0)  # answers relative to now; 0: off
+    export_max_rows: int = Field(1_000_000, ge=1)  # an export without since/until: at most
+    retention_days: int | None = Field(None, ge=1)  # unset: keep every post
+    rollup_retention_days: int | None = Field(None, ge=1)  # unset: keep every rollup
+    retention_batch: int = Field(5_000, ge=100, le=100_000)  # posts deleted per statement
+    retention_interval_s: float = Field(60.0, gt=0.0)  # how often the retention task runs
+
     # --- bus ---
     redis_host: str | None = None
     redis_port: int = Field(6379, ge=1, le=65535)

@@ -34,6 +34,7 @@ from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
+from sentiment_platform.services.retention import run_retention
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,9 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     stack.push_async_callback(monitor.stop)
     background.expect(*HUB_TASKS, MONITOR_TASK)
 
+    if settings.retention_days is not None or settings.rollup_retention_days is not None:
+        retention = partial(run_retention, runtime.session_factory, settings)
+        background.supervise(stack, retention, "retention")
     if embedded_worker:
         # Restarted if it dies: posts the bus holds are never left behind a dead task.
         worker = Worker.from_runtime(runtime, "embedded")

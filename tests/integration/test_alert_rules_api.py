@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import AlertItem, Analysis, Post, Prediction, Sentiment
+from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, Prediction, Sentiment
 from sentiment_platform.services.rules import explain_alert
 from sentiment_platform.services.webhooks import enqueue
 
@@ -194,7 +194,7 @@ async def seed_posts(sessions: async_sessionmaker[AsyncSession]) -> None:
 
     def add(post_id: str, text: str, sentiment: Sentiment, at: datetime) -> None:
         posts.append(Post(post_id=post_id, source="web", content=text, created_at=at))
-        prediction = Prediction(sentiment, 0.9, "neutral", 0.9, "test")
+        prediction = Prediction(sentiment, 0.9, Emotion.NEUTRAL, 0.9, "test")
         analyses.append(Analysis.of(post_id, prediction, analyzed_at=at))
 
     for i in range(40):

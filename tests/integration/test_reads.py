@@ -7,7 +7,9 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from sentiment_platform.domain import Sentiment
 from sentiment_platform.models.database import Alert
+from sentiment_platform.services.quantification import adjusted_shares, load_confusion
 from tests.support.seed import T0, seed
 
 pytestmark = pytest.mark.asyncio
@@ -78,11 +80,24 @@ async def test_metrics_counts_percentages_and_every_emotion(seeded: httpx.AsyncC
         seeded, "/api/metrics", start=iso(), end=iso(timedelta(hours=2)), bucket="minute"
     )
     assert body["total"] == 360
+    estimated = adjusted_shares(
+        {Sentiment.POSITIVE: 144, Sentiment.NEGATIVE: 108, Sentiment.NEUTRAL: 108},
+        load_confusion(),
+    )
     assert body["sentiment"] == {
-        "positive": {"count": 144, "percentage": 40.0},
-        "negative": {"count": 108, "percentage": 30.0},
-        "neutral": {"count": 108, "percentage": 30.0},
+        label: {
+            "count": count,
+            "percentage": share,
+            "estimated_share": round(100 * estimated[label], 2),
+        }
+        for label, count, share in (
+            (Sentiment.POSITIVE, 144, 40.0),
+            (Sentiment.NEGATIVE, 108, 30.0),
+            (Sentiment.NEUTRAL, 108, 30.0),
+        )
     }
+    # The confusion undone moves the shares (label shift assumed: README, API).
+    assert estimated[Sentiment.NEGATIVE] != 0.3
     assert body["emotion"] == {
         "joy": {"count": 72, "percentage": 20.0},
         "sadness": {"count": 72, "percentage": 20.0},
@@ -154,7 +169,7 @@ async def test_metrics_sub_range_and_source(seeded: httpx.AsyncClient) -> None:
 async def test_metrics_window_over_an_empty_recent_past(seeded: httpx.AsyncClient) -> None:
     body = await get(seeded, "/api/metrics", window_minutes=5)
     assert body["total"] == 0
-    assert body["sentiment"]["negative"] == {"count": 0, "percentage": 0.0}
+    assert body["sentiment"]["negative"] == {"count": 0, "percentage": 0.0, "estimated_share": 0.0}
     assert set(body["emotion"]) == {"joy", "sadness", "anger", "fear", "surprise", "neutral"}
     assert 5 <= len(body["timeline"]) <= 6
     assert all(point["total"] == 0 for point in body["timeline"])

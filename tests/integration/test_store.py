@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
-from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
+from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
 
 pytestmark = pytest.mark.asyncio
 
@@ -61,9 +61,23 @@ async def test_an_analysis_can_follow_its_post_later(database) -> None:
     async with session_factory() as session:
         assert await counts(session) == (5, 5)
         stored = await session.scalar(
-            select(SentimentAnalysis).where(SentimentAnalysis.post_id == "b3")
+            select(SentimentAnalysis)
+            .join(SentimentAnalysis.post)
+            .where(SocialMediaPost.post_id == "b3")
         )
         assert stored is not None and stored.analyzed_at == datetime(2026, 1, 1, tzinfo=UTC)
+        post = await session.scalar(select(SocialMediaPost).where(SocialMediaPost.post_id == "b3"))
+        assert post is not None and post.sentiment == stored.sentiment  # labels copied
+        assert post.analyzed_at == stored.analyzed_at
+        # The rollups moved the five posts from "unanalysed" to their labels, nothing more.
+        cells = (
+            await session.execute(
+                select(PostRollup.sentiment, func.sum(PostRollup.count))
+                .where(PostRollup.grain == "m")
+                .group_by(PostRollup.sentiment)
+            )
+        ).all()
+        assert {label: int(n) for label, n in cells if n} == {stored.sentiment: 5}
 
 
 async def test_a_batch_interrupted_before_commit_writes_nothing(database) -> None:

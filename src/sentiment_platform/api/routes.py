@@ -2,42 +2,104 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi.responses import Response, StreamingResponse
 
 from sentiment_platform import store
-from sentiment_platform.api.deps import BusDep, SessionDep, require_api_key
+from sentiment_platform.api.deps import (
+    BusDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+    require_api_key,
+)
 from sentiment_platform.api.schemas import (
     AlertsPage,
     AlertsQuery,
+    ExportQuery,
     MetricsQuery,
     PostsAccepted,
+    PostsFilterQuery,
     PostsPage,
     PostsQuery,
     problems,
 )
 from sentiment_platform.domain import AlertItem, OneOrManyPosts
 from sentiment_platform.services.aggregator import Metrics, compute_metrics
+from sentiment_platform.services.export import (
+    MEDIA_TYPES,
+    ExportTooLarge,
+    check_size,
+    export_chunks,
+)
+from sentiment_platform.services.metrics_cache import cache_for
+from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.telemetry import POSTS_INGESTED
 
 router = APIRouter(prefix="/api", responses=problems(422, 429, 503))
 
 
-@router.get("/posts", response_model=PostsPage)
-async def list_posts(session: SessionDep, query: Annotated[PostsQuery, Query()]) -> PostsPage:
-    where = store.PostFilter(
-        limit=query.limit,
-        offset=query.offset,
+def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
+    return store.PostFilter(
         sentiment=query.sentiment_filter,
         emotion=query.emotion,
         source=query.source,
         since=query.since,
         until=query.until,
         text=query.q,
+        **more,
     )
-    items, total = await store.list_posts(session, where)
-    return PostsPage(items=items, total=total, limit=query.limit, offset=query.offset)
+
+
+@router.get("/posts", response_model=PostsPage)
+async def list_posts(
+    session: SessionDep, settings: SettingsDep, query: Annotated[PostsQuery, Query()]
+) -> PostsPage:
+    """Newest first. Continue with `cursor` = the previous page's `next_cursor` (a cursor
+    page costs the same at any depth); `offset` skips rows one by one (cost grows with it)."""
+    where = _post_filter(
+        query,
+        limit=query.limit,
+        offset=query.offset,
+        cursor=store.decode_cursor(query.cursor) if query.cursor else None,
+    )
+    page = await store.list_posts(session, where, posts_cutoff(settings))
+    return PostsPage(
+        items=page.items,
+        total=page.total,
+        limit=query.limit,
+        offset=query.offset,
+        next_cursor=page.next_cursor,
+        total_capped=page.total_capped,
+    )
+
+
+@router.get(
+    "/posts/export",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+async def export_posts(
+    session: SessionDep,
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    query: Annotated[ExportQuery, Query()],
+) -> StreamingResponse:
+    """Every matching post, newest first, as CSV or JSON Lines, streamed. Without
+    `since`/`until` an export over EXPORT_MAX_ROWS is refused (422)."""
+    where = _post_filter(query)
+    try:
+        await check_size(session, where, settings.export_max_rows)
+    except ExportTooLarge as error:
+        raise HTTPException(422, detail=str(error)) from None
+    await session.close()  # the stream opens its own session, with a server-side cursor
+    return StreamingResponse(
+        export_chunks(session_factory, where, query.format),
+        media_type=MEDIA_TYPES[query.format],
+        headers={"Content-Disposition": f'attachment; filename="posts.{query.format}"'},
+    )
 
 
 @router.post(
@@ -59,9 +121,29 @@ async def submit_posts(
 
 
 @router.get("/metrics", response_model=Metrics)
-async def metrics(session: SessionDep, query: Annotated[MetricsQuery, Query()]) -> Metrics:
-    assert query.start is not None and query.end is not None  # resolved by the schema
-    return await compute_metrics(session, query.start, query.end, query.bucket, query.source)
+async def metrics(
+    session: SessionDep,
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    query: Annotated[MetricsQuery, Query()],
+) -> Response:
+    """From the rollups, at minute precision. An answer relative to now (no start/end) is
+    shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
+    the encoded body, so a cached answer costs no validation and no serialisation."""
+    start, end = query.start, query.end
+    assert start is not None and end is not None  # resolved by the schema
+
+    async def compute() -> bytes:
+        answer = await compute_metrics(session, start, end, query.bucket, query.source)
+        return answer.model_dump_json().encode()
+
+    if query.relative_to_now:
+        cache = cache_for(session_factory, settings.metrics_cache_s)
+        body = await cache.get((query.window_minutes or 60, query.bucket, query.source), compute)
+        assert isinstance(body, bytes)
+    else:
+        body = await compute()
+    return Response(body, media_type="application/json")
 
 
 @router.get("/alerts", response_model=AlertsPage)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from sentiment_platform.domain import (
     AlertItem,  # the one alert item type; re-exported as the /api/alerts item
@@ -19,10 +19,10 @@ from sentiment_platform.domain import (
 )
 from sentiment_platform.rules import RuleView
 from sentiment_platform.services.aggregator import Bucket
+from sentiment_platform.store.posts import MIN_TEXT, decode_cursor
 
 MAX_PAGE = 100
 MAX_OFFSET = 10_000_000  # deeper than any real reader pages; keeps SQL integers in range
-MAX_BUCKETS = 1_500
 MAX_ID = 2**63 - 1  # a BIGINT: larger ids are a 422, not a database error
 
 
@@ -46,21 +46,39 @@ def _not_before(later: datetime | None, info: ValidationInfo, earlier: str) -> d
     return later
 
 
-class PostsQuery(_Range):
+class PostsFilterQuery(_Range):
+    """The filters a page and an export share."""
+
     model_config = {"extra": "forbid"}
 
-    limit: int = Field(50, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sentiment_filter: Sentiment | None = None
     emotion: Emotion | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
     since: IsoDateTime | None = None
     until: IsoDateTime | None = None
-    q: str | None = Field(None, min_length=1, max_length=200)
+    # A trigram index needs three characters: shorter would scan every post.
+    q: str | None = Field(None, min_length=MIN_TEXT, max_length=200)
 
     _until_after_since = field_validator("until")(
         lambda until, info: _not_before(until, info, "since")
     )
+
+
+class PostsQuery(PostsFilterQuery):
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    cursor: str | None = Field(None, max_length=200)  # a previous page's next_cursor
+
+    @field_validator("cursor")
+    @classmethod
+    def _decodes(cls, cursor: str | None) -> str | None:
+        if cursor is not None:
+            decode_cursor(cursor)  # ValueError: a 422 naming `cursor`
+        return cursor
+
+
+class ExportQuery(PostsFilterQuery):
+    format: Literal["csv", "jsonl"] = "csv"
 
 
 class MetricsQuery(_Range):
@@ -70,9 +88,11 @@ class MetricsQuery(_Range):
 
     start: IsoDateTime | None = None
     end: IsoDateTime | None = None
-    window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366)
+    window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366 * 100)
     bucket: Bucket | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
+
+    _relative: bool = PrivateAttr(False)
 
     _end_after_start = field_validator("end")(lambda end, info: _not_before(end, info, "start"))
 
@@ -81,6 +101,7 @@ class MetricsQuery(_Range):
         """Fill in the range and bucket, so the aggregator gets exact bounds."""
         if self.start is not None and self.window_minutes is not None:
             raise ValueError("window_minutes: give either start/end or window_minutes, not both")
+        self._relative = self.start is None and self.end is None
         self.end = self.end or utcnow()
         if self.start is None:
             try:
@@ -89,17 +110,18 @@ class MetricsQuery(_Range):
                 raise ValueError("window_minutes: the window reaches before year 1") from None
         if self.start > self.end:
             raise ValueError("start: start must not be after end (now, when end is not given)")
-        self.bucket = self.bucket or Bucket.for_range(self.start, self.end)
         try:
-            buckets = self.bucket.count_in(self.start, self.end)
+            self.bucket = (self.bucket or Bucket.for_range(self.start, self.end)).fitting(
+                self.start, self.end
+            )
         except OverflowError:  # an empty range at the very start of the calendar
             raise ValueError("end: must be after 0001-01-01T00:00:00Z") from None
-        if buckets > MAX_BUCKETS:
-            raise ValueError(
-                f"bucket: {self.bucket.value} buckets over this range exceed {MAX_BUCKETS}; "
-                "use a coarser bucket or a shorter range"
-            )
         return self
+
+    @property
+    def relative_to_now(self) -> bool:
+        """Whether the answer moves with the clock (no `start`, no `end`): cacheable."""
+        return self._relative
 
 
 class AlertsQuery(_Range):
@@ -115,6 +137,8 @@ class PostsPage(BaseModel):
     total: int
     limit: int
     offset: int
+    next_cursor: str | None = None  # pass as `cursor` for the next page; null on the last
+    total_capped: bool = False  # true: a text search counted its matches up to a cap
 
 
 class PostsAccepted(BaseModel):

@@ -1,4 +1,12 @@
-"""SQLAlchemy models: one post, at most one analysis per post, and the alerts raised.
+"""SQLAlchemy models: one post, at most one analysis per post, the rollup counts, and the
+alerts raised.
+
+An analysis references its post by the post's integer key (`post_ref`), unique: the
+idempotency key of analyses. The post row carries a copy of its labels (`sentiment`,
+`emotion`, `analyzed_at`, set in the transaction that inserts the analysis) so a filtered
+page walks one composite index `(filter, created_at DESC, id DESC)` and stops at the page
+(0003). `PostRollup` holds counts per minute, hour and day × source × sentiment × emotion
+(store/rollups.py).
 
 At most one alert row per `alert_type` is `firing` (a partial unique index), so two alert
 monitors can never both open an incident.
@@ -63,12 +71,20 @@ class SocialMediaPost(Base):
     author: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The analysis's labels, copied here (null until analysed): filtered pages need no join.
+    sentiment: Mapped[str | None] = mapped_column(String(16))
+    emotion: Mapped[str | None] = mapped_column(String(16))
+    analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     analysis: Mapped[SentimentAnalysis | None] = relationship(back_populates="post", uselist=False)
 
     __table_args__ = (
-        Index("ix_posts_created_at", "created_at"),
-        Index("ix_posts_source_created_at", "source", "created_at"),
+        # Newest first, alone and under each filter: a page stops after `limit` rows (0003).
+        Index("ix_posts_created_at_id", text("created_at DESC"), text("id DESC")),
+        *(
+            Index(f"ix_posts_{name}_created_at_id", name, text("created_at DESC"), text("id DESC"))
+            for name in ("source", "sentiment", "emotion")
+        ),
     )
 
 
@@ -76,8 +92,8 @@ class SentimentAnalysis(Base):
     __tablename__ = "sentiment_analysis"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    post_id: Mapped[str] = mapped_column(
-        String(128), ForeignKey("social_media_posts.post_id", ondelete="CASCADE"), unique=True
+    post_ref: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("social_media_posts.id", ondelete="CASCADE"), unique=True
     )
     sentiment: Mapped[str] = mapped_column(String(16))
     confidence: Mapped[float] = mapped_column(Float)
@@ -88,11 +104,24 @@ class SentimentAnalysis(Base):
 
     post: Mapped[SocialMediaPost] = relationship(back_populates="analysis")
 
-    __table_args__ = (
-        Index("ix_analysis_sentiment", "sentiment"),
-        Index("ix_analysis_emotion", "emotion"),
-        Index("ix_analysis_analyzed_at", "analyzed_at"),
-    )
+    __table_args__ = (Index("ix_analysis_analyzed_at", "analyzed_at"),)
+
+
+class PostRollup(Base):
+    """How many posts a bucket holds: `grain` m / h / d, its UTC start, source and labels.
+
+    Unanalysed posts are counted with sentiment and emotion '' (so page totals include them);
+    metrics read only the labelled rows.
+    """
+
+    __tablename__ = "post_rollups"
+
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sentiment: Mapped[str] = mapped_column(String(16), primary_key=True)
+    emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
 
 
 class Alert(Base):
@@ -198,3 +227,30 @@ class RuleCount(Base):
     sentiment: Mapped[str] = mapped_column(String(16), primary_key=True)
     emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
     count: Mapped[int] = mapped_column(Integer)
+
+
+# --- bucket arithmetic in SQL, shared by the rollup writes, reads and the 0003 backfill -----
+
+# SQLite keeps UTCDateTime as 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket start must be written in
+# exactly that form, or an upsert would not meet the row it should add to.
+_SQLITE_FLOORS = {
+    "minute": ("%Y-%m-%d %H:%M:00.000000",),
+    "hour": ("%Y-%m-%d %H:00:00.000000",),
+    "day": ("%Y-%m-%d 00:00:00.000000",),
+    "week": ("%Y-%m-%d 00:00:00.000000", "-6 days", "weekday 1"),  # the Monday on or before
+    "month": ("%Y-%m-01 00:00:00.000000",),
+}
+GRAIN_UNITS = {"m": "minute", "h": "hour", "d": "day"}
+
+
+def bucket_floor_sql(dialect: str, unit: str, column: str) -> str:
+    """SQL for the UTC start of the `unit` (minute … month, weeks from Monday) `column` is in.
+
+    PostgreSQL runs with the session time zone UTC (db.create_engine), so `date_trunc` on a
+    timestamptz floors in UTC.
+    """
+    if dialect == "sqlite":
+        fmt, *modifiers = _SQLITE_FLOORS[unit]
+        extra = "".join(f", '{modifier}'" for modifier in modifiers)
+        return f"strftime('{fmt}', {column}{extra})"
+    return f"date_trunc('{unit}', {column})"

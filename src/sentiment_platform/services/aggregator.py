@@ -1,7 +1,8 @@
-"""Distributions, emotion counts and time buckets over analysed posts, computed in SQL.
+"""Distributions, emotion counts and time buckets over analysed posts, read from the
+rollups (store/rollups.py): a metrics answer costs O(buckets), never O(posts).
 
-Bucketing is done by the database (`date_trunc` on PostgreSQL, `strftime` on SQLite) so
-only a few hundred rows ever leave it, whatever the number of posts.
+Ranges are answered at minute precision: every minute [start, end) touches counts in full.
+`estimated_share` undoes the shipped model's known confusion (services/quantification.py).
 """
 
 from __future__ import annotations
@@ -9,73 +10,89 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
-from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
+from sentiment_platform.services.quantification import (
+    Confusion,
+    adjusted_shares,
+    load_confusion,
+)
+from sentiment_platform.store import rollups
+
+MAX_BUCKETS = 1_500  # timeline points at most; a longer range gets a coarser bucket
 
 
 class Bucket(StrEnum):
     MINUTE = "minute"
     HOUR = "hour"
     DAY = "day"
-
-    @property
-    def width(self) -> timedelta:
-        return _WIDTHS[self]
+    WEEK = "week"  # ISO weeks, from Monday 00:00 UTC
+    MONTH = "month"
 
     def floor(self, moment: datetime) -> datetime:
-        moment = as_utc(moment)
-        if self is Bucket.DAY:
-            return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        moment = as_utc(moment).replace(second=0, microsecond=0)
+        if self is Bucket.MINUTE:
+            return moment
+        moment = moment.replace(minute=0)
         if self is Bucket.HOUR:
-            return moment.replace(minute=0, second=0, microsecond=0)
-        return moment.replace(second=0, microsecond=0)
+            return moment
+        moment = moment.replace(hour=0)
+        if self is Bucket.WEEK:
+            return moment - timedelta(days=moment.weekday())
+        if self is Bucket.MONTH:
+            return moment.replace(day=1)
+        return moment
+
+    def next(self, moment: datetime) -> datetime:
+        """The start of the bucket after the one starting at `moment`."""
+        if self is Bucket.MONTH:
+            year, month = divmod(moment.year * 12 + moment.month, 12)
+            return moment.replace(year=year, month=month + 1)
+        return moment + _WIDTHS[self]
 
     @classmethod
     def for_range(cls, start: datetime, end: datetime) -> Bucket:
         """The finest bucket that keeps a chart readable (at most a few hundred points)."""
         span = end - start
-        if span <= timedelta(hours=6):
-            return cls.MINUTE
-        if span <= timedelta(days=14):
-            return cls.HOUR
-        return cls.DAY
+        for bucket, longest in _DEFAULT_SPANS:
+            if span <= longest:
+                return bucket
+        return cls.MONTH
+
+    def fitting(self, start: datetime, end: datetime) -> Bucket:
+        """This bucket, or the finest coarser one that keeps the timeline to MAX_BUCKETS."""
+        order = list(Bucket)
+        for bucket in order[order.index(self) :]:
+            if bucket.count_in(start, end) <= MAX_BUCKETS:
+                return bucket
+        return Bucket.MONTH
 
     def count_in(self, start: datetime, end: datetime) -> int:
         """How many buckets [start, end) touches (end itself is excluded)."""
+        first = self.floor(start)
         last = self.floor(max(start, end - timedelta(microseconds=1)))
-        return int((last - self.floor(start)) / self.width) + 1
+        if self is Bucket.MONTH:
+            return (last.year - first.year) * 12 + last.month - first.month + 1
+        return int((last - first) / _WIDTHS[self]) + 1
 
 
 _WIDTHS = {
     Bucket.MINUTE: timedelta(minutes=1),
     Bucket.HOUR: timedelta(hours=1),
     Bucket.DAY: timedelta(days=1),
+    Bucket.WEEK: timedelta(days=7),
 }
-
-
-_SQLITE_FORMATS = {
-    Bucket.MINUTE: "%Y-%m-%d %H:%M:00",
-    Bucket.HOUR: "%Y-%m-%d %H:00:00",
-    Bucket.DAY: "%Y-%m-%d 00:00:00",
-}
-
-
-def _bucket_start(dialect: str, column: Any, bucket: Bucket) -> ColumnElement[Any]:
-    """The start of the UTC bucket a timestamp falls in, in the dialect's own SQL."""
-    if dialect == "sqlite":
-        return func.strftime(literal_column(f"'{_SQLITE_FORMATS[bucket]}'"), column)
-    # PostgreSQL: the connection's time zone is UTC (see db.create_engine).
-    return func.date_trunc(literal_column(f"'{bucket.value}'"), column)
-
-
-def _as_moment(value: datetime | str) -> datetime:
-    return as_utc(datetime.fromisoformat(value) if isinstance(value, str) else value)
+_DEFAULT_SPANS = (
+    (Bucket.MINUTE, timedelta(hours=6)),
+    (Bucket.HOUR, timedelta(days=14)),
+    (Bucket.DAY, timedelta(days=366)),
+    (Bucket.WEEK, timedelta(days=7 * 360)),
+)
 
 
 class Share(BaseModel):
@@ -98,6 +115,11 @@ class SourceBreakdown(BaseModel):
     neutral: int = 0
 
 
+class SentimentShare(Share):
+    # Percent, the confusion of the model undone (label shift assumed); None: no matrix.
+    estimated_share: float | None = None
+
+
 class Metrics(BaseModel):
     """The `/api/metrics` body, also pushed over the WebSocket."""
 
@@ -105,7 +127,7 @@ class Metrics(BaseModel):
     end: datetime
     bucket: Bucket
     total: int
-    sentiment: dict[Sentiment, Share]
+    sentiment: dict[Sentiment, SentimentShare]
     emotion: dict[Emotion, Share]
     timeline: list[TimelinePoint]
     by_source: dict[str, SourceBreakdown]
@@ -121,6 +143,29 @@ def _shares(counts: dict[str, int], labels: type[StrEnum], total: int) -> dict[A
     }
 
 
+@cache
+def shipped_confusion() -> Confusion | None:
+    """The shipped model's confusion matrix, read once (None: it ships none)."""
+    return load_confusion()
+
+
+def _sentiment_shares(counts: dict[str, int], total: int) -> dict[Sentiment, SentimentShare]:
+    confusion = shipped_confusion()
+    estimated = (
+        adjusted_shares({s: counts.get(s.value, 0) for s in Sentiment}, confusion)
+        if confusion is not None
+        else None
+    )
+    return {
+        label: SentimentShare(
+            count=share.count,
+            percentage=share.percentage,
+            estimated_share=round(100 * estimated[label], 2) if estimated is not None else None,
+        )
+        for label, share in _shares(counts, Sentiment, total).items()
+    }
+
+
 async def compute_metrics(
     session: AsyncSession,
     start: datetime,
@@ -128,48 +173,43 @@ async def compute_metrics(
     bucket: Bucket | None = None,
     source: str | None = None,
 ) -> Metrics:
-    """Counts over analysed posts created in [start, end), optionally for one source."""
-    bucket = bucket or Bucket.for_range(start, end)
+    """Counts over analysed posts created in the minutes [start, end) touches, optionally
+    for one source, from the rollups. A bucket too fine for the range is coarsened."""
+    bucket = (bucket or Bucket.for_range(start, end)).fitting(start, end)
+    first = bucket.floor(start)
+    if bucket.count_in(start, end) > MAX_BUCKETS:  # centuries: start the chart at the data
+        earliest = await rollups.earliest(session)
+        first = max(first, bucket.floor(earliest or end))
+        last = bucket.floor(max(start, end - timedelta(microseconds=1)))
+        if bucket.count_in(first, last) > MAX_BUCKETS:
+            first = last.replace(year=last.year - MAX_BUCKETS // 12 + 1)
+    rows = await rollups.grouped(session, start, end, bucket.value, source)
 
-    dialect = session.get_bind().dialect.name
-    bucket_start = _bucket_start(dialect, SocialMediaPost.created_at, bucket).label("bucket_start")
-    groups = (
-        bucket_start,
-        SocialMediaPost.source,
-        SentimentAnalysis.sentiment,
-        SentimentAnalysis.emotion,
-    )
-    # One scan, grouped finely enough (buckets x sources x 3 x 6 rows at most) that every
-    # figure below is a sum over it.
-    query = (
-        select(*groups, func.count())
-        .select_from(SocialMediaPost)
-        .join(SocialMediaPost.analysis)
-        .where(SocialMediaPost.created_at >= start, SocialMediaPost.created_at < end)
-        .group_by(*groups)
-    )
-    if source is not None:
-        query = query.where(SocialMediaPost.source == source)
-    rows = await session.execute(query)
-
-    timeline = {
-        moment: TimelinePoint(bucket_start=moment)
-        for moment in (
-            bucket.floor(start) + i * bucket.width for i in range(bucket.count_in(start, end))
-        )
-    }
+    # Plain counters first (a pydantic attribute write per row cost half the answer).
+    points: dict[datetime, dict[str, int]] = {}
+    moment = first
+    while moment < end:
+        points[moment] = defaultdict(int)
+        moment = bucket.next(moment)
     sentiment_counts: dict[str, int] = defaultdict(int)
     emotion_counts: dict[str, int] = defaultdict(int)
-    sources: dict[str, SourceBreakdown] = defaultdict(SourceBreakdown)
+    sources: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for moment, name, sentiment, emotion, count in rows:
-        point = timeline[_as_moment(moment)]
-        setattr(point, sentiment, getattr(point, sentiment) + count)
-        point.total += count
+        point = points.get(moment)
+        if point is not None:  # else before a century-long chart's first point: not drawn
+            point[sentiment] += count
         breakdown = sources[name]
-        setattr(breakdown, sentiment, getattr(breakdown, sentiment) + count)
-        breakdown.total += count
+        breakdown[sentiment] += count
         sentiment_counts[sentiment] += count
         emotion_counts[emotion] += count
+    timeline = {
+        at: TimelinePoint(bucket_start=at, total=sum(counts.values()), **counts)
+        for at, counts in points.items()
+    }
+    by_source = {
+        name: SourceBreakdown(total=sum(counts.values()), **counts)
+        for name, counts in sources.items()
+    }
 
     total = sum(sentiment_counts.values())
     return Metrics(
@@ -177,10 +217,10 @@ async def compute_metrics(
         end=end,
         bucket=bucket,
         total=total,
-        sentiment=_shares(sentiment_counts, Sentiment, total),
+        sentiment=_sentiment_shares(sentiment_counts, total),
         emotion=_shares(emotion_counts, Emotion, total),
         timeline=list(timeline.values()),
-        by_source=dict(sorted(sources.items())),
+        by_source=dict(sorted(by_source.items())),
     )
 
 

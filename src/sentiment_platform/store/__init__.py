@@ -5,6 +5,7 @@ functions over an `AsyncSession`. The caller owns the transaction (one unit of w
 - `alerts`: the alert pages and the monitor's SQL.
 - `rules`: alert rules, an alert's detail, the webhook delivery queue (issue 14).
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
+- `rollups`: counts per minute / hour / day × source × labels, kept by `save_batch`.
 """
 
 from sentiment_platform.store.alerts import (
@@ -15,7 +16,15 @@ from sentiment_platform.store.alerts import (
     list_alerts,
     update_alert,
 )
-from sentiment_platform.store.posts import PostFilter, list_posts, save_batch
+from sentiment_platform.store.posts import (
+    Page,
+    PostFilter,
+    decode_cursor,
+    encode_cursor,
+    list_posts,
+    save_batch,
+    stream_posts,
+)
 from sentiment_platform.store.rule_counts import (
     BASELINE,
     RuleHit,
@@ -50,6 +59,7 @@ from sentiment_platform.store.rules import (
 __all__ = [
     "BASELINE",
     "FIRING",
+    "Page",
     "PostFilter",
     "RuleHit",
     "WindowCounts",
@@ -68,6 +78,8 @@ __all__ = [
     "delete_rule",
     "due_deliveries",
     "enqueue_delivery",
+    "decode_cursor",
+    "encode_cursor",
     "firing_alert",
     "get_alert",
     "get_rule",
@@ -81,6 +93,7 @@ __all__ = [
     "rule_posts",
     "rule_view",
     "save_batch",
+    "stream_posts",
     "update_alert",
     "update_rule",
 ]

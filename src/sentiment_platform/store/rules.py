@@ -169,7 +169,7 @@ async def posts_by_ids(session: AsyncSession, post_ids: Sequence[str]) -> list[P
         return []
     rows = await session.execute(
         select(SocialMediaPost, SentimentAnalysis)
-        .outerjoin(SentimentAnalysis, SentimentAnalysis.post_id == SocialMediaPost.post_id)
+        .outerjoin(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
         .where(SocialMediaPost.post_id.in_(list(post_ids)))
     )
     found = {post.post_id: PostView.of(post, analysis) for post, analysis in rows}
@@ -237,7 +237,7 @@ async def rule_posts(
     words with the matcher."""
     query = (
         select(SocialMediaPost.post_id, SocialMediaPost.content, SocialMediaPost.source)
-        .join(SentimentAnalysis, SentimentAnalysis.post_id == SocialMediaPost.post_id)
+        .join(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
         .where(SentimentAnalysis.analyzed_at >= start, SentimentAnalysis.analyzed_at < end)
     )
     if negative_only:

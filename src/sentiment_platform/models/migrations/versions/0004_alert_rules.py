@@ -6,8 +6,8 @@
   stay). Existing rows are the built-in rule's: backfilled to 0 / `built-in`.
 - `webhook_deliveries`: one row per notification, sent at least once and in order per rule.
 
-Revision ID: 0005
-Revises: 0002 (re-chained after 0003/0004 at merge)
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-01
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 from sentiment_platform.models.database import BigIntId, UTCDateTime
 
-revision = "0005"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -7,8 +7,8 @@
 No backfill: rules apply to posts analysed after the upgrade (the built-in alert has no
 verdict until `ALERT_MIN_POSTS` posts are counted in its window).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 """
 
@@ -17,8 +17,8 @@ from alembic import op
 
 from sentiment_platform.models.database import UTCDateTime
 
-revision = "0006"
-down_revision = "0005"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

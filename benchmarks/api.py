@@ -1,0 +1,244 @@
+"""Read throughput at 1M and 10M posts: does a read cost what its answer costs?
+
+For each size: a fresh PostgreSQL database, `sentiment-platform bench load --posts N --days D`
+(COPY, rollups, ANALYZE), then `serve --workers 2` in Redis mode with
+`RATE_LIMIT_PER_MINUTE=0`, and `wrk -t2 -c64 -d<duration>` on every request below: req/s,
+p50, p99, non-2xx. The metrics run twice, with the default one-second cache and with
+`METRICS_CACHE_S=0`; alone (one request at a time, cache off) their p50 is measured too. The
+export is measured in rows/s over the last day. Last, the ratio of each figure at the
+largest size to the same at the smallest (cost must not grow with the table).
+
+    .venv/bin/python benchmarks/api.py --sizes 1000000 10000000 --days 30
+    .venv/bin/python benchmarks/api.py --sizes 1000000 --days 30 --reuse   # loaded before
+
+The server and wrk share the machine; the figures say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "from sentiment_platform.cli import app; app()"]
+PORT = 8791
+
+
+def requests(deep_cursor: str) -> list[tuple[str, str]]:
+    return [
+        ("posts", "/api/posts?limit=50"),
+        ("posts sentiment", "/api/posts?limit=50&sentiment_filter=negative"),
+        ("posts source", "/api/posts?limit=50&source=reddit"),
+        ("posts emotion", "/api/posts?limit=50&emotion=anger"),
+        ("posts q", "/api/posts?limit=50&q=delay"),
+        ("posts offset 500k", "/api/posts?limit=50&offset=500000"),
+        ("posts deep cursor", f"/api/posts?limit=50&cursor={quote(deep_cursor)}"),
+        ("health", "/api/health"),
+        ("alerts", "/api/alerts"),
+    ]
+
+
+METRICS = [
+    ("metrics 5 min", "/api/metrics?window_minutes=5"),
+    ("metrics 60 min", "/api/metrics"),
+    ("metrics 24 h", "/api/metrics?window_minutes=1440"),
+    ("metrics 30 days", "/api/metrics?window_minutes=43200"),
+]
+
+
+def database_url(base: str, size: int) -> str:
+    return f"{base.rsplit('/', 1)[0]}/sentiment_bench_api_{size}"
+
+
+def psql_admin(base: str, sql: str) -> None:
+    url = base.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    subprocess.run(["psql", url, "-qc", sql], check=True)
+
+
+def load(url: str, size: int, days: float, base: str) -> dict[str, object]:
+    name = url.rsplit("/", 1)[1]
+    psql_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    psql_admin(base, f'CREATE DATABASE "{name}"')
+    env = os.environ | {"DATABASE_URL": url, "LOG_LEVEL": "WARNING"}
+    done = subprocess.run(
+        [*CLI, "bench", "load", "--posts", str(size), "--days", str(days), "--seed", "1"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def start_server(url: str, cache_s: float) -> subprocess.Popen[bytes]:
+    env = os.environ | {
+        "DATABASE_URL": url,
+        "REDIS_HOST": os.environ.get("REDIS_HOST", "127.0.0.1"),
+        "REDIS_STREAM_NAME": "bench_api_stream",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "METRICS_CACHE_S": str(cache_s),
+        "LOG_LEVEL": "WARNING",
+        "API_PORT": str(PORT),
+    }
+    server = subprocess.Popen([*CLI, "serve", "--workers", "2"], env=env, cwd=REPO)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/health", timeout=2):
+                time.sleep(1.0)  # the second process too
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise RuntimeError("serve did not come up")
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.terminate()
+    try:
+        server.wait(20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
+    return float(number) * _UNITS[unit]
+
+
+def wrk(path: str, duration: int, connections: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            f"http://127.0.0.1:{PORT}{path}",
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*timeout (\d+)", out)
+    return {
+        "rps": rps,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "non_2xx": float(bad.group(1)) if bad else 0.0,
+        "timeouts": float(errors.group(1)) if errors else 0.0,
+    }
+
+
+def alone_p50(path: str, n: int = 40) -> float:
+    times = []
+    for _ in range(n):
+        started = time.perf_counter()
+        with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=30) as answer:
+            answer.read()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def get_json(path: str) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=30) as answer:
+        body: dict[str, object] = json.loads(answer.read())
+    return body
+
+
+def export_rows_per_s() -> float:
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    started = time.perf_counter()
+    rows = 0
+    url = f"http://127.0.0.1:{PORT}/api/posts/export?format=jsonl&since={quote(since)}"
+    with urllib.request.urlopen(url, timeout=600) as answer:
+        for _ in answer:
+            rows += 1
+    return rows / (time.perf_counter() - started)
+
+
+def measure(url: str, days: float, duration: int, connections: int) -> dict[str, dict[str, float]]:
+    figures: dict[str, dict[str, float]] = {}
+    server = start_server(url, cache_s=1.0)
+    try:
+        middle = (datetime.now(UTC) - timedelta(days=days / 2)).isoformat()
+        deep = get_json(f"/api/posts?limit=1&until={quote(middle)}")["next_cursor"]
+        assert isinstance(deep, str)
+        for name, path in [*requests(deep), *METRICS]:
+            key = f"{name} (cache 1 s)" if name.startswith("metrics") else name
+            figures[key] = wrk(path, duration, connections)
+        figures["export (rows/s, last day)"] = {"rps": export_rows_per_s()}
+    finally:
+        stop_server(server)
+    server = start_server(url, cache_s=0)
+    try:
+        for name, path in METRICS:
+            figures[f"{name} (cache off)"] = wrk(path, duration, connections) | {
+                "alone_p50_ms": alone_p50(path)
+            }
+    finally:
+        stop_server(server)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
+    parser.add_argument("--days", type=float, default=30.0)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--reuse", action="store_true", help="the databases are loaded already")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x"),
+        help="server and user to use (the database name is replaced per size)",
+    )
+    args = parser.parse_args()
+    flags = subprocess.run(
+        ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
+    ).stdout.strip()
+    print(f"cpu: {os.cpu_count()} cores; {flags}")
+    print("server (2 API processes), PostgreSQL, Redis and wrk share this machine")
+    results: dict[int, dict[str, dict[str, float]]] = {}
+    for size in args.sizes:
+        url = database_url(args.database_url, size)
+        if not args.reuse:
+            print(f"bench load {size}: {json.dumps(load(url, size, args.days, args.database_url))}")
+        results[size] = measure(url, args.days, args.duration, args.connections)
+        print(f"\n{size:,} posts over {args.days:g} days")
+        print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms |")
+        print("|---|---|---|---|---|---|")
+        for name, row in results[size].items():
+            print(
+                f"| {name} | {row['rps']:,.0f} | {row.get('p50_ms', float('nan')):.1f} | "
+                f"{row.get('p99_ms', float('nan')):.1f} | {row.get('non_2xx', 0):.0f} | "
+                f"{row.get('alone_p50_ms', float('nan')):.1f} |"
+            )
+    if len(results) > 1:
+        small, large = min(results), max(results)
+        print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth)")
+        for name, row in results[large].items():
+            print(f"| {name} | {row['rps'] / results[small][name]['rps']:.2f} |")
+    print(json.dumps({str(size): figures for size, figures in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""A short cache with single flight for metrics relative to now (`METRICS_CACHE_S`).
+
+Sixty-four dashboards asking for the last hour at once cost one computation: the first
+caller computes, the others await its answer, and the answer serves everyone for
+`ttl_s` seconds (an answer relative to now moves by that much, at most). One cache per
+process and per store (keyed by the session factory), so tests on different stores and
+several API processes never share an answer across stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class SingleFlightCache(Generic[T]):
+    def __init__(self, ttl_s: float, max_entries: int = 1_024) -> None:
+        self.ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._answers: dict[Hashable, tuple[float, T]] = {}
+        self._flights: dict[Hashable, asyncio.Future[T]] = {}
+        self.computations = 0  # how many times `compute` ran (the tests count them)
+
+    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        if self.ttl_s <= 0:
+            self.computations += 1
+            return await compute()
+        now = time.monotonic()
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        flight = self._flights.get(key)
+        if flight is not None:
+            return await asyncio.shield(flight)
+        flight = asyncio.get_running_loop().create_future()
+        self._flights[key] = flight
+        try:
+            self.computations += 1
+            answer = await compute()
+        except BaseException as error:
+            flight.set_exception(error)
+            flight.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            self._flights.pop(key, None)
+        if len(self._answers) >= self._max_entries:
+            self._answers.clear()
+        self._answers[key] = (time.monotonic() + self.ttl_s, answer)
+        flight.set_result(answer)
+        return answer
+
+
+_CACHES: weakref.WeakKeyDictionary[object, SingleFlightCache[object]] = weakref.WeakKeyDictionary()
+
+
+def cache_for(owner: object, ttl_s: float) -> SingleFlightCache[object]:
+    """The process's cache for one store (`owner`: its session factory)."""
+    cache = _CACHES.get(owner)
+    if cache is None or cache.ttl_s != ttl_s:
+        cache = _CACHES[owner] = SingleFlightCache(ttl_s)
+    return cache

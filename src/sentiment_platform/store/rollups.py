@@ -1,0 +1,249 @@
+"""Rollups: how many posts each minute, hour and day holds, per source × sentiment × emotion.
+
+Written in the transaction that stores the posts (`add`, from `save_batch`), so they count
+exactly what was committed; read by the metrics and by the page totals, so neither scans
+posts. Every post is counted at all three grains (`m`, `h`, `d`); unanalysed posts are
+counted with sentiment and emotion '' until their analysis moves them to their labels.
+
+Ranges are answered at minute precision: a range counts every minute it touches, in full
+(`[floor(start), ceil(end))` to the minute). A range is cut into the fewest cells: whole
+days from the day rows, the hours around them from the hour rows, the minutes at the edges
+from the minute rows, so a 30-day answer reads ~30 + 48 + 120 cells per key, not 43,200.
+
+Two workers adding to the same cells cannot deadlock: each transaction upserts its keys in
+one sorted order (`add`).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, or_, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
+
+UNANALYSED = ""  # sentiment and emotion of a post not analysed yet
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+_WIDTHS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+# The grains a timeline bucket may be summed from (none coarser than the bucket).
+GRAINS_FOR = {
+    "minute": ("m",),
+    "hour": ("h", "m"),
+    "day": ("d", "h", "m"),
+    "week": ("d", "h", "m"),
+    "month": ("d", "h", "m"),
+}
+
+Key = tuple[datetime, str, str, str]  # (minute, source, sentiment, emotion)
+
+
+def floor(grain: str, moment: datetime) -> datetime:
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if grain in ("h", "d"):
+        moment = moment.replace(minute=0)
+    if grain == "d":
+        moment = moment.replace(hour=0)
+    return moment
+
+
+def ceil(grain: str, moment: datetime) -> datetime:
+    floored = floor(grain, moment)
+    return floored if floored == moment or moment >= LATEST else floored + _WIDTHS[grain]
+
+
+def minute_range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    """Every minute [start, end) touches: what a rollup answer counts."""
+    return (
+        floor("m", start) if start is not None else EARLIEST,
+        ceil("m", end) if end is not None else LATEST,
+    )
+
+
+def pieces(
+    start: datetime, end: datetime, grains: Sequence[str] = ("d", "h", "m")
+) -> list[tuple[str, datetime, datetime]]:
+    """Cut minute-aligned [start, end) into cells of the coarsest grains allowed."""
+    if start >= end:
+        return []
+    grain, finer = grains[0], grains[1:]
+    if not finer:
+        return [(grain, start, end)]
+    inner_start, inner_end = ceil(grain, start), floor(grain, end)
+    if inner_start >= inner_end:
+        return pieces(start, end, finer)
+    return [
+        *pieces(start, inner_start, finer),
+        (grain, inner_start, inner_end),
+        *pieces(inner_end, end, finer),
+    ]
+
+
+async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
+    """Add counts at the three grains, upserting keys in sorted order (no deadlocks)."""
+    cells: Counter[tuple[str, datetime, str, str, str]] = Counter()
+    for (minute, source, sentiment, emotion), count in deltas.items():
+        for grain in _WIDTHS:
+            cells[(grain, floor(grain, minute), source, sentiment, emotion)] += count
+    rows = [(*key, count) for key, count in sorted(cells.items()) if count]
+    if not rows:
+        return
+    names = ("grain", "bucket_start", "source", "sentiment", "emotion", "count")
+    table: Any = PostRollup.__table__
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = select(
+            *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in names)
+        )
+        pg = postgresql.insert(table).from_select(list(names), arrays)
+        statement: Any = pg.on_conflict_do_update(
+            index_elements=list(names[:5]), set_={"count": table.c.count + pg.excluded.count}
+        )
+        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(names)})
+        return
+    lite = sqlite.insert(table)
+    statement = lite.on_conflict_do_update(
+        index_elements=list(names[:5]), set_={"count": table.c.count + lite.excluded.count}
+    )
+    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+
+
+def _where(
+    spans: Iterable[tuple[str, datetime, datetime]],
+    source: str | None,
+    sentiment: str | None,
+    emotion: str | None,
+    labelled: bool,
+) -> list[ColumnElement[bool]]:
+    cells = [
+        and_(
+            PostRollup.grain == grain,
+            PostRollup.bucket_start >= low,
+            PostRollup.bucket_start < high,
+        )
+        for grain, low, high in spans
+    ]
+    clauses = [or_(*cells)]
+    if source is not None:
+        clauses.append(PostRollup.source == source)
+    if sentiment is not None:
+        clauses.append(PostRollup.sentiment == sentiment)
+    if emotion is not None:
+        clauses.append(PostRollup.emotion == emotion)
+    if labelled:
+        clauses.append(PostRollup.sentiment != UNANALYSED)
+    return clauses
+
+
+async def total(
+    session: AsyncSession,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    source: str | None = None,
+    sentiment: str | None = None,
+    emotion: str | None = None,
+) -> int:
+    """Posts in every minute [start, end) touches (unbounded sides: all), by the filters."""
+    spans = pieces(*minute_range(start, end))
+    if not spans:
+        return 0
+    query = select(func.coalesce(func.sum(PostRollup.count), 0)).where(
+        *_where(spans, source, sentiment, emotion, labelled=False)
+    )
+    return int((await session.execute(query)).scalar_one())
+
+
+async def grouped(
+    session: AsyncSession, start: datetime, end: datetime, unit: str, source: str | None = None
+) -> list[tuple[datetime, str, str, str, int]]:
+    """Analysed posts per (`unit` bucket start, source, sentiment, emotion) over the minutes
+    [start, end) touches; `unit` is minute, hour, day, week or month."""
+    spans = pieces(*minute_range(start, end), GRAINS_FOR[unit])
+    if not spans:
+        return []
+    dialect = session.get_bind().dialect.name
+    bucket: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
+    groups = (bucket, PostRollup.source, PostRollup.sentiment, PostRollup.emotion)
+    query = (
+        select(*groups, func.sum(PostRollup.count))
+        .where(*_where(spans, source, None, None, labelled=True))
+        .group_by(*groups)
+    )
+    # Core rows through the session's connection: the ORM's row loading cost more than
+    # the query at a few thousand rows.
+    rows = (await (await session.connection()).execute(query)).all()
+    moments: dict[Any, datetime] = {}
+    answer = []
+    for moment, name, sentiment, emotion, count in rows:
+        at = moments.get(moment)
+        if at is None:
+            at = moments[moment] = _moment(moment)
+        answer.append((at, name, sentiment, emotion, int(count)))
+    return answer
+
+
+async def earliest(session: AsyncSession) -> datetime | None:
+    """The first day holding any post (None: the store is empty)."""
+    found = await session.scalar(
+        select(func.min(PostRollup.bucket_start)).where(PostRollup.grain == "d")
+    )
+    return found
+
+
+async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
+    """Recompute the rollups from the posts, from the day `since` falls in (None: all).
+
+    Returns how many cells were written. Run it after writing posts around `save_batch`
+    (a manual import, `bench load`).
+    """
+    dialect = session.get_bind().dialect.name
+    await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
+    day = floor("d", since) if since is not None else EARLIEST
+    params = {"day": day}
+    binds = [bindparam("day", type_=PostRollup.bucket_start.type)]
+    await session.execute(
+        text("DELETE FROM post_rollups WHERE bucket_start >= :day").bindparams(*binds), params
+    )
+    written = 0
+    for grain, unit in GRAIN_UNITS.items():
+        bucket = bucket_floor_sql(dialect, unit, "created_at")
+        result: Any = await session.execute(
+            text(
+                "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, count)"
+                f" SELECT '{grain}', {bucket}, source, coalesce(sentiment, ''), "
+                "coalesce(emotion, ''), count(*) FROM social_media_posts "
+                "WHERE created_at >= :day GROUP BY 2, 3, 4, 5"
+            ).bindparams(*binds),
+            params,
+        )
+        written += result.rowcount or 0
+    return written
+
+
+async def no_statement_timeout(session: AsyncSession) -> None:
+    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
+    operators' commands and exports, not for requests."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SET LOCAL statement_timeout = 0"))
+
+
+async def purge(session: AsyncSession, before: datetime) -> int:
+    """Drop the cells of buckets that start before `before` (ROLLUP_RETENTION_DAYS)."""
+    result: Any = await session.execute(
+        text("DELETE FROM post_rollups WHERE bucket_start < :before").bindparams(
+            bindparam("before", type_=PostRollup.bucket_start.type)
+        ),
+        {"before": floor("d", before)},
+    )
+    return int(result.rowcount or 0)
+
+
+def _moment(value: datetime | str) -> datetime:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

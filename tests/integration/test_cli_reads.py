@@ -1,0 +1,74 @@
+"""The read side's commands on the embedded SQLite file: bench load (rollups included),
+rollups rebuild, export, and serve --workers refusing the embedded default."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from sentiment_platform import config
+from sentiment_platform.cli import app as cli
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.models.database import PostRollup, SocialMediaPost
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.delenv("REDIS_HOST", raising=False)
+    config.get_settings.cache_clear()
+    yield url
+    config.get_settings.cache_clear()
+
+
+def _counts(url: str) -> tuple[int, int]:
+    async def run() -> tuple[int, int]:
+        engine = create_engine(Settings(database_url=url))
+        try:
+            async with create_session_factory(engine)() as session:
+                posts = await session.scalar(select(func.count()).select_from(SocialMediaPost))
+                counted = await session.scalar(
+                    select(func.sum(PostRollup.count)).where(PostRollup.grain == "h")
+                )
+                return int(posts or 0), int(counted or 0)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_bench_load_rebuild_and_export(sqlite_env: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    loaded = runner.invoke(cli, ["bench", "load", "--posts", "3000", "--days", "2", "--seed", "7"])
+    assert loaded.exit_code == 0, loaded.output
+    report = json.loads(loaded.output.strip().splitlines()[-1])
+    assert report["posts"] == 3000 and report["rows_per_s"] > 0
+    assert _counts(sqlite_env) == (3000, 3000)  # the rollups are up to date
+
+    rebuilt = runner.invoke(cli, ["rollups", "rebuild", "--since", "2000-01-01"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert _counts(sqlite_env) == (3000, 3000)
+
+    out = tmp_path / "negative.jsonl"
+    exported = runner.invoke(
+        cli, ["export", "--format", "jsonl", "--sentiment", "negative", "--out", str(out)]
+    )
+    assert exported.exit_code == 0, exported.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and {row["sentiment"] for row in rows} == {"negative"}
+    assert f"exported {len(rows)} posts" in exported.output
+    created = [row["created_at"] for row in rows]
+    assert created == sorted(created, reverse=True)
+
+
+def test_serve_workers_refuses_the_embedded_default(sqlite_env: str) -> None:
+    result = CliRunner().invoke(cli, ["serve", "--workers", "2"])
+    assert result.exit_code == 2
+    assert "REDIS_HOST" in result.output and "one process" in result.output
