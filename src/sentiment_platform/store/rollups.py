@@ -22,11 +22,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, or_, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
+from sentiment_platform.store.counts import add_counts
 
 UNANALYSED = ""  # sentiment and emotion of a post not analysed yet
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
@@ -92,25 +91,8 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
         for grain in _WIDTHS:
             cells[(grain, floor(grain, minute), source, sentiment, emotion)] += count
     rows = [(*key, count) for key, count in sorted(cells.items()) if count]
-    if not rows:
-        return
     names = ("grain", "bucket_start", "source", "sentiment", "emotion", "count")
-    table: Any = PostRollup.__table__
-    if session.get_bind().dialect.name == "postgresql":
-        arrays = select(
-            *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in names)
-        )
-        pg = postgresql.insert(table).from_select(list(names), arrays)
-        statement: Any = pg.on_conflict_do_update(
-            index_elements=list(names[:5]), set_={"count": table.c.count + pg.excluded.count}
-        )
-        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(names)})
-        return
-    lite = sqlite.insert(table)
-    statement = lite.on_conflict_do_update(
-        index_elements=list(names[:5]), set_={"count": table.c.count + lite.excluded.count}
-    )
-    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+    await add_counts(session, PostRollup, names, rows)
 
 
 def _where(

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import RuleCount
+from sentiment_platform.store.counts import add_counts
 
 BASELINE = timedelta(hours=24)
-CHUNK_ROWS = 1_000  # rows per INSERT: far under PostgreSQL's 32,767 parameters
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -49,23 +48,12 @@ def aggregate_hits(hits: Iterable[RuleHit]) -> list[RuleHit]:
 
 
 async def add_rule_counts(session: AsyncSession, hits: Sequence[RuleHit]) -> int:
-    """Add the hits to their counts: INSERT … ON CONFLICT DO UPDATE SET count = count +
-    excluded.count, in key order. Returns the number of rows written."""
+    """Add the hits to their counts, in key order (`store.counts`). Returns the number of
+    rows written."""
     rows = aggregate_hits(hits)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = [
-            {"rule_id": h.rule_id, "minute": h.minute, "sentiment": h.sentiment}
-            | {"emotion": h.emotion, "count": h.count}
-            for h in rows[start : start + CHUNK_ROWS]
-        ]
-        insert = dialect.insert(RuleCount).values(chunk)
-        await session.execute(
-            insert.on_conflict_do_update(
-                index_elements=["rule_id", "minute", "sentiment", "emotion"],
-                set_={"count": RuleCount.count + insert.excluded.count},
-            )
-        )
+    names = ("rule_id", "minute", "sentiment", "emotion", "count")
+    values = [(h.rule_id, h.minute, h.sentiment, h.emotion, h.count) for h in rows]
+    await add_counts(session, RuleCount, names, values)
     return len(rows)
 
 

@@ -1,0 +1,45 @@
+"""Adding to counter tables (rollups, rule counts) the way concurrent workers can share.
+
+The rows come pre-aggregated and SORTED by key, so every writer takes the rows' locks in
+the same order and two workers cannot deadlock. PostgreSQL gets one statement with one array
+per column (`INSERT … SELECT unnest(…) … ON CONFLICT DO UPDATE`), which its plan cache
+keeps: a multi-row VALUES statement is compiled again for every batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from sentiment_platform.models.database import Base
+
+
+async def add_counts(
+    session: AsyncSession, model: type[Base], names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Upsert `rows` into `model`'s table (key columns, then `count` last, as named by
+    `names`) adding each count to the stored one."""
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    keys = list(names[:-1])
+    if session.get_bind().dialect.name == "postgresql":
+        arrays = select(
+            *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in names)
+        )
+        pg = postgresql.insert(table).from_select(list(names), arrays)
+        statement: Any = pg.on_conflict_do_update(
+            index_elements=keys, set_={"count": table.c.count + pg.excluded.count}
+        )
+        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(names)})
+        return
+    lite = sqlite.insert(table)
+    statement = lite.on_conflict_do_update(
+        index_elements=keys, set_={"count": table.c.count + lite.excluded.count}
+    )
+    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
