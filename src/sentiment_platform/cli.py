@@ -12,16 +12,16 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from sentiment_platform import cli_reads
+from sentiment_platform import cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
-app.add_typer(cli_reads.rollups_app, name="rollups")
-app.add_typer(cli_reads.bench_app, name="bench")
-app.command("export")(cli_reads.export)
+app.add_typer(cli_store.rollups_app, name="rollups")
+app.add_typer(cli_store.bench_app, name="bench")
+app.command("export")(cli_store.export)
 
 TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
 T = TypeVar("T")

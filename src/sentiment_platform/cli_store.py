@@ -1,4 +1,4 @@
-"""The read side's commands (issue 12), registered by `cli`: `rollups rebuild`, `bench
+"""The commands that work on the store directly, registered by `cli`: `rollups rebuild`, `bench
 load` and `export`."""
 
 from __future__ import annotations
