@@ -4,8 +4,9 @@ names per test."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
+import pytest
 import pytest_asyncio
 import redis.asyncio as redis
 from sqlalchemy import text
@@ -14,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.receiver import Receiver, unused_port
 
 PG_TEST_URL = scratch_database_url("pipeline")
 REDIS_HOST = "127.0.0.1"
@@ -64,3 +66,11 @@ async def fixture_redis_settings() -> AsyncIterator[Settings]:
         await client.delete(stream, f"{stream}:dead")
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A real HTTP receiver on 127.0.0.1 that records what webhooks POST to it."""
+    running = Receiver(unused_port()).start()
+    yield running
+    running.stop()

@@ -7,7 +7,6 @@ Posts go through `store.save_batch` (so explanations have texts) and their count
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,13 +43,6 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(unused_port()).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ period, refused for private addresses unless allowed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
 import httpx
@@ -31,13 +31,6 @@ pytestmark = pytest.mark.asyncio
 
 T0 = datetime.fromisoformat("2026-03-01T12:00:00+00:00")
 SECRET = "s3cret-for-the-test"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    running = Receiver(unused_port()).start()
-    yield running
-    running.stop()
 
 
 @pytest.fixture
