@@ -121,15 +121,6 @@ class Settings(BaseSettings):
     def _blank_webhook_is_none(cls, value: object) -> object:
         return (value.strip() or None) if isinstance(value, str) else value
 
-    @model_validator(mode="after")
-    def _webhook_secret_not_placeholder(self) -> Settings:
-        secret = self.alert_webhook_secret
-        if secret is not None and secret.get_secret_value().strip().lower() in (
-            PLACEHOLDER_SECRETS
-        ):
-            raise ValueError("ALERT_WEBHOOK_SECRET is a placeholder; set a real value or unset it")
-        return self
-
     # --- websocket ---
     ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (1013)
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)
@@ -154,6 +145,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         named = [("LLM_API_KEY", self.llm_api_key), ("REDIS_PASSWORD", self.redis_password)]
+        named.append(("ALERT_WEBHOOK_SECRET", self.alert_webhook_secret))
         named += [("API_KEYS", key) for key in self.api_keys]
         for name, secret in named:
             if secret is not None and secret.get_secret_value().strip().lower() in (
@@ -163,12 +155,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
-    def _recovery_below_threshold(self) -> Settings:
+    def _pairs_agree(self) -> Settings:
+        """Settings that only make sense together: a bad pair stops the start, naming both."""
         recovery = self.alert_recovery_threshold
         if recovery is not None and recovery >= self.alert_threshold:
             raise ValueError(
                 f"ALERT_RECOVERY_THRESHOLD ({recovery}) must be below "
                 f"ALERT_THRESHOLD ({self.alert_threshold})"
+            )
+        rollups, posts = self.rollup_retention_days, self.retention_days
+        if rollups is not None and (posts is None or rollups < posts):
+            kept = "forever (unset)" if posts is None else f"{posts} days"
+            raise ValueError(
+                f"ROLLUP_RETENTION_DAYS ({rollups}) must be at least RETENTION_DAYS ({kept}): "
+                "page totals and metrics are counted from the rollups, so they must outlive "
+                "the posts"
             )
         return self
 

@@ -109,3 +109,16 @@ def test_effective_recovery_threshold(
         _env_file=None, alert_threshold=threshold, alert_recovery_threshold=recovery
     )
     assert settings.effective_alert_recovery_threshold == pytest.approx(effective)
+
+
+@pytest.mark.parametrize(("posts", "rollups"), [(None, 30), (90, 30)])
+def test_rollups_kept_shorter_than_posts_fail_naming_both(posts: int | None, rollups: int) -> None:
+    with pytest.raises(ValidationError) as caught:
+        Settings(_env_file=None, retention_days=posts, rollup_retention_days=rollups)
+    message = str(caught.value)
+    assert "ROLLUP_RETENTION_DAYS" in message and "RETENTION_DAYS (" in message
+
+
+def test_rollups_may_outlive_posts() -> None:
+    settings = Settings(_env_file=None, retention_days=30, rollup_retention_days=400)
+    assert settings.rollup_retention_days == 400
