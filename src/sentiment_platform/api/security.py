@@ -96,8 +96,12 @@ class RateLimiter:
         self._down_since: float | None = None
         self._next_try = 0.0
 
+    @property
+    def enabled(self) -> bool:
+        return self.per_minute > 0
+
     async def check(self, caller: str) -> None:
-        if self.per_minute <= 0:
+        if not self.enabled:
             return
         now = time.time()
         window = int(now // WINDOW_S)
