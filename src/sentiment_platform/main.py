@@ -220,6 +220,9 @@ async def _outage(request: Request, error: Exception) -> JSONResponse:
         ):
             raise error
     service = "Redis" if isinstance(error, RedisError) else "the database"
+    parts: ApiParts | None = getattr(request.app.state, "api", None)
+    if parts is not None:
+        parts.health_cache.drop()  # /api/health must not vouch for what just failed
     suppressed = _OUTAGE_LOG.due(service)
     if suppressed is not None:
         log.warning(

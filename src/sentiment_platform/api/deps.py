@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
@@ -22,6 +22,12 @@ from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header
 from sentiment_platform.bus import Bus
 from sentiment_platform.config import Settings
 from sentiment_platform.runtime import Runtime
+from sentiment_platform.services.metrics_cache import SingleFlightCache
+
+if TYPE_CHECKING:
+    from sentiment_platform.api.probes import Checks
+
+HEALTH_CACHE_S = 1.0  # how long /api/health shares a clean answer, per process
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +40,10 @@ class ApiParts:
     rate_limiter: RateLimiter
     http_metrics: CollectorRegistry  # this app's request metrics
     background: Background = field(default_factory=Background)  # tasks restarted or reported
+    # /api/health's last clean checks of the store and the bus (api/probes.py)
+    health_cache: SingleFlightCache[Checks] = field(
+        default_factory=lambda: SingleFlightCache(HEALTH_CACHE_S)
+    )
 
 
 def _parts(connection: HTTPConnection) -> ApiParts:
