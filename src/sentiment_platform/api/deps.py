@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from sentiment_platform.api.probes import Checks
 
 HEALTH_CACHE_S = 1.0  # how long /api/health shares a clean answer, per process
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # counted in batches (api/security.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +117,7 @@ async def rate_limit(request: Request) -> None:
         caller = "key:" + digest(key).hex()[:16]
     else:
         caller = "ip:" + client_network(request.client.host if request.client else "unknown")
-    await api.rate_limiter.check(caller)
+    await api.rate_limiter.check(caller, write=request.method not in READ_METHODS)
 
 
 def client_network(host: str) -> str:
