@@ -10,6 +10,11 @@ largest size to the same at the smallest (cost must not grow with the table).
 
     .venv/bin/python benchmarks/api.py --sizes 1000000 10000000 --days 30
     .venv/bin/python benchmarks/api.py --sizes 1000000 --days 30 --reuse   # loaded before
+    .venv/bin/python benchmarks/api.py --sizes 1000000 --reuse --in-process 300
+
+`--in-process N` measures instead what one request costs the API process alone: the app in
+this process, N requests a path over httpx's ASGI transport (no network, no wrk), CPU-ms a
+request, the best of five rounds (the floor includes httpx's own ~0.1 ms a request).
 
 The server and wrk share the machine; the figures say so.
 """
@@ -199,6 +204,43 @@ def measure(url: str, days: float, duration: int, connections: int) -> dict[str,
     return figures
 
 
+def in_process(url: str, n: int) -> None:
+    """CPU-ms a request in this process (the app's lifespan, Redis mode, limiter off)."""
+    import asyncio
+
+    import httpx
+
+    os.environ.update(
+        DATABASE_URL=url,
+        REDIS_HOST=os.environ.get("REDIS_HOST", "127.0.0.1"),
+        REDIS_STREAM_NAME="bench_api_stream",
+        RATE_LIMIT_PER_MINUTE="0",
+        LOG_LEVEL="WARNING",
+    )
+    from sentiment_platform.main import create_app
+
+    async def run() -> None:
+        app = create_app()
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                for name, path in [*requests(""), *METRICS]:
+                    if "cursor" in name or "offset" in name:
+                        continue
+                    for _ in range(50):
+                        assert (await c.get(path)).status_code == 200, path
+                    rounds = []
+                    for _ in range(5):
+                        started = time.process_time()
+                        for _ in range(n):
+                            await c.get(path)
+                        rounds.append((time.process_time() - started) / n * 1000)
+                    print(f"| {name} | {min(rounds):.2f} |", flush=True)
+
+    print("| request (in process, cache 1 s) | CPU-ms a request |\n|---|---|")
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -206,6 +248,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--reuse", action="store_true", help="the databases are loaded already")
+    parser.add_argument(
+        "--in-process", type=int, metavar="N", help="CPU-ms a request in process, N a round"
+    )
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x"),
@@ -216,6 +261,9 @@ def main() -> None:
         ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
     ).stdout.strip()
     print(f"cpu: {os.cpu_count()} cores; {flags}")
+    if args.in_process:
+        in_process(database_url(args.database_url, args.sizes[0]), args.in_process)
+        return
     print("server (2 API processes), PostgreSQL, Redis and wrk share this machine")
     results: dict[int, dict[str, dict[str, float]]] = {}
     for size in args.sizes:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 from sentiment_platform.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "models" / "migrations"
+POOL_RECYCLE_S = 300
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -29,7 +30,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
         pool_timeout=5,
-        pool_pre_ping=True,
+        # No pre-ping: it cost a `SELECT 1` round trip on every checkout (every request). A
+        # connection that died (a PostgreSQL restart) fails its request with a 503, and
+        # SQLAlchemy, seeing a disconnect, invalidates every connection the pool held before
+        # it, so the next checkouts connect afresh; `pool_recycle` retires connections that
+        # sat in the pool long enough for a proxy or firewall to have dropped them.
+        pool_recycle=POOL_RECYCLE_S,
         connect_args={
             "timeout": 5,
             "command_timeout": settings.db_statement_timeout_ms / 1000 + 1,

@@ -17,7 +17,6 @@ from fastapi.middleware.trustedhost import TrustedHostMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
-from prometheus_fastapi_instrumentator import Instrumentator
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -25,6 +24,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sentiment_platform.api import probes, routes, rules, websocket
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
+from sentiment_platform.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
@@ -73,9 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Per-app registry: a second app in one process (tests) must not share request counters.
     app.state.http_metrics = CollectorRegistry()
-    Instrumentator(
-        registry=app.state.http_metrics, excluded_handlers=["/metrics", "/livez", "/readyz"]
-    ).instrument(app)
+    app.add_middleware(HttpMetricsMiddleware, metrics=HttpMetrics(app.state.http_metrics))
     app.add_exception_handler(RequestValidationError, _invalid_request)  # type: ignore[arg-type]
     app.add_exception_handler(PlatformError, _platform_error)  # type: ignore[arg-type]
     for outage in (DBAPIError, PoolTimeoutError, OSError, RedisError):
@@ -222,6 +220,9 @@ async def _outage(request: Request, error: Exception) -> JSONResponse:
         ):
             raise error
     service = "Redis" if isinstance(error, RedisError) else "the database"
+    parts: ApiParts | None = getattr(request.app.state, "api", None)
+    if parts is not None:
+        parts.health_cache.drop()  # /api/health must not vouch for what just failed
     suppressed = _OUTAGE_LOG.due(service)
     if suppressed is not None:
         log.warning(

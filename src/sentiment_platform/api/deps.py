@@ -1,12 +1,15 @@
 """Dependencies the endpoints declare, as `Annotated` aliases: what a handler needs is in its
-signature. The only place besides `main` that reads `app.state` (`app.state.api`)."""
+signature. The only place besides `main` that reads `app.state` (`app.state.api`).
+
+Every dependency is `async def`: FastAPI runs a plain `def` one in the thread pool, a thread
+hop per dependency per request (five of them on a posts page)."""
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import CollectorRegistry
@@ -19,6 +22,13 @@ from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header
 from sentiment_platform.bus import Bus
 from sentiment_platform.config import Settings
 from sentiment_platform.runtime import Runtime
+from sentiment_platform.services.metrics_cache import SingleFlightCache
+
+if TYPE_CHECKING:
+    from sentiment_platform.api.probes import Checks
+
+HEALTH_CACHE_S = 1.0  # how long /api/health shares a clean answer, per process
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # counted in batches (api/security.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,26 +41,30 @@ class ApiParts:
     rate_limiter: RateLimiter
     http_metrics: CollectorRegistry  # this app's request metrics
     background: Background = field(default_factory=Background)  # tasks restarted or reported
+    # /api/health's last clean checks of the store and the bus (api/probes.py)
+    health_cache: SingleFlightCache[Checks] = field(
+        default_factory=lambda: SingleFlightCache(HEALTH_CACHE_S)
+    )
 
 
-def get_api(connection: HTTPConnection) -> ApiParts:
+def _parts(connection: HTTPConnection) -> ApiParts:
     parts: ApiParts = connection.app.state.api
     return parts
+
+
+# Each dependency reads the app's parts itself rather than through another dependency: FastAPI
+# walks the whole graph on every request (4 parameter sets per node), so a chain
+# settings → runtime → parts cost three nodes where one does.
+async def get_api(connection: HTTPConnection) -> ApiParts:
+    return _parts(connection)
 
 
 ApiDep = Annotated[ApiParts, Depends(get_api)]
 
 
-def get_runtime(api: ApiDep) -> Runtime:
-    return api.runtime
-
-
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
-
-
-def get_session_factory(runtime: RuntimeDep) -> async_sessionmaker[AsyncSession]:
+async def get_session_factory(connection: HTTPConnection) -> async_sessionmaker[AsyncSession]:
     """Overridden by the tests to run each request inside a rolled-back transaction."""
-    return runtime.session_factory
+    return _parts(connection).runtime.session_factory
 
 
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
@@ -62,12 +76,12 @@ async def get_session(factory: SessionFactoryDep) -> AsyncIterator[AsyncSession]
         yield session
 
 
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return runtime.settings
+async def get_settings(connection: HTTPConnection) -> Settings:
+    return _parts(connection).runtime.settings
 
 
-def get_bus(runtime: RuntimeDep) -> Bus:
-    return runtime.bus
+async def get_bus(connection: HTTPConnection) -> Bus:
+    return _parts(connection).runtime.bus
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
@@ -76,7 +90,7 @@ BusDep = Annotated[Bus, Depends(get_bus)]
 ApiKey = Annotated[str | None, Depends(api_key_header)]
 
 
-def require_api_key(api: ApiDep, key: ApiKey) -> None:
+async def require_api_key(api: ApiDep, key: ApiKey) -> None:
     """Guard for write endpoints: a valid X-API-Key when API_KEYS is set."""
     ring = api.key_ring
     if not ring.enabled:
@@ -89,18 +103,21 @@ def require_api_key(api: ApiDep, key: ApiKey) -> None:
         )
 
 
-async def rate_limit(request: Request, api: ApiDep) -> None:
+async def rate_limit(request: Request) -> None:
     """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
 
     An invalid key counts against the IP, so inventing keys buys no fresh budget.
     """
+    api = _parts(request)
+    if not api.rate_limiter.enabled:
+        return
     ring = api.key_ring
     key = request.headers.get(api_key_header.model.name)  # read, not declared: reads need none
     if key and ring.enabled and ring.accepts(key):
         caller = "key:" + digest(key).hex()[:16]
     else:
         caller = "ip:" + client_network(request.client.host if request.client else "unknown")
-    await api.rate_limiter.check(caller)
+    await api.rate_limiter.check(caller, write=request.method not in READ_METHODS)
 
 
 def client_network(host: str) -> str:

@@ -122,19 +122,20 @@ async def submit_posts(
 
 @router.get("/metrics", response_model=Metrics)
 async def metrics(
-    session: SessionDep,
     session_factory: SessionFactoryDep,
     settings: SettingsDep,
     query: Annotated[MetricsQuery, Query()],
 ) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
     shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
-    the encoded body, so a cached answer costs no validation and no serialisation."""
+    the encoded body, so a cached answer costs no validation and no serialisation, and no
+    session: the one unit of work opens only when the answer is computed."""
     start, end = query.start, query.end
     assert start is not None and end is not None  # resolved by the schema
 
     async def compute() -> bytes:
-        answer = await compute_metrics(session, start, end, query.bucket, query.source)
+        async with session_factory() as session:
+            answer = await compute_metrics(session, start, end, query.bucket, query.source)
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:

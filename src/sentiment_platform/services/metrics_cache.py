@@ -26,7 +26,18 @@ class SingleFlightCache(Generic[T]):
         self._flights: dict[Hashable, asyncio.Future[T]] = {}
         self.computations = 0  # how many times `compute` ran (the tests count them)
 
-    async def get(self, key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+    def drop(self) -> None:
+        """Forget every shared answer (the next caller computes afresh)."""
+        self._answers.clear()
+
+    async def get(
+        self,
+        key: Hashable,
+        compute: Callable[[], Awaitable[T]],
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
+        """The shared answer for `key`, else one computation shared by every caller waiting
+        on it; the answer is kept for `ttl_s` unless `keep` says it must not be."""
         if self.ttl_s <= 0:
             self.computations += 1
             return await compute()
@@ -50,7 +61,8 @@ class SingleFlightCache(Generic[T]):
             self._flights.pop(key, None)
         if len(self._answers) >= self._max_entries:
             self._answers.clear()
-        self._answers[key] = (time.monotonic() + self.ttl_s, answer)
+        if keep is None or keep(answer):
+            self._answers[key] = (time.monotonic() + self.ttl_s, answer)
         flight.set_result(answer)
         return answer
 
