@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -33,23 +32,13 @@ DELAY_RULE = {
 }
 
 
-def with_rules(app: FastAPI) -> FastAPI:
-    """Mount the rules router the way `main` does, unless `main` already has."""
-    from sentiment_platform.api import rules
-    from sentiment_platform.api.deps import rate_limit
-
-    if not any(getattr(r, "path", "") == "/api/alert-rules" for r in app.routes):
-        app.include_router(rules.router, dependencies=[Depends(rate_limit)])
-    return app
-
-
 async def client_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[httpx.AsyncClient]:
     from sentiment_platform.api.deps import get_session_factory
     from sentiment_platform.main import create_app
 
-    app = with_rules(create_app(settings))
+    app = create_app(settings)
     app.dependency_overrides[get_session_factory] = lambda: sessions
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
