@@ -84,30 +84,34 @@ def test_results_do_not_hinge_on_the_batch(backend: EmbeddedBackend) -> None:
         assert a.confidence == pytest.approx(b.confidence, abs=0.05)
 
 
-@pytest.mark.skipif(
-    not SENTIMENT_DATA.is_dir(), reason=f"shared data not found at {SENTIMENT_DATA}"
-)
-def test_macro_recall_on_validation_sample(backend: EmbeddedBackend) -> None:
-    val = load_sentiment(SENTIMENT_DATA, "val")
-    texts, gold = val.texts[::2], val.hard_labels()[::2]  # 1,000 tweets: a second or two
-    predicted = [p.sentiment.value for p in backend.predict(texts)]
-    result = scores(gold, predicted, [s.value for s in Sentiment])
-    assert result["macro_recall"] > 70, result
-
-
-@pytest.mark.skipif(
-    not SENTIMENT_DATA.is_dir(), reason=f"shared data not found at {SENTIMENT_DATA}"
-)
-def test_class_shares_on_validation_are_within_three_points(backend: EmbeddedBackend) -> None:
-    """The platform reports shares: counting the model's labels must not misstate the mix."""
+@pytest.fixture(scope="module")
+def val_labels(backend: EmbeddedBackend) -> tuple[list[str], list[str]]:
+    """TweetEval val (2,000 tweets): gold labels and the model's, in batches of 256 as
+    `evaluate` and a worker batch them (int8 activations are scaled per call). The whole
+    split: a half of it moves macro-recall by ±2 points between halves."""
+    if not SENTIMENT_DATA.is_dir():
+        pytest.skip(f"shared data not found at {SENTIMENT_DATA}")
     val = load_sentiment(SENTIMENT_DATA, "val")
     texts = val.texts
     predicted = [
         p.sentiment.value
-        for start in range(0, len(texts), 256)  # as `evaluate` and a worker batch it
+        for start in range(0, len(texts), 256)
         for p in backend.predict(texts[start : start + 256])
     ]
-    result = share_scores(val.hard_labels(), predicted, [s.value for s in Sentiment])
+    return val.hard_labels(), predicted
+
+
+def test_macro_recall_on_validation(val_labels: tuple[list[str], list[str]]) -> None:
+    """The card's 71.5 (71.3 on a CPU without AVX-512 VNNI, whose int8 kernels differ)."""
+    result = scores(*val_labels, [s.value for s in Sentiment])
+    assert result["macro_recall"] > 70, result
+
+
+def test_class_shares_on_validation_are_within_three_points(
+    val_labels: tuple[list[str], list[str]],
+) -> None:
+    """The platform reports shares: counting the model's labels must not misstate the mix."""
+    result = share_scores(*val_labels, [s.value for s in Sentiment])
     assert result["max_share_error"] <= 3, result
 
 
