@@ -34,6 +34,7 @@ from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting import AlertMonitor, lease_for
+from sentiment_platform.services.metrics_cache import SingleFlightCache
 from sentiment_platform.services.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,8 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
     analyzer = await load_analyzer(None, settings) if embedded_worker else None
     runtime = await stack.enter_async_context(open_runtime(settings, analyzer))
     counter = RedisCounter(runtime.redis) if runtime.redis is not None else MemoryCounter()
-    hub = Hub(settings, runtime.session_factory, runtime.events)
+    alerts_cache: SingleFlightCache[bytes] = SingleFlightCache(settings.metrics_cache_s)
+    hub = Hub(settings, runtime.session_factory, runtime.events, on_alert=alerts_cache.drop)
     background = Background()
     app.state.api = ApiParts(
         runtime=runtime,
@@ -102,6 +104,7 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         rate_limiter=RateLimiter(counter, settings.rate_limit_per_minute),
         http_metrics=app.state.http_metrics,
         background=background,
+        alerts_cache=alerts_cache,
     )
     _warn_if_open(settings)
     if not settings.uses_redis and embedded_queue_path(settings) is None:

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, text
 from sentiment_platform.config import Settings
 from sentiment_platform.db import MIGRATIONS_DIR, create_engine
 from sentiment_platform.models.database import UTCDateTime
-from sentiment_platform.store import PostFilter, list_posts
+from sentiment_platform.store import PostFilter, count_matches, posts_page
 from tests.support.databases import recreate_postgres_database, scratch_database_url
 
 pytestmark = pytest.mark.asyncio
@@ -119,6 +119,7 @@ async def test_upgrade_rekeys_copies_labels_and_backfills_rollups(old_store) -> 
     from sqlalchemy.ext.asyncio import AsyncSession
 
     async with AsyncSession(old_store) as session:
-        page = await list_posts(session, PostFilter(text="delayed"))
-        assert page.total == 4 and [item.post_id for item in page.items][0] == "m4"
-        assert (await list_posts(session, PostFilter(source="reddit"))).total == 2
+        items, _ = await posts_page(session, PostFilter(text="delayed"))
+        assert await count_matches(session, PostFilter(text="delayed")) == (4, False)
+        assert items[0]["post_id"] == "m4"
+        assert await count_matches(session, PostFilter(source="reddit")) == (2, False)

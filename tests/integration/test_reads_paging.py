@@ -13,7 +13,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from sentiment_platform import store
+from sentiment_platform.api.deps import get_session_factory
+from sentiment_platform.api.schemas import PostsPage
+from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
+from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, Sentiment
+from sentiment_platform.main import create_app
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
 from sentiment_platform.services.metrics_cache import SingleFlightCache
 from sentiment_platform.services.retention import purge_once
@@ -108,6 +114,97 @@ async def test_export_over_the_cap_without_a_range_is_refused(database) -> None:
                 "/api/posts/export", params={"since": T0.isoformat(), "format": "jsonl"}
             )
     assert ranged.status_code == 200 and len(ranged.text.splitlines()) == 370
+
+
+async def test_a_page_is_the_schema_byte_for_byte(seeded) -> None:
+    """Items are encoded from the store's rows, not through the models: the body must be
+    what validating and dumping `PostsPage` would have written."""
+    for params in ({"limit": 30}, {"limit": 5, "sentiment_filter": "positive", "q": "launch"}):
+        body = (await seeded.get("/api/posts", params=params)).content
+        assert PostsPage.model_validate_json(body).model_dump_json().encode() == body
+        assert json.loads(body)["items"]
+
+
+async def test_a_page_total_is_shared_for_a_second_its_items_never(seeded, database) -> None:
+    _, session_factory = database
+    first = await get(seeded, "/api/posts", limit=1)
+    before = T0 - timedelta(hours=1)
+    late = Post(post_id="late-1", source="twitter", content="a late post", created_at=before)
+    analysis = Analysis(
+        post_id="late-1",
+        sentiment=Sentiment.NEGATIVE,
+        confidence=0.9,
+        emotion=Emotion.ANGER,
+        emotion_confidence=0.8,
+        model="test",
+        analyzed_at=before,
+    )
+    async with session_factory() as session, session.begin():
+        await store.save_batch(session, [late], [analysis])
+    # An older post, so the first page is unchanged; the total shared for METRICS_CACHE_S.
+    again = await get(seeded, "/api/posts", limit=1)
+    assert again["total"] == first["total"]
+    older = await get(seeded, "/api/posts", limit=1, until=T0.isoformat())
+    assert older["items"][0]["post_id"] == "late-1" and older["total"] == 1
+    other_filter = await get(seeded, "/api/posts", limit=1, source="twitter")
+    assert other_filter["total"] == await _count(session_factory, source="twitter")
+    await asyncio.sleep(1.1)
+    assert (await get(seeded, "/api/posts", limit=1))["total"] == first["total"] + 1
+
+
+async def _count(session_factory, **where) -> int:
+    async with session_factory() as session:
+        query = select(func.count()).select_from(SocialMediaPost).filter_by(**where)
+        return int((await session.execute(query)).scalar_one())
+
+
+async def test_an_alerts_page_is_shared_until_an_alert_is_heard(database) -> None:
+    """With a long METRICS_CACHE_S, a new alert still shows at once: the hub drops the
+    shared pages when it hears an alert event (here on the in-process channel)."""
+    settings, session_factory = database
+    app = create_app(settings.model_copy(update={"metrics_cache_s": 60.0}))
+    app.dependency_overrides[get_session_factory] = lambda: session_factory
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            assert (await get(client, "/api/alerts"))["total"] == 0
+            async with session_factory() as session, session.begin():
+                alert = await store.insert_firing_alert(
+                    session,
+                    alert_type="negative_spike",
+                    severity="warning",
+                    message="negative share 55%",
+                    details={},
+                    created_at=T0,
+                )
+            assert alert is not None
+            assert (await get(client, "/api/alerts"))["total"] == 0  # shared, not yet told
+            events = app.state.api.runtime.events
+            await events.publish(
+                Event(ALERT, AlertItem.model_validate(alert).model_dump(mode="json"))
+            )
+            for _ in range(100):
+                if (await get(client, "/api/alerts"))["total"] == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert (await get(client, "/api/alerts"))["items"][0]["id"] == alert.id
+
+
+async def test_a_computation_across_a_drop_is_not_kept() -> None:
+    cache: SingleFlightCache[int] = SingleFlightCache(ttl_s=60)
+    version = 0
+
+    async def read() -> int:
+        answer = version
+        await asyncio.sleep(0.05)  # what it read may change before it answers
+        return answer
+
+    reading = asyncio.create_task(cache.get("k", read))
+    await asyncio.sleep(0.01)
+    version = 1
+    cache.drop()  # the change is announced while the old read is in flight
+    assert await reading == 0
+    assert await cache.get("k", read) == 1 and cache.computations == 2
 
 
 async def test_single_flight_computes_once_per_key() -> None:

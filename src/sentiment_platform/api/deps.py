@@ -45,6 +45,9 @@ class ApiParts:
     health_cache: SingleFlightCache[Checks] = field(
         default_factory=lambda: SingleFlightCache(HEALTH_CACHE_S)
     )
+    # Encoded /api/alerts pages, shared for METRICS_CACHE_S; dropped when an alert fires or
+    # resolves anywhere (the hub hears it) or a rule's alerts are closed here.
+    alerts_cache: SingleFlightCache[bytes] = field(default_factory=lambda: SingleFlightCache(0))
 
 
 def _parts(connection: HTTPConnection) -> ApiParts:

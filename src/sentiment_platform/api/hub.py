@@ -34,7 +34,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -79,9 +79,11 @@ class Hub:
         settings: Settings,
         session_factory: async_sessionmaker[AsyncSession],
         events: Events,
+        on_alert: Callable[[], None] = lambda: None,
     ) -> None:
         self._session_factory = session_factory
         self._events = events
+        self._on_alert = on_alert  # an alert fired or resolved in some process
         self._window_minutes = settings.alert_window_minutes
         self._metrics_interval_s = settings.ws_metrics_interval_s
         self._flush_s = settings.ws_flush_ms / 1000
@@ -209,6 +211,7 @@ class Hub:
                         self._posts.append(event.data)
                         self._posts_ready.set()
                     elif event.type == ALERT:
+                        self._on_alert()
                         self.broadcast([encode_envelope("alert", event.data)])
             except Exception as error:  # noqa: BLE001 - keep the hub alive whatever the channel does
                 log.warning(

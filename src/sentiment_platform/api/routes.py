@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
 from fastapi.responses import Response, StreamingResponse
 
 from sentiment_platform import store
 from sentiment_platform.api.deps import (
+    ApiDep,
     BusDep,
     SessionDep,
     SessionFactoryDep,
@@ -55,25 +58,45 @@ def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
 
 @router.get("/posts", response_model=PostsPage)
 async def list_posts(
-    session: SessionDep, settings: SettingsDep, query: Annotated[PostsQuery, Query()]
-) -> PostsPage:
+    session: SessionDep,
+    session_factory: SessionFactoryDep,
+    settings: SettingsDep,
+    query: Annotated[PostsQuery, Query()],
+) -> Response:
     """Newest first. Continue with `cursor` = the previous page's `next_cursor` (a cursor
-    page costs the same at any depth); `offset` skips rows one by one (cost grows with it)."""
+    page costs the same at any depth); `offset` skips rows one by one (cost grows with it).
+
+    `total` is shared for METRICS_CACHE_S seconds per filter, like a metrics answer: the
+    page is always read fresh. The items are the store's rows, typed by the table, encoded
+    as they are (the schema above is what they are; validating 50 models cost more than
+    the query)."""
     where = _post_filter(
         query,
         limit=query.limit,
         offset=query.offset,
         cursor=store.decode_cursor(query.cursor) if query.cursor else None,
     )
-    page = await store.list_posts(session, where, posts_cutoff(settings))
-    return PostsPage(
-        items=page.items,
-        total=page.total,
-        limit=query.limit,
-        offset=query.offset,
-        next_cursor=page.next_cursor,
-        total_capped=page.total_capped,
+    items, next_cursor = await store.posts_page(session, where)
+    cutoff = posts_cutoff(settings)
+
+    async def count() -> tuple[int, bool]:
+        return await store.count_matches(session, where, cutoff)
+
+    matching = replace(where, limit=0, offset=0, cursor=None)  # the page's place is no part
+    shared = await cache_for(session_factory, settings.metrics_cache_s).get(
+        (matching, cutoff), count
     )
+    assert isinstance(shared, tuple)
+    total, capped = shared
+    body = {
+        "items": items,
+        "total": total,
+        "limit": query.limit,
+        "offset": query.offset,
+        "next_cursor": next_cursor,
+        "total_capped": capped,
+    }
+    return Response(orjson.dumps(body, option=orjson.OPT_UTC_Z), media_type="application/json")
 
 
 @router.get(
@@ -148,6 +171,18 @@ async def metrics(
 
 
 @router.get("/alerts", response_model=AlertsPage)
-async def list_alerts(session: SessionDep, query: Annotated[AlertsQuery, Query()]) -> AlertsPage:
-    alerts, total = await store.list_alerts(session, query.limit, query.since, query.rule)
-    return AlertsPage(items=[AlertItem.model_validate(a) for a in alerts], total=total)
+async def list_alerts(
+    api: ApiDep, session_factory: SessionFactoryDep, query: Annotated[AlertsQuery, Query()]
+) -> Response:
+    """Newest first. A page is shared for METRICS_CACHE_S seconds per query, and dropped as
+    soon as this process hears of an alert firing or resolving: the list a dashboard reads
+    after an `alert` event already holds it."""
+
+    async def compute() -> bytes:
+        async with session_factory() as session:
+            alerts, total = await store.list_alerts(session, query.limit, query.since, query.rule)
+        items = [AlertItem.model_validate(alert) for alert in alerts]
+        return AlertsPage(items=items, total=total).model_dump_json().encode()
+
+    key = (session_factory, query.limit, query.since, query.rule)
+    return Response(await api.alerts_cache.get(key, compute), media_type="application/json")

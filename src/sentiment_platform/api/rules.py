@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response, sta
 from fastapi.exceptions import RequestValidationError
 
 from sentiment_platform import store
-from sentiment_platform.api.deps import SessionDep, SettingsDep, require_api_key
+from sentiment_platform.api.deps import ApiDep, SessionDep, SettingsDep, require_api_key
 from sentiment_platform.api.schemas import (
     MAX_ID,
     AlertDetail,
@@ -132,7 +132,7 @@ async def replace_rule(
     dependencies=GUARD,
     responses=WRITE_ERRORS,
 )
-async def delete_rule(session: SessionDep, rule_id: RuleId) -> Response:
+async def delete_rule(session: SessionDep, api: ApiDep, rule_id: RuleId) -> Response:
     """Delete a rule: it raises no more alerts and its pending notifications are cancelled;
     its past alerts stay (with its name)."""
     if rule_id == BUILTIN_RULE_ID:
@@ -140,6 +140,7 @@ async def delete_rule(session: SessionDep, rule_id: RuleId) -> Response:
     if not await store.delete_rule(session, rule_id, utcnow()):
         raise _not_found(rule_id)
     await session.commit()
+    api.alerts_cache.drop()  # its open alert was closed
     log.info("alert rule deleted", extra={"event": "rules.deleted", "rule_id": rule_id})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 

@@ -73,9 +73,9 @@ async def export_chunks(
         await rollups.no_statement_timeout(session)  # the stream may take minutes
         async for post in stream_posts(session, where, CHUNK_ROWS):
             if fmt == "csv":
-                writer.writerow([_cell(getattr(post, name)) for name in COLUMNS])
+                writer.writerow([_cell(post[name]) for name in COLUMNS])
             else:
-                parts.append(orjson.dumps(post.model_dump(mode="json")) + b"\n")
+                parts.append(orjson.dumps(post, option=orjson.OPT_UTC_Z) + b"\n")
             rows += 1
             if rows % CHUNK_ROWS == 0:
                 if progress is not None:

@@ -24,11 +24,15 @@ class SingleFlightCache(Generic[T]):
         self._max_entries = max_entries
         self._answers: dict[Hashable, tuple[float, T]] = {}
         self._flights: dict[Hashable, asyncio.Future[T]] = {}
+        self._generation = 0  # bumped by `drop`: an answer computed across a drop is not kept
         self.computations = 0  # how many times `compute` ran (the tests count them)
 
     def drop(self) -> None:
-        """Forget every shared answer (the next caller computes afresh)."""
+        """Forget every shared answer, and any being computed now: the next caller computes
+        afresh (what changed may have been read before it changed)."""
         self._answers.clear()
+        self._flights.clear()
+        self._generation += 1
 
     async def get(
         self,
@@ -50,6 +54,7 @@ class SingleFlightCache(Generic[T]):
             return await asyncio.shield(flight)
         flight = asyncio.get_running_loop().create_future()
         self._flights[key] = flight
+        generation = self._generation
         try:
             self.computations += 1
             answer = await compute()
@@ -58,10 +63,11 @@ class SingleFlightCache(Generic[T]):
             flight.exception()  # retrieved: no "never retrieved" warning when nobody waits
             raise
         finally:
-            self._flights.pop(key, None)
+            if self._flights.get(key) is flight:
+                del self._flights[key]
         if len(self._answers) >= self._max_entries:
             self._answers.clear()
-        if keep is None or keep(answer):
+        if generation == self._generation and (keep is None or keep(answer)):
             self._answers[key] = (time.monotonic() + self.ttl_s, answer)
         flight.set_result(answer)
         return answer

@@ -17,11 +17,12 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.posts import (
-    Page,
     PostFilter,
+    PostItem,
+    count_matches,
     decode_cursor,
     encode_cursor,
-    list_posts,
+    posts_page,
     save_batch,
     stream_posts,
 )
@@ -59,8 +60,9 @@ from sentiment_platform.store.rules import (
 __all__ = [
     "BASELINE",
     "FIRING",
-    "Page",
     "PostFilter",
+    "PostItem",
+    "count_matches",
     "RuleHit",
     "WindowCounts",
     "add_rule_counts",
@@ -85,10 +87,10 @@ __all__ = [
     "get_rule",
     "insert_firing_alert",
     "list_alerts",
-    "list_posts",
     "list_rules",
     "RulesVersion",
     "rules_version",
+    "posts_page",
     "posts_by_ids",
     "rule_posts",
     "rule_view",

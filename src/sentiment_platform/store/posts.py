@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, bindparam, func, literal_column, select, tuple_, update
@@ -182,12 +183,7 @@ class PostFilter:
     cursor: tuple[datetime, int] | None = None  # continue after this (created_at, id)
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[PostView]
-    total: int
-    total_capped: bool  # True: `total` is a lower bound (a text search counted up to a cap)
-    next_cursor: str | None  # None: this is the last page
+PostItem = dict[str, Any]  # a post item as the API serves it: the fields of `PostView`
 
 
 def encode_cursor(created_at: datetime, ref: int) -> str:
@@ -209,41 +205,32 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return created_at, number
 
 
-async def list_posts(
-    session: AsyncSession, where: PostFilter, retained_since: datetime | None = None
-) -> Page:
-    """A page of posts, newest first, how many match in all, and the next page's cursor.
+async def posts_page(session: AsyncSession, where: PostFilter) -> tuple[list[PostItem], str | None]:
+    """A page of posts, newest first, and the next page's cursor (None: the last page).
 
     The page walks the index matching its filter (`(filter, created_at DESC, id DESC)`) and
-    stops after `limit` + 1 rows. `total` comes from the rollups (plus the partial minutes
-    at the edges of a range, counted on the index) — except for a text search, which counts
-    its matches up to TEXT_COUNT_CAP. `retained_since` (RETENTION_DAYS) keeps the rollups'
-    older counts, whose posts are deleted, out of the total.
+    stops after `limit` + 1 rows. Items are plain dicts shaped as `PostView`: the columns are
+    typed by the table, and validating 50 models a page cost more than the query.
     """
-    query = _filtered(_ITEM_QUERY, session, where)
-    if where.cursor is not None:
-        query = query.where(
-            tuple_(SocialMediaPost.created_at, SocialMediaPost.id) < tuple_(*where.cursor)
-        )
-    page = query.order_by(SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
-    page = page.limit(where.limit + 1).offset(where.offset)
-    rows = (await (await session.connection()).execute(page)).all()  # Core rows: no ORM layer
+    statement = _page_statement(_dialect(session), _shape(where))
+    rows = (await (await session.connection()).execute(statement, _params(where))).all()
+    items = [dict(zip(ITEM_FIELDS, row[1:], strict=True)) for row in rows[: where.limit]]
     more = len(rows) > where.limit
-    rows = rows[: where.limit]
-    next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+    next_cursor = encode_cursor(items[-1]["created_at"], rows[where.limit - 1][0]) if more else None
+    return items, next_cursor
+
+
+async def count_matches(
+    session: AsyncSession, where: PostFilter, retained_since: datetime | None = None
+) -> tuple[int, bool]:
+    """How many posts match, and whether that is capped: exact from the rollups (plus the
+    partial minutes at the edges of a range, counted on the index) — except for a text
+    search, which counts its matches up to TEXT_COUNT_CAP. `retained_since`
+    (RETENTION_DAYS) keeps the rollups' older counts, whose posts are deleted, out of it."""
     if where.text:
-        total, capped = await _capped_count(session, where)
-    else:
-        total, capped = await _total(session, where, retained_since), False
-    return Page([_view(row) for row in rows], total, capped, next_cursor)
-
-
-async def _capped_count(session: AsyncSession, where: PostFilter) -> tuple[int, bool]:
-    matches = _filtered(select(SocialMediaPost.id), session, where).limit(TEXT_COUNT_CAP + 1)
-    found = (
-        await session.execute(select(func.count()).select_from(matches.subquery()))
-    ).scalar_one()
-    return min(found, TEXT_COUNT_CAP), found > TEXT_COUNT_CAP
+        found = await _count(session, where, TEXT_COUNT_CAP + 1)
+        return min(found, TEXT_COUNT_CAP), found > TEXT_COUNT_CAP
+    return await _total(session, where, retained_since), False
 
 
 async def _total(session: AsyncSession, where: PostFilter, retained_since: datetime | None) -> int:
@@ -279,54 +266,134 @@ async def _count_between(
         since=since,
         until=until,
     )
-    query = _filtered(select(func.count()).select_from(SocialMediaPost), session, edge)
-    return int((await session.execute(query)).scalar_one())
+    return await _count(session, edge)
 
 
-def _filtered(query: SelectT, session: AsyncSession, where: PostFilter) -> SelectT:
+async def _count(session: AsyncSession, where: PostFilter, cap: int | None = None) -> int:
+    statement = _count_statement(_dialect(session), _shape(where), cap is not None)
+    params = _params(where) | ({"cap": cap} if cap is not None else {})
+    return int((await (await session.connection()).execute(statement, params)).scalar_one())
+
+
+# --- statements, built once per shape -------------------------------------------------------
+# A page's statement depends only on which filters are set (its shape) and the dialect; the
+# values are bound parameters. Building a select per request cost more than running it.
+
+Shape = tuple[bool, bool, bool, bool, bool, bool, bool]  # sentiment … text, cursor
+
+
+def _shape(where: PostFilter) -> Shape:
+    return (
+        where.sentiment is not None,
+        where.emotion is not None,
+        where.source is not None,
+        where.since is not None,
+        where.until is not None,
+        bool(where.text),
+        where.cursor is not None,
+    )
+
+
+def _params(where: PostFilter) -> dict[str, Any]:
+    params: dict[str, Any] = {"limit": where.limit + 1, "offset": where.offset}
     if where.sentiment is not None:
-        query = query.where(SocialMediaPost.sentiment == where.sentiment.value)
+        params["sentiment"] = where.sentiment.value
     if where.emotion is not None:
-        query = query.where(SocialMediaPost.emotion == where.emotion.value)
+        params["emotion"] = where.emotion.value
     if where.source is not None:
-        query = query.where(SocialMediaPost.source == where.source)
+        params["source"] = where.source
     if where.since is not None:
-        query = query.where(SocialMediaPost.created_at >= where.since)
+        params["since"] = where.since
     if where.until is not None:
-        query = query.where(SocialMediaPost.created_at < where.until)
+        params["until"] = where.until
     if where.text:
-        query = query.where(_text_match(session, where.text))
+        params["phrase"] = '"' + where.text.replace('"', '""') + '"'  # an FTS5 phrase
+        escaped = where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        params["pattern"] = f"%{escaped}%"  # ILIKE, the wildcards escaped
+    if where.cursor is not None:
+        params["cursor_at"], params["cursor_id"] = where.cursor
+    return params
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+_NEWEST_FIRST = (SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
+
+
+@cache
+def _page_statement(dialect: str, shape: Shape) -> Any:
+    query = _filtered(_ITEM_QUERY, dialect, shape)
+    if shape[6]:
+        query = query.where(
+            tuple_(SocialMediaPost.created_at, SocialMediaPost.id)
+            < tuple_(
+                bindparam("cursor_at", type_=SocialMediaPost.created_at.type),
+                bindparam("cursor_id", type_=SocialMediaPost.id.type),
+            )
+        )
+    return query.order_by(*_NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("offset"))
+
+
+@cache
+def _count_statement(dialect: str, shape: Shape, capped: bool) -> Any:
+    if not capped:
+        return _filtered(select(func.count()).select_from(SocialMediaPost), dialect, shape)
+    matches = _filtered(select(SocialMediaPost.id), dialect, shape).limit(bindparam("cap"))
+    return select(func.count()).select_from(matches.subquery())
+
+
+@cache
+def _stream_statement(dialect: str, shape: Shape) -> Any:
+    return _filtered(_ITEM_QUERY, dialect, shape).order_by(*_NEWEST_FIRST)
+
+
+def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
+    sentiment, emotion, source, since, until, text, _ = shape
+    post = SocialMediaPost
+    if sentiment:
+        query = query.where(post.sentiment == bindparam("sentiment"))
+    if emotion:
+        query = query.where(post.emotion == bindparam("emotion"))
+    if source:
+        query = query.where(post.source == bindparam("source"))
+    if since:
+        query = query.where(post.created_at >= bindparam("since", type_=post.created_at.type))
+    if until:
+        query = query.where(post.created_at < bindparam("until", type_=post.created_at.type))
+    if text:
+        query = query.where(_text_match(dialect))
     return query
 
 
-def _text_match(session: AsyncSession, text: str) -> Any:
+def _text_match(dialect: str) -> Any:
     """Case-insensitive substring: `ILIKE` on PostgreSQL (served by the pg_trgm GIN index);
-    the FTS5 trigram index on SQLite (a phrase of trigrams is a substring match)."""
-    if session.get_bind().dialect.name == "sqlite" and len(text) >= MIN_TEXT:
-        phrase = '"' + text.replace('"', '""') + '"'
+    the FTS5 trigram index on SQLite (a phrase of trigrams is a substring match; the API
+    refuses searches under MIN_TEXT characters, which a trigram cannot match)."""
+    if dialect == "sqlite":
         fts: Any = (
             select(literal_column("rowid"))
             .select_from(sql_text("posts_fts"))
-            .where(sql_text("posts_fts MATCH :phrase").bindparams(phrase=phrase))
+            .where(sql_text("posts_fts MATCH :phrase"))
         )
         return SocialMediaPost.id.in_(fts)
-    return SocialMediaPost.content.icontains(text, autoescape=True)
+    return SocialMediaPost.content.ilike(bindparam("pattern"), escape="\\")
 
 
 async def stream_posts(
     session: AsyncSession, where: PostFilter, chunk: int = 1_000
-) -> AsyncIterator[PostView]:
+) -> AsyncIterator[PostItem]:
     """Every matching post, newest first, through a server-side cursor (constant memory)."""
-    query = _filtered(_ITEM_QUERY, session, where).order_by(
-        SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc()
-    )
-    result = await session.stream(query.execution_options(yield_per=chunk))
+    statement = _stream_statement(_dialect(session), _shape(where))
+    result = await session.stream(statement.execution_options(yield_per=chunk), _params(where))
     async for row in result:
-        yield _view(row)
+        yield dict(zip(ITEM_FIELDS, row[1:], strict=True))
 
 
 # The item's columns, not ORM entities: building two mapped objects a row cost more than the
-# rest of a page. The labels are read from the post row (the same as the analysis's).
+# rest of a page. The labels are read from the post row (the same as the analysis's). The
+# integer key first: the cursor's, not an item's.
 _ITEM_QUERY = select(
     SocialMediaPost.id,
     SocialMediaPost.post_id,
@@ -341,7 +408,4 @@ _ITEM_QUERY = select(
     SentimentAnalysis.model,
     SocialMediaPost.analyzed_at,
 ).outerjoin(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
-
-
-def _view(row: Any) -> PostView:
-    return PostView.model_validate(row._asdict())  # a dict validates faster than a mapping
+ITEM_FIELDS = tuple(PostView.model_fields)

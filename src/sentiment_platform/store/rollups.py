@@ -17,8 +17,9 @@ one sorted order (`add`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, func, literal_column, or_, select, text
@@ -41,6 +42,7 @@ GRAINS_FOR = {
 }
 
 Key = tuple[datetime, str, str, str]  # (minute, source, sentiment, emotion)
+Span = tuple[str, datetime, datetime]  # (grain, first bucket start, end): a run of cells
 
 
 def floor(grain: str, moment: datetime) -> datetime:
@@ -65,9 +67,7 @@ def minute_range(start: datetime | None, end: datetime | None) -> tuple[datetime
     )
 
 
-def pieces(
-    start: datetime, end: datetime, grains: Sequence[str] = ("d", "h", "m")
-) -> list[tuple[str, datetime, datetime]]:
+def pieces(start: datetime, end: datetime, grains: Sequence[str] = ("d", "h", "m")) -> list[Span]:
     """Cut minute-aligned [start, end) into cells of the coarsest grains allowed."""
     if start >= end:
         return []
@@ -95,31 +95,58 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
     await add_counts(session, PostRollup, names, rows)
 
 
-def _where(
-    spans: Iterable[tuple[str, datetime, datetime]],
-    source: str | None,
-    sentiment: str | None,
-    emotion: str | None,
-    labelled: bool,
-) -> list[ColumnElement[bool]]:
-    cells = [
-        and_(
-            PostRollup.grain == grain,
-            PostRollup.bucket_start >= low,
-            PostRollup.bucket_start < high,
+# Statements are built once per shape (how many cells, which filters) with the values bound:
+# building one per request cost more than running it.
+_LABELS = ("source", "sentiment", "emotion")
+_AT = PostRollup.bucket_start.type
+
+
+def _where(cells: int, labels: Sequence[str], labelled: bool) -> list[ColumnElement[bool]]:
+    rows = PostRollup.__table__.c
+    clauses = [
+        or_(
+            *(
+                and_(
+                    rows.grain == bindparam(f"grain{i}"),
+                    rows.bucket_start >= bindparam(f"low{i}", type_=_AT),
+                    rows.bucket_start < bindparam(f"high{i}", type_=_AT),
+                )
+                for i in range(cells)
+            )
         )
-        for grain, low, high in spans
     ]
-    clauses = [or_(*cells)]
-    if source is not None:
-        clauses.append(PostRollup.source == source)
-    if sentiment is not None:
-        clauses.append(PostRollup.sentiment == sentiment)
-    if emotion is not None:
-        clauses.append(PostRollup.emotion == emotion)
+    clauses += [rows[label] == bindparam(label) for label in labels]
     if labelled:
-        clauses.append(PostRollup.sentiment != UNANALYSED)
+        clauses.append(rows.sentiment != UNANALYSED)
     return clauses
+
+
+def _params(
+    spans: Sequence[tuple[str, datetime, datetime]], **labels: str | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {name: value for name, value in labels.items() if value is not None}
+    for i, (grain, low, high) in enumerate(spans):
+        params |= {f"grain{i}": grain, f"low{i}": low, f"high{i}": high}
+    return params
+
+
+@cache
+def _total_statement(cells: int, labels: tuple[str, ...]) -> Any:
+    return select(func.coalesce(func.sum(PostRollup.count), 0)).where(
+        *_where(cells, labels, labelled=False)
+    )
+
+
+@cache
+def _grouped_statement(dialect: str, unit: str, cells: int, by_source: bool) -> Any:
+    bucket: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
+    groups = (bucket, PostRollup.source, PostRollup.sentiment, PostRollup.emotion)
+    labels = ("source",) if by_source else ()
+    return (
+        select(*groups, func.sum(PostRollup.count))
+        .where(*_where(cells, labels, labelled=True))
+        .group_by(*groups)
+    )
 
 
 async def total(
@@ -135,10 +162,9 @@ async def total(
     spans = pieces(*minute_range(start, end))
     if not spans:
         return 0
-    query = select(func.coalesce(func.sum(PostRollup.count), 0)).where(
-        *_where(spans, source, sentiment, emotion, labelled=False)
-    )
-    return int((await session.execute(query)).scalar_one())
+    params = _params(spans, source=source, sentiment=sentiment, emotion=emotion)
+    statement = _total_statement(len(spans), tuple(name for name in _LABELS if name in params))
+    return int((await (await session.connection()).execute(statement, params)).scalar_one())
 
 
 async def grouped(
@@ -150,16 +176,11 @@ async def grouped(
     if not spans:
         return []
     dialect = session.get_bind().dialect.name
-    bucket: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
-    groups = (bucket, PostRollup.source, PostRollup.sentiment, PostRollup.emotion)
-    query = (
-        select(*groups, func.sum(PostRollup.count))
-        .where(*_where(spans, source, None, None, labelled=True))
-        .group_by(*groups)
-    )
+    statement = _grouped_statement(dialect, unit, len(spans), source is not None)
     # Core rows through the session's connection: the ORM's row loading cost more than
     # the query at a few thousand rows.
-    rows = (await (await session.connection()).execute(query)).all()
+    connection = await session.connection()
+    rows = (await connection.execute(statement, _params(spans, source=source))).all()
     moments: dict[Any, datetime] = {}
     answer = []
     for moment, name, sentiment, emotion, count in rows:
