@@ -183,7 +183,7 @@ async def compute_metrics(
         last = bucket.floor(max(start, end - timedelta(microseconds=1)))
         if bucket.count_in(first, last) > MAX_BUCKETS:
             first = last.replace(year=last.year - MAX_BUCKETS // 12 + 1)
-    rows = await rollups.grouped(session, start, end, bucket.value, source)
+    counts = await rollups.summary(session, start, end, bucket.value, source)
 
     # Plain counters first (a pydantic attribute write per row cost half the answer).
     points: dict[datetime, dict[str, int]] = {}
@@ -192,23 +192,21 @@ async def compute_metrics(
         points[moment] = defaultdict(int)
         moment = bucket.next(moment)
     sentiment_counts: dict[str, int] = defaultdict(int)
-    emotion_counts: dict[str, int] = defaultdict(int)
-    sources: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    for moment, name, sentiment, emotion, count in rows:
+    for (moment, sentiment), count in counts.timeline.items():
         point = points.get(moment)
         if point is not None:  # else before a century-long chart's first point: not drawn
             point[sentiment] += count
-        breakdown = sources[name]
-        breakdown[sentiment] += count
         sentiment_counts[sentiment] += count
-        emotion_counts[emotion] += count
-    timeline = {
-        at: TimelinePoint(bucket_start=at, total=sum(counts.values()), **counts)
-        for at, counts in points.items()
-    }
+    sources: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for (name, sentiment), count in counts.by_source.items():
+        sources[name][sentiment] += count
+    timeline = [
+        TimelinePoint(bucket_start=at, total=sum(point.values()), **point)
+        for at, point in points.items()
+    ]
     by_source = {
-        name: SourceBreakdown(total=sum(counts.values()), **counts)
-        for name, counts in sources.items()
+        name: SourceBreakdown(total=sum(point.values()), **point)
+        for name, point in sorted(sources.items())
     }
 
     total = sum(sentiment_counts.values())
@@ -218,9 +216,9 @@ async def compute_metrics(
         bucket=bucket,
         total=total,
         sentiment=_sentiment_shares(sentiment_counts, total),
-        emotion=_shares(emotion_counts, Emotion, total),
-        timeline=list(timeline.values()),
-        by_source=dict(sorted(by_source.items())),
+        emotion=_shares(counts.emotions, Emotion, total),
+        timeline=timeline,
+        by_source=by_source,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import lru_cache
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -54,19 +55,31 @@ def adjusted_shares(
     total = sum(counts.get(s, 0) for s in labels)
     if total == 0:
         return dict.fromkeys(labels, 0.0)
-    matrix = np.array([[float(confusion[t].get(p, 0.0)) for p in labels] for t in labels])
-    if not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError("each confusion row must sum to 1 (P(predicted | true))")
     counted = np.array([counts.get(s, 0) / total for s in labels])
-    try:
-        estimate = np.linalg.solve(matrix.T, counted)
-    except np.linalg.LinAlgError:
-        estimate = np.linalg.lstsq(matrix.T, counted, rcond=None)[0]
+    rows = tuple(tuple(float(confusion[t].get(p, 0.0)) for p in labels) for t in labels)
+    undo = _undoing(rows)
+    if undo is not None:
+        estimate = undo @ counted
+    else:
+        estimate = np.linalg.lstsq(np.array(rows).T, counted, rcond=None)[0]
     estimate = np.clip(estimate, 0.0, 1.0)
     if estimate.sum() <= 0:  # nothing left after clipping: the count is all we know
         estimate = counted
     estimate = estimate / estimate.sum()
     return {s: float(v) for s, v in zip(labels, estimate, strict=True)}
+
+
+@lru_cache(maxsize=8)
+def _undoing(rows: tuple[tuple[float, ...], ...]) -> np.ndarray | None:
+    """(Cᵀ)⁻¹ for a checked confusion matrix, once per matrix (every metrics answer uses
+    the shipped one); None when it is singular."""
+    matrix = np.array(rows)
+    if not np.allclose(matrix.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError("each confusion row must sum to 1 (P(predicted | true))")
+    try:
+        return np.linalg.inv(matrix.T)
+    except np.linalg.LinAlgError:
+        return None
 
 
 def confusion_from_config(
