@@ -57,6 +57,14 @@ def serve(
     host: Annotated[str | None, typer.Option(help="default: API_HOST")] = None,
     port: Annotated[int | None, typer.Option(help="default: API_PORT")] = None,
     demo: Annotated[bool, typer.Option(help="also feed generated posts")] = False,
+    history: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="with --demo: synthetic posts over the last day, loaded first when the store "
+            "holds no posts, so the dashboard opens on a day of history (0: none)",
+        ),
+    ] = 10_000,
     workers: Annotated[
         int, typer.Option(min=1, help="API processes (Redis mode; uvicorn's app factory)")
     ] = 1,
@@ -80,6 +88,10 @@ def serve(
     _configure_logging(settings)
     if settings.is_sqlite:
         init_db()
+    if demo and history:
+        loaded = cli_store.preload_history(settings, history)
+        if loaded:
+            typer.echo(f"loaded a day of history: {loaded} posts (bench load)")
     api = create_app(settings)
     _settle_garbage_collector()
     uvicorn.run(

@@ -67,6 +67,23 @@ def rollups_rebuild(
     typer.echo(f"rollups rebuilt: {_run_store(settings, work)} cells")
 
 
+def preload_history(settings: Settings, posts: int) -> int:
+    """`serve --demo`: a day of synthetic history when the store holds no posts yet (a
+    second start keeps what the first wrote). Returns how many posts were loaded."""
+    from sqlalchemy import select
+
+    from sentiment_platform.models.database import SocialMediaPost
+    from sentiment_platform.services.bench_load import load
+
+    async def work(session_factory: Any) -> int:
+        async with session_factory() as session:
+            if await session.scalar(select(SocialMediaPost.id).limit(1)) is not None:
+                return 0
+        return (await load(session_factory, posts, days=1.0)).posts
+
+    return _run_store(settings, work)
+
+
 @bench_app.command("load")
 def bench_load(
     posts: Annotated[int, typer.Option(min=1, help="how many analysed posts")] = 100_000,
