@@ -239,3 +239,14 @@ async def test_retention_deletes_old_posts_in_batches_and_keeps_rollups(database
             select(func.sum(PostRollup.count)).where(PostRollup.grain == "d")
         )
     assert (left, analyses, cells) == (190, 180, 370)  # the rollups keep the long range
+
+
+async def test_a_text_under_three_characters_scans_and_still_matches(seeded, database) -> None:
+    """The API refuses it (a trigram index needs three), the CLI export allows it: a `LIKE`
+    scan on SQLite, whose trigram table would match nothing."""
+    _, session_factory = database
+    where = store.PostFilter(text="LA", limit=100)  # "Launch", in every 50th seed post
+    async with session_factory() as session:
+        items, _ = await store.posts_page(session, where)
+        assert await store.count_matches(session, where) == (8, False)
+    assert [item["post_id"] for item in items] == [f"p{i:04d}" for i in range(350, -1, -50)]

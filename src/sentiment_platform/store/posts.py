@@ -279,7 +279,8 @@ async def _count(session: AsyncSession, where: PostFilter, cap: int | None = Non
 # A page's statement depends only on which filters are set (its shape) and the dialect; the
 # values are bound parameters. Building a select per request cost more than running it.
 
-Shape = tuple[bool, bool, bool, bool, bool, bool, bool]  # sentiment … text, cursor
+# sentiment … until, the text search ("": none; "short": under MIN_TEXT), cursor
+Shape = tuple[bool, bool, bool, bool, bool, str, bool]
 
 
 def _shape(where: PostFilter) -> Shape:
@@ -289,7 +290,7 @@ def _shape(where: PostFilter) -> Shape:
         where.source is not None,
         where.since is not None,
         where.until is not None,
-        bool(where.text),
+        ("short" if len(where.text) < MIN_TEXT else "indexed") if where.text else "",
         where.cursor is not None,
     )
 
@@ -363,15 +364,16 @@ def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
     if until:
         query = query.where(post.created_at < bindparam("until", type_=post.created_at.type))
     if text:
-        query = query.where(_text_match(dialect))
+        query = query.where(_text_match(dialect, indexed=text == "indexed"))
     return query
 
 
-def _text_match(dialect: str) -> Any:
+def _text_match(dialect: str, indexed: bool) -> Any:
     """Case-insensitive substring: `ILIKE` on PostgreSQL (served by the pg_trgm GIN index);
-    the FTS5 trigram index on SQLite (a phrase of trigrams is a substring match; the API
-    refuses searches under MIN_TEXT characters, which a trigram cannot match)."""
-    if dialect == "sqlite":
+    the FTS5 trigram index on SQLite (a phrase of trigrams is a substring match), which
+    cannot match under MIN_TEXT characters: a shorter text (the CLI export allows one; the
+    API refuses it) is a `LIKE` scan there."""
+    if dialect == "sqlite" and indexed:
         fts: Any = (
             select(literal_column("rowid"))
             .select_from(sql_text("posts_fts"))
