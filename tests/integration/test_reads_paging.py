@@ -250,3 +250,22 @@ async def test_a_text_under_three_characters_scans_and_still_matches(seeded, dat
         items, _ = await store.posts_page(session, where)
         assert await store.count_matches(session, where) == (8, False)
     assert [item["post_id"] for item in items] == [f"p{i:04d}" for i in range(350, -1, -50)]
+
+
+async def test_the_export_walks_keyset_pages_to_the_end(seeded, database) -> None:
+    _, session_factory = database
+    async with session_factory() as session:
+        everything = [
+            item["post_id"]
+            async for item in store.stream_posts(session, store.PostFilter(), chunk=7)
+        ]
+        negative = [
+            item
+            async for item in store.stream_posts(
+                session, store.PostFilter(sentiment=Sentiment.NEGATIVE), chunk=7
+            )
+        ]
+    assert len(everything) == ANALYSED + UNANALYSED == len(set(everything))
+    created = [item["created_at"] for item in negative]
+    assert created == sorted(created, reverse=True) and len(negative) == ANALYSED * 3 // 10
+    assert {item["sentiment"] for item in negative} == {"negative"}

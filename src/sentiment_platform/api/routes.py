@@ -117,7 +117,7 @@ async def export_posts(
         await check_size(session, where, settings.export_max_rows)
     except ExportTooLarge as error:
         raise HTTPException(422, detail=str(error)) from None
-    await session.close()  # the stream opens its own session, with a server-side cursor
+    await session.close()  # the stream opens its own session, for as long as it runs
     return StreamingResponse(
         export_chunks(session_factory, where, query.format),
         media_type=MEDIA_TYPES[query.format],

@@ -1,7 +1,8 @@
 """Bulk export of posts as CSV or JSON Lines, streamed in constant memory.
 
-The rows come through a server-side cursor (`store.posts.stream_posts`), a thousand at a
-time, and leave as encoded chunks; nothing holds the whole export. Both `GET
+The rows come as keyset pages (`store.posts.stream_posts`), a thousand at a time, each an
+index walk that stops at its thousand, and leave as encoded chunks; nothing holds the whole
+export. Both `GET
 /api/posts/export` and `sentiment-platform export` run this.
 """
 

@@ -7,7 +7,7 @@ import base64
 import binascii
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
@@ -212,12 +212,20 @@ async def posts_page(session: AsyncSession, where: PostFilter) -> tuple[list[Pos
     stops after `limit` + 1 rows. Items are plain dicts shaped as `PostView`: the columns are
     typed by the table, and validating 50 models a page cost more than the query.
     """
+    items, last = await _page(session, where)
+    return items, (encode_cursor(*last) if last is not None else None)
+
+
+async def _page(
+    session: AsyncSession, where: PostFilter
+) -> tuple[list[PostItem], tuple[datetime, int] | None]:
+    """The page's items, and the (created_at, id) to continue after (None: the last page)."""
     statement = _page_statement(_dialect(session), _shape(where))
     rows = (await (await session.connection()).execute(statement, _params(where))).all()
     items = [dict(zip(ITEM_FIELDS, row[1:], strict=True)) for row in rows[: where.limit]]
-    more = len(rows) > where.limit
-    next_cursor = encode_cursor(items[-1]["created_at"], rows[where.limit - 1][0]) if more else None
-    return items, next_cursor
+    if len(rows) <= where.limit:
+        return items, None
+    return items, (items[-1]["created_at"], rows[where.limit - 1][0])
 
 
 async def count_matches(
@@ -345,11 +353,6 @@ def _count_statement(dialect: str, shape: Shape, capped: bool) -> Any:
     return select(func.count()).select_from(matches.subquery())
 
 
-@cache
-def _stream_statement(dialect: str, shape: Shape) -> Any:
-    return _filtered(_ITEM_QUERY, dialect, shape).order_by(*_NEWEST_FIRST)
-
-
 def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
     sentiment, emotion, source, since, until, text, _ = shape
     post = SocialMediaPost
@@ -386,11 +389,20 @@ def _text_match(dialect: str, indexed: bool) -> Any:
 async def stream_posts(
     session: AsyncSession, where: PostFilter, chunk: int = 1_000
 ) -> AsyncIterator[PostItem]:
-    """Every matching post, newest first, through a server-side cursor (constant memory)."""
-    statement = _stream_statement(_dialect(session), _shape(where))
-    result = await session.stream(statement.execution_options(yield_per=chunk), _params(where))
-    async for row in result:
-        yield dict(zip(ITEM_FIELDS, row[1:], strict=True))
+    """Every matching post, newest first, as keyset pages of `chunk` (constant memory).
+
+    Each page is the page statement: an index walk that stops at `chunk` rows, whatever the
+    table holds. A server-side cursor over the whole result was planned for its last row
+    (at 10M posts, a hash join of every analysis and a sort before the first row: 10 s).
+    """
+    page = replace(where, limit=chunk, offset=0, cursor=None)
+    while True:
+        items, last = await _page(session, page)
+        for item in items:
+            yield item
+        if last is None:
+            return
+        page = replace(page, cursor=last)
 
 
 # The item's columns, not ORM entities: building two mapped objects a row cost more than the
