@@ -1,4 +1,5 @@
-"""A short cache with single flight for metrics relative to now (`METRICS_CACHE_S`).
+"""A short cache with single flight for counts relative to now (`METRICS_CACHE_S`): metrics
+answers, posts-page totals, alerts pages (and, for 1 s, /api/health's checks).
 
 Sixty-four dashboards asking for the last hour at once cost one computation: the first
 caller computes, the others await its answer, and the answer serves everyone for
