@@ -8,13 +8,16 @@ import gc
 import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from sentiment_platform import cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
@@ -123,7 +126,7 @@ def _serve_processes(settings: Settings, workers: int, host: str | None, port: i
         raise typer.Exit(2)
     _configure_logging(settings)
     uvicorn.run(
-        "sentiment_platform.main:create_app",
+        "sentiment_platform.cli:api_process_app",
         factory=True,
         workers=workers,
         host=host or settings.api_host,
@@ -132,6 +135,20 @@ def _serve_processes(settings: Settings, workers: int, host: str | None, port: i
         log_config=None,
         **UVICORN_WEBSOCKET_OPTIONS,
     )
+
+
+def api_process_app() -> FastAPI:
+    """One of `serve --workers N`'s processes. Each is spawned afresh, so it sets up what
+    `serve` sets up in its one process: without this, their log lines lost their format
+    and fields (Python's last-resort handler printed the bare message) and their collector
+    kept CPython's thresholds."""
+    from sentiment_platform.main import create_app
+
+    settings = get_settings()
+    _configure_logging(settings)
+    api = create_app(settings)
+    _settle_garbage_collector()
+    return api
 
 
 # Young collections every 10,000 net allocations instead of CPython's 700.

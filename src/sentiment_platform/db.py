@@ -17,6 +17,7 @@ from sentiment_platform.config import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "models" / "migrations"
 POOL_RECYCLE_S = 300
+POOL_TIMEOUT_S = 5  # the longest a request waits for a connection before it is told 503
 
 
 def create_engine(settings: Settings) -> AsyncEngine:
@@ -29,7 +30,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         url,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_pool_size,
-        pool_timeout=5,
+        pool_timeout=POOL_TIMEOUT_S,
         # No pre-ping: it cost a `SELECT 1` round trip on every checkout (every request). A
         # connection that died (a PostgreSQL restart) fails its request with a 503, and
         # SQLAlchemy, seeing a disconnect, invalidates every connection the pool held before

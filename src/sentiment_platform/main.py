@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import time
@@ -105,6 +106,7 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
         http_metrics=app.state.http_metrics,
         background=background,
         alerts_cache=alerts_cache,
+        session_gate=asyncio.Semaphore(settings.db_pool_size),
     )
     _warn_if_open(settings)
     if not settings.uses_redis and embedded_queue_path(settings) is None:

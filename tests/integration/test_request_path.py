@@ -1,13 +1,15 @@
-"""What a request pays for: /api/health shares a clean answer for a second, and the request
-metrics come from a raw ASGI middleware (same series as the instrumentator's)."""
+"""What a request pays for: /api/health shares a clean answer for a second, the request
+metrics come from a raw ASGI middleware (same series as the instrumentator's), and sessions
+are handed out in arrival order."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from sentiment_platform.api import probes
+from sentiment_platform.api import deps, probes
 from tests.integration.test_hardening import client_for, sample, sqlite
 
 pytestmark = pytest.mark.asyncio
@@ -62,3 +64,23 @@ async def test_request_metrics_name_the_route_template(tmp_path: Path) -> None:
     assert sample(text, series) == 1
     assert sample(text, 'http_requests_total{handler="none",method="GET",status="4xx"}') == 1
     assert 'handler="/livez"' not in text and 'handler="/metrics"' not in text
+
+
+async def test_requests_wait_their_turn_for_a_session_and_a_long_wait_is_a_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DB_POOL_SIZE requests hold a session at once; the others queue in arrival order, and
+    one that waits the pool timeout out is told why."""
+    monkeypatch.setattr(deps, "POOL_TIMEOUT_S", 0.3)
+    async with client_for(sqlite(tmp_path, db_pool_size=2)) as client:
+        gate = client._transport.app.state.api.session_gate  # type: ignore[attr-defined]
+        answers = await asyncio.gather(*(client.get("/api/posts") for _ in range(12)))
+        assert {answer.status_code for answer in answers} == {200}
+        assert gate._value == 2  # every session given back
+        for _ in range(2):
+            await gate.acquire()  # two long requests hold both
+        busy = await client.get("/api/posts")
+        assert busy.status_code == 503 and busy.headers["Retry-After"]
+        assert "every database connection was busy" in busy.json()["detail"]
+        gate.release()
+        assert (await client.get("/api/posts")).status_code == 200

@@ -6,6 +6,7 @@ hop per dependency per request (five of them on a posts page)."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
 from sentiment_platform.config import Settings
+from sentiment_platform.db import POOL_TIMEOUT_S
+from sentiment_platform.errors import ServiceUnavailable
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.services.metrics_cache import SingleFlightCache
 
@@ -40,6 +43,8 @@ class ApiParts:
     key_ring: KeyRing
     rate_limiter: RateLimiter
     http_metrics: CollectorRegistry  # this app's request metrics
+    # Requests holding a session at once (DB_POOL_SIZE), admitted in arrival order (get_session)
+    session_gate: asyncio.Semaphore
     background: Background = field(default_factory=Background)  # tasks restarted or reported
     # /api/health's last clean checks of the store and the bus (api/probes.py)
     health_cache: SingleFlightCache[Checks] = field(
@@ -73,10 +78,28 @@ async def get_session_factory(connection: HTTPConnection) -> async_sessionmaker[
 SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
 
 
-async def get_session(factory: SessionFactoryDep) -> AsyncIterator[AsyncSession]:
-    """One session, one unit of work, per request; committed by the endpoint that writes."""
-    async with factory() as session:
-        yield session
+async def get_session(
+    connection: HTTPConnection, factory: SessionFactoryDep
+) -> AsyncIterator[AsyncSession]:
+    """One session, one unit of work, per request; committed by the endpoint that writes.
+
+    At most DB_POOL_SIZE requests hold one at a time, admitted in the order they came:
+    SQLAlchemy's pool gives a returned connection to whichever task asks first, and a
+    waiter that loses the race queues again at the back, so at 64 connections a few
+    requests in a few thousand waited out the pool timeout (503) while later ones were
+    served; and connections over the pool size were opened and closed by the hundred."""
+    gate = _parts(connection).session_gate
+    try:
+        await asyncio.wait_for(gate.acquire(), POOL_TIMEOUT_S)
+    except TimeoutError:
+        raise ServiceUnavailable(
+            f"every database connection was busy for {POOL_TIMEOUT_S} s; retry shortly"
+        ) from None
+    try:
+        async with factory() as session:
+            yield session
+    finally:
+        gate.release()
 
 
 async def get_settings(connection: HTTPConnection) -> Settings:

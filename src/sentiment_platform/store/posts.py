@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
 from sentiment_platform.store import rollups
+from sentiment_platform.store.prepared import fetch_rows
 
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
 
@@ -221,7 +222,7 @@ async def _page(
 ) -> tuple[list[PostItem], tuple[datetime, int] | None]:
     """The page's items, and the (created_at, id) to continue after (None: the last page)."""
     statement = _page_statement(_dialect(session), _shape(where))
-    rows = (await (await session.connection()).execute(statement, _params(where))).all()
+    rows = await fetch_rows(session, statement, _params(where))
     items = [dict(zip(ITEM_FIELDS, row[1:], strict=True)) for row in rows[: where.limit]]
     if len(rows) <= where.limit:
         return items, None

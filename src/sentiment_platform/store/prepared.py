@@ -1,0 +1,53 @@
+"""Reads on the hot path, run as statements the driver prepares once per connection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def fetch_rows(
+    session: AsyncSession, statement: Any, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """The rows of a read-only select, on the session's connection.
+
+    On PostgreSQL it runs straight on the asyncpg connection, outside a transaction:
+    SQLAlchemy's execution path and the BEGIN/ROLLBACK it wraps a read in cost a 50-row page
+    about twice the CPU of the query itself (1.48 against 0.78 CPU-ms a page). Errors stay
+    SQLAlchemy's: one the server answers is a `DBAPIError` with its SQLSTATE (a statement
+    timeout is an outage: 503); a connection that fails is handed to SQLAlchemy's own path,
+    which runs the read again or, seeing a disconnect, invalidates the pool and raises its
+    error. The parameters must be what asyncpg takes (aware datetimes, str, int): no bind
+    processor runs on this path.
+    """
+    connection = await session.connection()
+    if connection.dialect.driver != "asyncpg":
+        return (await connection.execute(statement, params)).all()
+    sql, names, fixed = _driver_sql(statement, connection.dialect)
+    values = [params[name] if name in params else fixed[name] for name in names]
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None  # a checked-out connection
+    try:
+        rows: Sequence[Sequence[Any]] = await driver.fetch(sql, *values)
+    except asyncpg.PostgresError as error:
+        raise DBAPIError(sql, values, error) from error
+    except TimeoutError:
+        raise  # asyncpg's own timeout: the connection is sound; an outage (503)
+    except Exception:  # noqa: BLE001 - the connection failed (InterfaceError, OSError, a
+        # protocol state asyncpg reports as InternalClientError): SQLAlchemy's path decides
+        return (await connection.execute(statement, params)).all()
+    return rows
+
+
+@cache
+def _driver_sql(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...], Mapping[str, Any]]:
+    """The statement's SQL for asyncpg (`$1`, `$2`, …), its parameters' names in order, and
+    the values the statement carries itself (a `literal`)."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup or ()), compiled.params

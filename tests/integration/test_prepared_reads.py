@@ -1,0 +1,64 @@
+"""store.prepared.fetch_rows: the hot reads' direct driver path answers as SQLAlchemy would,
+and fails as SQLAlchemy would (its error, its SQLSTATE, its pool invalidation)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Integer, bindparam, literal, select, text
+from sqlalchemy.exc import DBAPIError
+
+from sentiment_platform.config import Settings
+from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.models.database import SocialMediaPost
+from sentiment_platform.store.prepared import fetch_rows
+from tests.support.databases import TEST_DATABASE_URL
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_rows_and_parameters_are_the_same_as_sqlalchemys(database) -> None:
+    _, session_factory = database
+    statement = select(
+        literal(7).label("seven"),
+        bindparam("word", type_=SocialMediaPost.source.type),
+        bindparam("n", type_=Integer) + 1,
+    )
+    async with session_factory() as session:
+        direct = await fetch_rows(session, statement, {"word": "tweet", "n": 41})
+        through = (await session.execute(statement, {"word": "tweet", "n": 41})).all()
+    assert [tuple(row) for row in direct] == [tuple(row) for row in through] == [(7, "tweet", 42)]
+
+
+async def test_a_server_error_is_a_dbapi_error_with_its_sqlstate(database) -> None:
+    settings, session_factory = database
+    if settings.is_sqlite:
+        pytest.skip("SQLite divides by zero into NULL")
+    statement = select(literal(1) / bindparam("zero", type_=Integer))
+    async with session_factory() as session:
+        with pytest.raises(DBAPIError) as raised:
+            await fetch_rows(session, statement, {"zero": 0})
+    assert raised.value.orig.sqlstate == "22012"  # division_by_zero: a bug, not an outage
+
+
+@pytest.mark.postgres
+async def test_a_killed_connection_is_invalidated_and_the_next_read_works(postgres) -> None:
+    await postgres.get()  # the migrated test database
+    engine = create_engine(Settings(database_url=TEST_DATABASE_URL, db_pool_size=1))
+    session_factory = create_session_factory(engine)
+    killer = create_engine(Settings(database_url=TEST_DATABASE_URL))
+    pid = select(text("pg_backend_pid()"))
+    try:
+        async with session_factory() as session:
+            [(backend,)] = await fetch_rows(session, pid, {})
+        async with killer.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+        async with session_factory() as session:  # the pool hands back the killed connection
+            with pytest.raises(DBAPIError) as raised:
+                await fetch_rows(session, pid, {})
+        assert raised.value.connection_invalidated
+        async with session_factory() as session:
+            [(fresh,)] = await fetch_rows(session, pid, {})
+        assert fresh != backend
+    finally:
+        await engine.dispose()
+        await killer.dispose()
