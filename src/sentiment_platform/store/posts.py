@@ -281,7 +281,8 @@ async def _count_between(
 async def _count(session: AsyncSession, where: PostFilter, cap: int | None = None) -> int:
     statement = _count_statement(_dialect(session), _shape(where), cap is not None)
     params = _params(where) | ({"cap": cap} if cap is not None else {})
-    return int((await (await session.connection()).execute(statement, params)).scalar_one())
+    [(counted,)] = await fetch_rows(session, statement, params)
+    return int(counted)
 
 
 # --- statements, built once per shape -------------------------------------------------------

@@ -39,6 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
 from sentiment_platform.store.counts import add_counts
+from sentiment_platform.store.prepared import fetch_rows
 
 UNANALYSED = ""  # sentiment and emotion of a post not analysed yet
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
@@ -190,7 +191,8 @@ async def total(
         return 0
     params = _params(spans, source=source, sentiment=sentiment, emotion=emotion)
     statement = _total_statement(len(spans), tuple(name for name in _LABELS if name in params))
-    return int((await (await session.connection()).execute(statement, params)).scalar_one())
+    [(counted,)] = await fetch_rows(session, statement, params)
+    return int(counted)
 
 
 @dataclass(slots=True)
@@ -214,10 +216,9 @@ async def summary(
         return answer
     dialect = session.get_bind().dialect.name
     statement = _summary_statement(dialect, unit, len(spans), source is not None)
-    # Core rows through the session's connection: no ORM row loading.
-    connection = await session.connection()
-    rows: Any = await connection.execute(statement, _params(spans, source=source))
-    for kind, moment, name, label, count in rows:
+    for kind, moment, name, label, count in await fetch_rows(
+        session, statement, _params(spans, source=source)
+    ):
         if kind == "t":
             answer.timeline[(_moment(moment), label)] = int(count)
         elif kind == "s":
