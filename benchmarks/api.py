@@ -6,7 +6,8 @@ For each size: a fresh PostgreSQL database, `sentiment-platform bench load --pos
 p50, p99, non-2xx. The metrics run twice, with the default one-second cache and with
 `METRICS_CACHE_S=0`; alone (one request at a time, cache off) their p50 is measured too. The
 export is measured in rows/s over the last day. Last, the ratio of each figure at the
-largest size to the same at the smallest (cost must not grow with the table).
+largest size to the same at the smallest (cost must not grow with the table). First, the
+machine's ceiling: a FastAPI hello-world (`hello.py`) served the same way.
 
     .venv/bin/python benchmarks/api.py --sizes 1000000 10000000 --days 30
     .venv/bin/python benchmarks/api.py --sizes 1000000 --days 30 --reuse   # loaded before
@@ -208,6 +209,27 @@ def measure(url: str, days: float, duration: int, connections: int) -> dict[str,
     return figures
 
 
+def ceiling(duration: int, connections: int) -> dict[str, float]:
+    """wrk on a FastAPI hello-world in two uvicorn processes: what any request tops out at on
+    this machine (the issue's targets were set where it did ~13,000 req/s)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "hello:app", "--workers", "2", "--port", str(PORT)]
+        + ["--log-level", "warning", "--app-dir", str(REPO / "benchmarks")]
+    )
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/hello", timeout=2):
+                    time.sleep(1.0)  # the second process too
+                    break
+            except OSError:
+                time.sleep(0.3)
+        return wrk("/hello", duration, connections)
+    finally:
+        stop_server(server)
+
+
 def in_process(url: str, n: int) -> None:
     """CPU-ms a request in this process (the app's lifespan, Redis mode, limiter off)."""
     import asyncio
@@ -269,6 +291,8 @@ def main() -> None:
         in_process(database_url(args.database_url, args.sizes[0]), args.in_process)
         return
     print("server (2 API processes), PostgreSQL, Redis and wrk share this machine")
+    hello = ceiling(args.duration, args.connections)
+    print(f"ceiling: a FastAPI hello-world, 2 uvicorn processes: {hello['rps']:,.0f} req/s")
     results: dict[int, dict[str, dict[str, float]]] = {}
     for size in args.sizes:
         url = database_url(args.database_url, size)

@@ -115,13 +115,12 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
             "set EMBEDDED_QUEUE_PATH (or REDIS_HOST)",
             extra={"event": "bus.not_durable"},
         )
-    hub.start()
+    background.expect(*hub.start())
     stack.push_async_callback(hub.stop)
     lease = lease_for(settings, runtime.redis) if runtime.redis is not None else None
     monitor = AlertMonitor(settings, runtime.session_factory, runtime.events, lease)
-    monitor.start()
+    background.expect(*monitor.start())
     stack.push_async_callback(monitor.stop)
-    background.expect(*HUB_TASKS, MONITOR_TASK)
 
     if settings.retention_days is not None or settings.rollup_retention_days is not None:
         retention = partial(run_retention, runtime.session_factory, settings)
@@ -135,8 +134,6 @@ async def _start(app: FastAPI, settings: Settings, stack: AsyncExitStack) -> Non
             background.supervise(stack, partial(feed_demo, publisher), "demo")
 
 
-HUB_TASKS = ("ws-consume", "ws-flush", "ws-metrics")  # the hub's loops, by task name
-MONITOR_TASK = "alert-monitor"
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 WILDCARD_ADDRESSES = ("0.0.0.0", "::", "[::]")
 

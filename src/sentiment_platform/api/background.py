@@ -2,7 +2,7 @@
 
 `Background.supervise` runs a loop such as the embedded worker: if it raises, the error is
 logged and the loop is started again after a backoff, so one bad moment does not leave posts
-piling up behind a dead task. `Background.expect` names tasks other parts start (the hub's
+piling up behind a dead task. `Background.expect` takes tasks other parts start (the hub's
 loops, the alert monitor); `status()` says `down` for any that is no longer running, which
 `/api/health` and `/readyz` report.
 """
@@ -24,20 +24,20 @@ Loop = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 class Background:
     def __init__(self) -> None:
-        self._expected: list[str] = []
+        self._expected: dict[str, asyncio.Task[Any]] = {}
         self.restarts: dict[str, int] = {}
 
-    def expect(self, *names: str) -> None:
-        """Tasks started elsewhere, by their asyncio task names, that must keep running."""
-        self._expected.extend(names)
+    def expect(self, *tasks: asyncio.Task[Any]) -> None:
+        """Tasks started elsewhere that must keep running, reported by their names."""
+        self._expected |= {task.get_name(): task for task in tasks}
 
     def supervise(self, stack: AsyncExitStack, run: Loop, name: str) -> None:
         """Run `run(stop)` as a task, restarted when it raises or returns before shutdown; on
         shutdown `stop` is set and the task awaited."""
         stop = asyncio.Event()
         self.restarts[name] = 0
-        self._expected.append(name)
         task = asyncio.create_task(self._keep_running(run, name, stop), name=name)
+        self._expected[name] = task
 
         async def finish() -> None:
             stop.set()
@@ -73,5 +73,4 @@ class Background:
 
     def status(self) -> dict[str, str]:
         """`ok` for each expected task still running, `down` for one that is gone."""
-        running = {task.get_name() for task in asyncio.all_tasks() if not task.done()}
-        return {name: "ok" if name in running else "down" for name in self._expected}
+        return {name: "down" if task.done() else "ok" for name, task in self._expected.items()}

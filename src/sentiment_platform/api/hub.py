@@ -101,13 +101,15 @@ class Hub:
     def client_count(self) -> int:
         return len(self._clients)
 
-    def start(self) -> None:
+    def start(self) -> list[asyncio.Task[None]]:
+        """Start the hub's loops; returns their tasks (health reports them)."""
         WEBSOCKET_CLIENTS.set_function(lambda: self.client_count)
         self._tasks = [
             asyncio.create_task(self._consume(), name="ws-consume"),
             asyncio.create_task(self._flush_posts(), name="ws-flush"),
             asyncio.create_task(self._tick_metrics(), name="ws-metrics"),
         ]
+        return self._tasks
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -106,11 +106,13 @@ class AlertMonitor:
     def is_leader(self) -> bool:
         return self._lease is None or self._lease.held
 
-    def start(self) -> None:
+    def start(self) -> list[asyncio.Task[None]]:
+        """Start evaluating and delivering; returns the two loops' tasks (health reports them)."""
         self._tasks = [
             asyncio.create_task(self.run(), name="alert-monitor"),
             asyncio.create_task(self.notifier.run(self._interval_s), name="alert-webhooks"),
         ]
+        return self._tasks
 
     async def deliver(self) -> int:
         """One round of webhook deliveries (what the sender task does each tick)."""
