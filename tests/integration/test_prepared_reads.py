@@ -3,6 +3,8 @@ and fails as SQLAlchemy would (its error, its SQLSTATE, its pool invalidation)."
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import Integer, bindparam, literal, select, text
 from sqlalchemy.exc import DBAPIError
@@ -41,21 +43,36 @@ async def test_a_server_error_is_a_dbapi_error_with_its_sqlstate(database) -> No
 
 
 @pytest.mark.postgres
-async def test_a_killed_connection_is_invalidated_and_the_next_read_works(postgres) -> None:
+@pytest.mark.parametrize("when", ["between-reads", "mid-read"])
+async def test_a_killed_connection_is_invalidated_and_the_next_read_works(
+    postgres, when: str
+) -> None:
+    """Killed between two reads, asyncpg meets the end at its next write; killed in the middle
+    of one, the error is a PostgresError on a closed connection. Either way the read fails
+    as SQLAlchemy's disconnect, the pool renews the connection, the next read works."""
     await postgres.get()  # the migrated test database
     engine = create_engine(Settings(database_url=TEST_DATABASE_URL, db_pool_size=1))
     session_factory = create_session_factory(engine)
     killer = create_engine(Settings(database_url=TEST_DATABASE_URL))
     pid = select(text("pg_backend_pid()"))
+
+    async def kill(backend: int, after_s: float = 0) -> None:
+        await asyncio.sleep(after_s)
+        async with killer.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
+
     try:
         async with session_factory() as session:
             [(backend,)] = await fetch_rows(session, pid, {})
-        async with killer.connect() as other:
-            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": backend})
-        async with session_factory() as session:  # the pool hands back the killed connection
-            with pytest.raises(DBAPIError) as raised:
-                await fetch_rows(session, pid, {})
-        assert raised.value.connection_invalidated
+        # Between reads: killed before the next one starts; mid-read: 0.3 s into a 1 s read.
+        killing = asyncio.create_task(kill(backend, after_s=0.3 if when == "mid-read" else 0))
+        if when == "between-reads":
+            await killing
+        with pytest.raises(DBAPIError) as raised:
+            async with session_factory() as session:  # the pool hands back that connection
+                await fetch_rows(session, select(text("pg_sleep(1)")), {})
+        await killing
+        assert raised.value.connection_invalidated, raised.value
         async with session_factory() as session:
             [(fresh,)] = await fetch_rows(session, pid, {})
         assert fresh != backend

@@ -20,12 +20,13 @@ async def fetch_rows(
     On PostgreSQL it runs straight on the asyncpg connection, opening no transaction (inside
     the connection's, when one is open): SQLAlchemy's execution path and the BEGIN/ROLLBACK
     it wraps a read in cost a 50-row page about twice the CPU of the query itself (1.48
-    against 0.78 CPU-ms a page). Errors stay
-    SQLAlchemy's: one the server answers is a `DBAPIError` with its SQLSTATE (a statement
-    timeout is an outage: 503); a connection that fails is handed to SQLAlchemy's own path,
-    which runs the read again or, seeing a disconnect, invalidates the pool and raises its
-    error. The parameters must be what asyncpg takes (aware datetimes, str, int): no bind
-    processor runs on this path.
+    against 0.78 CPU-ms a page).
+
+    Errors stay SQLAlchemy's: one the server answers is a `DBAPIError` with its SQLSTATE (a
+    statement timeout is an outage: 503); a connection that fails is handed to SQLAlchemy's
+    own path, which runs the read again or, seeing a disconnect, invalidates the pool and
+    raises its error. The parameters must be what asyncpg takes (aware datetimes, str,
+    int): no bind processor runs on this path.
     """
     connection = await session.connection()
     if connection.dialect.driver != "asyncpg":
@@ -36,12 +37,13 @@ async def fetch_rows(
     assert driver is not None  # a checked-out connection
     try:
         rows: Sequence[Sequence[Any]] = await driver.fetch(sql, *values)
-    except asyncpg.PostgresError as error:
-        raise DBAPIError(sql, values, error) from error
     except TimeoutError:
         raise  # asyncpg's own timeout: the connection is sound; an outage (503)
-    except Exception:  # noqa: BLE001 - the connection failed (InterfaceError, OSError, a
-        # protocol state asyncpg reports as InternalClientError): SQLAlchemy's path decides
+    except Exception as error:
+        if isinstance(error, asyncpg.PostgresError) and not driver.is_closed():
+            raise DBAPIError(sql, values, error) from error
+        # The connection failed (InterfaceError, OSError, a broken protocol state) or the
+        # server ended it (a restart, a terminated backend): SQLAlchemy's path decides.
         return (await connection.execute(statement, params)).all()
     return rows
 
