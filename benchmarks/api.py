@@ -99,17 +99,23 @@ def start_server(url: str, cache_s: float) -> subprocess.Popen[bytes]:
         "LOG_LEVEL": "WARNING",
         "API_PORT": str(PORT),
     }
-    server = subprocess.Popen([*CLI, "serve", "--workers", "2"], env=env, cwd=REPO)
+    return started(
+        subprocess.Popen([*CLI, "serve", "--workers", "2"], env=env, cwd=REPO), "/api/health"
+    )
+
+
+def started(server: subprocess.Popen[bytes], path: str) -> subprocess.Popen[bytes]:
+    """`server` once `path` answers (and a second more, for its second process)."""
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/api/health", timeout=2):
+            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}{path}", timeout=2):
                 time.sleep(1.0)  # the second process too
                 return server
         except OSError:
             time.sleep(0.3)
     server.kill()
-    raise RuntimeError("serve did not come up")
+    raise RuntimeError(f"the server did not answer {path}")
 
 
 def stop_server(server: subprocess.Popen[bytes]) -> None:
@@ -212,19 +218,12 @@ def measure(url: str, days: float, duration: int, connections: int) -> dict[str,
 def ceiling(duration: int, connections: int) -> dict[str, float]:
     """wrk on a FastAPI hello-world in two uvicorn processes: what any request tops out at on
     this machine (the issue's targets were set where it did ~13,000 req/s)."""
-    server = subprocess.Popen(
+    hello = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "hello:app", "--workers", "2", "--port", str(PORT)]
         + ["--log-level", "warning", "--app-dir", str(REPO / "benchmarks")]
     )
+    server = started(hello, "/hello")
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/hello", timeout=2):
-                    time.sleep(1.0)  # the second process too
-                    break
-            except OSError:
-                time.sleep(0.3)
         return wrk("/hello", duration, connections)
     finally:
         stop_server(server)
