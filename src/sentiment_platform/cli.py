@@ -297,12 +297,27 @@ def train(
     task: TaskOption,
     data: Annotated[Path, typer.Option(exists=True, file_okay=False, help="training data dir")],
     out: Annotated[Path, typer.Option(help="where the trained model goes")],
+    extra_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="sentiment only, repeatable: an emotion set (TweetEval emotion or "
+            "GoEmotions-Ekman) whose train rows are added as sentiment rows",
+        ),
+    ] = None,
 ) -> None:
     """Train the offline (embedded) model."""
+    from sentiment_platform.training.train import SentimentConfig
     from sentiment_platform.training.train import train as run_training
 
     _configure_logging(get_settings())
-    result = run_training(task, data, out)
+    config = None
+    if extra_data:
+        if task is not Task.SENTIMENT:
+            raise typer.BadParameter("adds sentiment rows: use it with --task sentiment")
+        config = SentimentConfig(extra_data=tuple(str(path) for path in extra_data))
+    result = run_training(task, data, out, config)
     typer.echo(json.dumps(result))
 
 

@@ -18,6 +18,7 @@ from sentiment_platform.training.calibrate import fit_offsets
 from sentiment_platform.training.data import (
     Split,
     emotions_as_sentiment,
+    extra_sentiment,
     parse_task,
     resample_negative,
 )
@@ -118,6 +119,31 @@ def test_goemotions_maps_to_sentiment_without_surprise(tmp_path: Path) -> None:
         "so sad": "negative",
         "angry and grossed out": "negative",
     }
+
+
+def test_emotion_sets_add_sentiment_rows(tmp_path: Path) -> None:
+    """Extra training rows: TweetEval emotion (no neutral class) and GoEmotions, sampled."""
+    tweets = tmp_path / "tweeteval_emotion"
+    tweets.mkdir()
+    (tweets / "mapping.txt").write_text("0\tanger\n1\tjoy\n2\toptimism\n3\tsadness")
+    (tweets / "train_text.txt").write_text("so angry\nyay\nit will be fine\nso sad\n")
+    (tweets / "train_labels.txt").write_text("0\n1\n2\n3\n")
+    split = extra_sentiment(tweets, limit=None, seed=13)
+    assert split.hard_labels() == ["negative", "positive", "positive", "negative"]
+
+    comments = tmp_path / "goemotions"
+    comments.mkdir()
+    (comments / "labels.txt").write_text("anger\njoy\nneutral\nsurprise\n")
+    lines = [f"comment {n}\t{n % 4}\tid{n}" for n in range(40)]
+    (comments / "train.tsv").write_text("\n".join(lines) + "\n")
+    sample = extra_sentiment(comments, limit=12, seed=13)
+    assert len(sample.texts) == 12 and len(set(sample.texts)) == 12
+    assert sample == extra_sentiment(comments, limit=12, seed=13)  # seeded: the same rows
+    assert "neutral" in sample.hard_labels()  # surprise rows are left out, the rest kept
+    assert len(extra_sentiment(comments, limit=None, seed=13).texts) == 30
+
+    with pytest.raises(ValueError, match="not an emotion set"):
+        extra_sentiment(tmp_path, limit=None, seed=13)
 
 
 def test_offsets_are_chosen_for_shares_not_recall() -> None:

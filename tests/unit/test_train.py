@@ -58,6 +58,16 @@ def _sentiment_data(root: Path) -> Path:
     return root
 
 
+def _tweet_emotion_data(root: Path) -> Path:
+    """TweetEval emotion's layout: anger, joy, optimism, sadness; added as sentiment rows."""
+    root.mkdir()
+    (root / "mapping.txt").write_text("0\tanger\n1\tjoy\n2\toptimism\n3\tsadness")
+    rows = [("so angry at this", 0), ("what joy", 1), ("it will be fine", 2), ("so sad", 3)]
+    (root / "train_text.txt").write_text("\n".join(t for t, _ in rows * 3) + "\n")
+    (root / "train_labels.txt").write_text("\n".join(str(i) for _, i in rows * 3) + "\n")
+    return root
+
+
 def _emotion_data(root: Path) -> Path:
     (root / "labels.txt").write_text("\n".join(EKMAN) + "\n")
     for split, copies in (("train", 6), ("dev", 2)):
@@ -73,8 +83,10 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     sentiment_dir.mkdir()
     emotion_dir.mkdir()
     out = tmp_path / "model"
+    extra = _tweet_emotion_data(tmp_path / "tweet_emotion")
     config = SentimentConfig(
         base_model=str(base),
+        extra_data=(str(extra),),
         layers=1,
         teacher_layers=2,
         teachers=2,
@@ -93,6 +105,7 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     assert written["layers"] == 1
     assert written["feature_size"] == 32 * 2  # embeddings + 1 layer, pooled
     assert written["base_model"] == str(base)
+    assert written["sentiment_config"]["extra_data"] == [str(extra)]
     assert len(written["sentiment_bias"]) == 3 and written["sentiment_bias"][1] == 0.0
     assert written["sentiment"]["split"] == "val" and written["emotion"]["split"].startswith("dev")
     assert 0 <= sentiment["macro_recall"] <= 100 and 0 <= emotion["macro_f1"] <= 100
@@ -135,3 +148,15 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     assert rewritten["sentiment_calibration"]["encoder_from"] == MODEL_NAME
     assert again["macro_recall"] == sentiment["macro_recall"]
     assert rewritten["emotion"] == written["emotion"]  # the emotion head is not touched
+
+
+def test_extra_data_is_for_the_sentiment_step(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sentiment_platform.cli import app
+
+    extra = _tweet_emotion_data(tmp_path / "tweet_emotion")
+    command = ["train", "--task", "emotion", "--data", str(extra), "--out", str(tmp_path)]
+    result = CliRunner().invoke(app, [*command, "--extra-data", str(extra)])
+    assert result.exit_code == 2
+    assert "use it with --task sentiment" in result.output

@@ -21,6 +21,10 @@ class SentimentConfig:
     warmup: float = 0.06
     weight_decay: float = 0.01
     balance: float = 1.0  # class weights (n / count) ** balance: macro-recall values every class
+    # Emotion sets added as sentiment rows (`data.extra_sentiment`; `train --extra-data DIR`),
+    # at most `extra_limit` rows of each, a seeded sample. The held-out rows stay TweetEval's.
+    extra_data: tuple[str, ...] = ()
+    extra_limit: int | None = 20000
     holdout: int = 2000  # train rows kept out to pick the epoch and calibrate the class offsets
     teacher_layers: int | None = 6  # distil from all of MiniLM's layers, fine-tuned first
     teachers: int = 3  # fine-tuned with seeds seed, seed+1, ...; the student learns their mean

@@ -44,6 +44,13 @@ EMOTION_SENTIMENT: dict[Emotion, Sentiment] = {
     Emotion.FEAR: Sentiment.NEGATIVE,
     Emotion.NEUTRAL: Sentiment.NEUTRAL,
 }
+# TweetEval emotion's mapping.txt: 0 anger, 1 joy, 2 optimism, 3 sadness (no neutral class).
+TWEETEVAL_EMOTION_SENTIMENT = (
+    Sentiment.NEGATIVE,
+    Sentiment.POSITIVE,
+    Sentiment.POSITIVE,
+    Sentiment.NEGATIVE,
+)
 RESAMPLE_SEED = 16
 
 
@@ -66,6 +73,9 @@ class Split:
 
     def hard_labels(self) -> list[str]:
         return [max(t, key=t.__getitem__) for t in self.targets]
+
+    def __add__(self, other: Split) -> Split:
+        return Split(self.texts + other.texts, self.targets + other.targets)
 
 
 def load_sentiment(data_dir: Path, split: str) -> Split:
@@ -119,6 +129,44 @@ def emotions_as_sentiment(data_dir: Path, split: str) -> Split:
             texts.append(text)
             targets.append({sentiment.value: 1.0})
     return Split(texts, targets)
+
+
+def tweet_emotions_as_sentiment(data_dir: Path, split: str) -> Split:
+    """TweetEval emotion as a sentiment set: anger and sadness negative, joy and optimism positive.
+
+    Tweets like the sentiment task's, chosen for carrying an emotion, so a third more negative
+    tweets to learn from (the sentiment task's rarest class).
+    """
+    ids = (data_dir / f"{split}_labels.txt").read_text(encoding="utf-8").split()
+    texts = (data_dir / f"{split}_text.txt").read_text(encoding="utf-8").splitlines()
+    if len(texts) != len(ids):
+        raise ValueError(f"{data_dir}/{split}: {len(texts)} texts but {len(ids)} labels")
+    return Split(texts, [{TWEETEVAL_EMOTION_SENTIMENT[int(i)].value: 1.0} for i in ids])
+
+
+def extra_sentiment(data_dir: Path, limit: int | None, seed: int) -> Split:
+    """Train rows of an emotion set as extra sentiment rows, at most `limit` of them (seeded).
+
+    `data_dir` is GoEmotions-Ekman (it has labels.txt) or TweetEval emotion (mapping.txt
+    naming anger, joy, optimism, sadness); anything else is a ValueError saying so.
+    """
+    if (data_dir / "labels.txt").is_file():
+        split = emotions_as_sentiment(data_dir, "train")
+    elif "optimism" in _read_or_empty(data_dir / "mapping.txt"):
+        split = tweet_emotions_as_sentiment(data_dir, "train")
+    else:
+        raise ValueError(
+            f"{data_dir}: not an emotion set to add; expected GoEmotions-Ekman (labels.txt, "
+            "train.tsv) or TweetEval emotion (mapping.txt, train_text.txt, train_labels.txt)"
+        )
+    if limit is None or limit >= len(split.texts):
+        return split
+    kept = np.sort(np.random.default_rng(seed).choice(len(split.texts), limit, replace=False))
+    return Split([split.texts[i] for i in kept], [split.targets[i] for i in kept])
+
+
+def _read_or_empty(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def resample_negative(split: Split, share: float, seed: int = RESAMPLE_SEED) -> Split:
