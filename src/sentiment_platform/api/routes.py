@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Body, Depends, HTTPException, status
 from fastapi.responses import Response, StreamingResponse
 
 from sentiment_platform import store
@@ -18,6 +18,7 @@ from sentiment_platform.api.deps import (
     SettingsDep,
     require_api_key,
 )
+from sentiment_platform.api.query import document, from_query
 from sentiment_platform.api.schemas import (
     AlertsPage,
     AlertsQuery,
@@ -42,6 +43,10 @@ from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.telemetry import POSTS_INGESTED
 
 router = APIRouter(prefix="/api", responses=problems(422, 429, 503))
+PostsQueryDep = Annotated[PostsQuery, from_query(PostsQuery)]
+ExportQueryDep = Annotated[ExportQuery, from_query(ExportQuery)]
+MetricsQueryDep = Annotated[MetricsQuery, from_query(MetricsQuery)]
+AlertsQueryDep = Annotated[AlertsQuery, from_query(AlertsQuery)]
 
 
 def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
@@ -61,7 +66,7 @@ async def list_posts(
     session: SessionDep,
     session_factory: SessionFactoryDep,
     settings: SettingsDep,
-    query: Annotated[PostsQuery, Query()],
+    query: PostsQueryDep,
 ) -> Response:
     """Newest first. Continue with `cursor` = the previous page's `next_cursor` (a cursor
     page costs the same at any depth); `offset` skips rows one by one (cost grows with it).
@@ -108,7 +113,7 @@ async def export_posts(
     session: SessionDep,
     session_factory: SessionFactoryDep,
     settings: SettingsDep,
-    query: Annotated[ExportQuery, Query()],
+    query: ExportQueryDep,
 ) -> StreamingResponse:
     """Every matching post, newest first, as CSV or JSON Lines, streamed. Without
     `since`/`until` an export over EXPORT_MAX_ROWS is refused (422)."""
@@ -147,7 +152,7 @@ async def submit_posts(
 async def metrics(
     session_factory: SessionFactoryDep,
     settings: SettingsDep,
-    query: Annotated[MetricsQuery, Query()],
+    query: MetricsQueryDep,
 ) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
     shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
@@ -172,7 +177,7 @@ async def metrics(
 
 @router.get("/alerts", response_model=AlertsPage)
 async def list_alerts(
-    api: ApiDep, session_factory: SessionFactoryDep, query: Annotated[AlertsQuery, Query()]
+    api: ApiDep, session_factory: SessionFactoryDep, query: AlertsQueryDep
 ) -> Response:
     """Newest first. A page is shared for METRICS_CACHE_S seconds per query, and dropped as
     soon as this process hears of an alert firing or resolving: the list a dashboard reads
@@ -186,3 +191,6 @@ async def list_alerts(
 
     key = (session_factory, query.limit, query.since, query.rule)
     return Response(await api.alerts_cache.get(key, compute), media_type="application/json")
+
+
+document(router)
