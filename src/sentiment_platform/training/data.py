@@ -144,21 +144,23 @@ def tweet_emotions_as_sentiment(data_dir: Path, split: str) -> Split:
     return Split(texts, [{TWEETEVAL_EMOTION_SENTIMENT[int(i)].value: 1.0} for i in ids])
 
 
-def extra_sentiment(data_dir: Path, limit: int | None, seed: int) -> Split:
-    """Train rows of an emotion set as extra sentiment rows, at most `limit` of them (seeded).
-
-    `data_dir` is GoEmotions-Ekman (it has labels.txt) or TweetEval emotion (mapping.txt
-    naming anger, joy, optimism, sadness); anything else is a ValueError saying so.
-    """
+def emotion_set_as_sentiment(data_dir: Path, split: str) -> Split:
+    """An emotion set's rows as sentiment rows, whichever of the two `data_dir` holds:
+    GoEmotions-Ekman (it has labels.txt; `emotions_as_sentiment`) or TweetEval emotion
+    (mapping.txt naming anger, joy, optimism, sadness; `tweet_emotions_as_sentiment`)."""
     if (data_dir / "labels.txt").is_file():
-        split = emotions_as_sentiment(data_dir, "train")
-    elif "optimism" in _read_or_empty(data_dir / "mapping.txt"):
-        split = tweet_emotions_as_sentiment(data_dir, "train")
-    else:
-        raise ValueError(
-            f"{data_dir}: not an emotion set to add; expected GoEmotions-Ekman (labels.txt, "
-            "train.tsv) or TweetEval emotion (mapping.txt, train_text.txt, train_labels.txt)"
-        )
+        return emotions_as_sentiment(data_dir, split)
+    if "optimism" in _read_or_empty(data_dir / "mapping.txt"):
+        return tweet_emotions_as_sentiment(data_dir, split)
+    raise ValueError(
+        f"{data_dir}: not an emotion set; expected GoEmotions-Ekman (labels.txt, train.tsv) "
+        "or TweetEval emotion (mapping.txt, train_text.txt, train_labels.txt)"
+    )
+
+
+def extra_sentiment(data_dir: Path, limit: int | None, seed: int) -> Split:
+    """An emotion set's train rows as extra sentiment rows, at most `limit` (a seeded sample)."""
+    split = emotion_set_as_sentiment(data_dir, "train")
     if limit is None or limit >= len(split.texts):
         return split
     kept = np.sort(np.random.default_rng(seed).choice(len(split.texts), limit, replace=False))
@@ -218,8 +220,10 @@ def main() -> None:
     parser.add_argument(
         "--from-emotions",
         action="store_true",
-        help="sentiment from GoEmotions-Ekman (--data is its dir): joy positive; anger, "
-        "disgust, sadness, fear negative; neutral neutral; surprise and multi-label rows out",
+        help="sentiment from an emotion set (--data is its dir). GoEmotions-Ekman: joy "
+        "positive; anger, disgust, sadness, fear negative; neutral neutral; surprise and "
+        "multi-label rows out. TweetEval emotion: anger, sadness negative; joy, optimism "
+        "positive",
     )
     parser.add_argument(
         "--negative-share",
@@ -232,7 +236,7 @@ def main() -> None:
     if (args.from_emotions or args.negative_share) and task is not Task.SENTIMENT:
         parser.error("--from-emotions and --negative-share make sentiment sets: --task sentiment")
     if args.from_emotions:
-        split = emotions_as_sentiment(args.data, args.split)
+        split = emotion_set_as_sentiment(args.data, args.split)
     else:
         split = load(task, args.data, args.split, single_label_only=True)
     if args.negative_share is not None:
