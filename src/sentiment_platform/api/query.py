@@ -1,8 +1,9 @@
 """Query-string models read in one validation, documented as FastAPI would document them.
 
 FastAPI reads an `Annotated[Model, Query()]` parameter field by field on every request (each
-field's annotation inspected for lists, its aliases looked up, its value fetched): about a
-third of a posts page's CPU in the framework, and more than the model's own validation.
+field's annotation inspected for lists, its aliases looked up, its value fetched), which
+cost more than the model's own validation: a tenth of a posts page's CPU in the API process
+and a sixth of a cached metrics answer's (in process, before → after).
 `from_query(Model)` validates the query string as one dict instead; a bad value is the same
 422, located at `("query", field)`. `document(router)` gives each route using it the
 parameters FastAPI would have derived from the model (a test compares the two).
