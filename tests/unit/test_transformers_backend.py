@@ -150,7 +150,11 @@ def test_generic_labels_follow_cardiffnlp_order(models: dict[str, Path]) -> None
 def test_mentions_and_links_are_normalised_before_the_model(models: dict[str, Path]) -> None:
     backend = load_transformers_backend(settings_for(models["named"], models["emotion"]))
     a, b = backend.predict(["@alice see https://a.example/x", "@user see http"])
-    assert a == b
+    # The same tokens; two rows of one batch may round differently in the last float32 bit
+    # (seen with torch's AMX kernels), so the confidences agree to 1e-6, not bit for bit.
+    assert (a.sentiment, a.emotion, a.model) == (b.sentiment, b.emotion, b.model)
+    assert a.confidence == pytest.approx(b.confidence, abs=1e-6)
+    assert a.emotion_confidence == pytest.approx(b.emotion_confidence, abs=1e-6)
 
 
 def test_missing_model_is_unavailable_with_a_clear_message(
