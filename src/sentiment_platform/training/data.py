@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,11 @@ class Split:
 
     def __add__(self, other: Split) -> Split:
         return Split(self.texts + other.texts, self.targets + other.targets)
+
+    def take(self, rows: Iterable[int]) -> Split:
+        """The rows at these indices, in that order."""
+        rows = list(rows)
+        return Split([self.texts[i] for i in rows], [self.targets[i] for i in rows])
 
 
 def load_sentiment(data_dir: Path, split: str) -> Split:
@@ -164,7 +170,7 @@ def extra_sentiment(data_dir: Path, limit: int | None, seed: int) -> Split:
     if limit is None or limit >= len(split.texts):
         return split
     kept = np.sort(np.random.default_rng(seed).choice(len(split.texts), limit, replace=False))
-    return Split([split.texts[i] for i in kept], [split.targets[i] for i in kept])
+    return split.take(kept)
 
 
 def _read_or_empty(path: Path) -> str:
@@ -191,7 +197,7 @@ def resample_negative(split: Split, share: float, seed: int = RESAMPLE_SEED) -> 
         take = min(len(pool), round((size - n_negative) * len(pool) / len(others)))
         rows.append(rng.choice(pool, take, replace=False))
     kept = np.sort(np.concatenate(rows))
-    return Split([split.texts[i] for i in kept], [split.targets[i] for i in kept])
+    return split.take(kept)
 
 
 def write_rows(split: Split, out_file: Path) -> int:

@@ -66,7 +66,7 @@ def split_holdout(
     split = Split(split.texts[: config.limit], split.targets[: config.limit])
     rng = rng or np.random.default_rng(config.seed)
     kept = rng.permutation(len(split.texts))
-    return subset(split, kept[config.holdout :]), subset(split, kept[: config.holdout])
+    return split.take(kept[config.holdout :]), split.take(kept[: config.holdout])
 
 
 def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Module, Split]:
@@ -242,10 +242,6 @@ def fine_tune(
             best = (recall, copy.deepcopy(model.state_dict()), holdout_logits)
     model.load_state_dict(best[1])
     return best[2]
-
-
-def subset(split: Split, rows: np.ndarray) -> Split:
-    return Split([split.texts[i] for i in rows], [split.targets[i] for i in rows])
 
 
 def _honest_macro_recall(logits: torch.Tensor, split: Split) -> float:
