@@ -86,12 +86,16 @@ class Split:
 
 def load_sentiment(data_dir: Path, split: str) -> Split:
     """TweetEval sentiment `{split}_text.txt` / `{split}_labels.txt`, one tweet per line."""
+    return _tweeteval(data_dir, split, TWEETEVAL_SENTIMENT)
+
+
+def _tweeteval(data_dir: Path, split: str, sentiment_of: tuple[Sentiment, ...]) -> Split:
+    """A TweetEval task's split, each label id read as `sentiment_of[id]`."""
     texts = (data_dir / f"{split}_text.txt").read_text(encoding="utf-8").splitlines()
     ids = (data_dir / f"{split}_labels.txt").read_text(encoding="utf-8").split()
     if len(texts) != len(ids):
         raise ValueError(f"{data_dir}/{split}: {len(texts)} texts but {len(ids)} labels")
-    targets = [{TWEETEVAL_SENTIMENT[int(i)].value: 1.0} for i in ids]
-    return Split(texts, targets)
+    return Split(texts, [{sentiment_of[int(i)].value: 1.0} for i in ids])
 
 
 def load_emotion(data_dir: Path, split: str, *, single_label_only: bool) -> Split:
@@ -143,11 +147,7 @@ def tweet_emotions_as_sentiment(data_dir: Path, split: str) -> Split:
     Tweets like the sentiment task's, chosen for carrying an emotion, so a third more negative
     tweets to learn from (the sentiment task's rarest class).
     """
-    ids = (data_dir / f"{split}_labels.txt").read_text(encoding="utf-8").split()
-    texts = (data_dir / f"{split}_text.txt").read_text(encoding="utf-8").splitlines()
-    if len(texts) != len(ids):
-        raise ValueError(f"{data_dir}/{split}: {len(texts)} texts but {len(ids)} labels")
-    return Split(texts, [{TWEETEVAL_EMOTION_SENTIMENT[int(i)].value: 1.0} for i in ids])
+    return _tweeteval(data_dir, split, TWEETEVAL_EMOTION_SENTIMENT)
 
 
 def emotion_set_as_sentiment(data_dir: Path, split: str) -> Split:
