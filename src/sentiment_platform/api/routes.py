@@ -150,9 +150,7 @@ async def submit_posts(
 
 @router.get("/metrics", response_model=Metrics)
 async def metrics(
-    session_factory: SessionFactoryDep,
-    settings: SettingsDep,
-    query: MetricsQueryDep,
+    api: ApiDep, session_factory: SessionFactoryDep, query: MetricsQueryDep
 ) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
     shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
@@ -162,12 +160,12 @@ async def metrics(
     assert start is not None and end is not None  # resolved by the schema
 
     async def compute() -> bytes:
-        async with session_factory() as session:
+        async with api.session(session_factory) as session:
             answer = await compute_metrics(session, start, end, query.bucket, query.source)
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:
-        cache = cache_for(session_factory, settings.metrics_cache_s)
+        cache = cache_for(session_factory, api.runtime.settings.metrics_cache_s)
         body = await cache.get((query.window_minutes or 60, query.bucket, query.source), compute)
         assert isinstance(body, bytes)
     else:
@@ -184,7 +182,7 @@ async def list_alerts(
     after an `alert` event already holds it."""
 
     async def compute() -> bytes:
-        async with session_factory() as session:
+        async with api.session(session_factory) as session:
             alerts, total = await store.list_alerts(session, query.limit, query.since, query.rule)
         items = [AlertItem.model_validate(alert) for alert in alerts]
         return AlertsPage(items=items, total=total).model_dump_json().encode()

@@ -27,12 +27,14 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    case,
     func,
     literal_column,
     null,
     or_,
     select,
     text,
+    tuple_,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -152,15 +154,36 @@ def _total_statement(cells: int, labels: tuple[str, ...]) -> Any:
 
 @cache
 def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> Any:
-    """Three sums of one read of the cells, so a 30-day answer is ~100 rows, not the ~2,700
+    """Three sums of one read of the cells, so a 30-day answer is ~100 rows, not the ~3,000
     cells (day × source × sentiment × emotion) it reads: per (bucket, sentiment), per
-    (source, sentiment), per emotion. (UNION ALL over a CTE: SQLite has no GROUPING SETS.)"""
+    (source, sentiment), per emotion. Rows are (kind 't' / 's' / 'e', moment, source,
+    label, count). PostgreSQL sums them in one pass (GROUPING SETS: 1.5 PG-ms a 30-day
+    answer, against 2.6 for three GROUP BYs over a CTE); SQLite has no GROUPING SETS."""
     moment: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
     rows = PostRollup.__table__.c
-    labels = ("source",) if by_source else ()
+    where = _where(cells, ("source",) if by_source else (), labelled=True)
+    if dialect == "postgresql":
+        kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
+        return (
+            select(
+                kind,
+                moment,
+                rows.source,
+                func.coalesce(rows.emotion, rows.sentiment),  # the set's label (the other: NULL)
+                func.sum(rows.count),
+            )
+            .where(*where)
+            .group_by(
+                func.grouping_sets(
+                    tuple_(moment, rows.sentiment),
+                    tuple_(rows.source, rows.sentiment),
+                    rows.emotion,
+                )
+            )
+        )
     read = (
         select(moment.label("moment"), rows.source, rows.sentiment, rows.emotion, rows.count)
-        .where(*_where(cells, labels, labelled=True))
+        .where(*where)
         .cte("cells")
     )
     c = read.c
@@ -240,7 +263,9 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
     """Recompute the rollups from the posts, from the day `since` falls in (None: all).
 
     Returns how many cells were written. Run it after writing posts around `save_batch`
-    (a manual import, `bench load`).
+    (a manual import, `bench load`). The cells are written in key order, so a range's
+    cells lie together on disk (in hash order, a 30-day answer read ~1,000 heap pages for
+    its ~3,000 cells).
     """
     dialect = session.get_bind().dialect.name
     await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
@@ -258,7 +283,7 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
                 "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, count)"
                 f" SELECT '{grain}', {bucket}, source, coalesce(sentiment, ''), "
                 "coalesce(emotion, ''), count(*) FROM social_media_posts "
-                "WHERE created_at >= :day GROUP BY 2, 3, 4, 5"
+                "WHERE created_at >= :day GROUP BY 2, 3, 4, 5 ORDER BY 2, 3, 4, 5"
             ).bindparams(*binds),
             params,
         )
