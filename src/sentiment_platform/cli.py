@@ -24,6 +24,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(cli_store.rollups_app, name="rollups")
 app.add_typer(cli_store.bench_app, name="bench")
+app.command("init-db")(cli_store.init_db)
 app.command("export")(cli_store.export)
 
 TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
@@ -34,25 +35,6 @@ def _configure_logging(settings: Settings) -> None:
     from sentiment_platform.telemetry import configure_logging
 
     configure_logging(settings)
-
-
-@app.command("init-db")
-def init_db() -> None:
-    """Create or upgrade the schema (Alembic migrations)."""
-    from sentiment_platform.db import create_engine, upgrade_schema
-
-    settings = get_settings()
-    _configure_logging(settings)
-
-    async def run() -> None:
-        engine = create_engine(settings)
-        try:
-            await upgrade_schema(engine)
-        finally:
-            await engine.dispose()
-
-    asyncio.run(run())
-    typer.echo(f"schema is at head on {settings.async_database_url.split('@')[-1]}")
 
 
 @app.command()
@@ -90,7 +72,7 @@ def serve(
     settings = settings.model_copy(update=updates)
     _configure_logging(settings)
     if settings.is_sqlite:
-        init_db()
+        cli_store.init_db()
     if demo and history:
         loaded = cli_store.preload_history(settings, history)
         if loaded:

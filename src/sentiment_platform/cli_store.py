@@ -48,6 +48,18 @@ def _run_store(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]
     return asyncio.run(run())
 
 
+def init_db() -> None:
+    """Create or upgrade the schema (Alembic migrations)."""
+    settings = get_settings()
+    _configure_logging(settings)
+    _run_store(settings, _at_head)
+    typer.echo(f"schema is at head on {settings.async_database_url.split('@')[-1]}")
+
+
+async def _at_head(_session_factory: Any) -> None:
+    """Nothing more to do: `_run_store` brought the schema to head (a backfill: minutes)."""
+
+
 @rollups_app.command("rebuild")
 def rollups_rebuild(
     since: Annotated[

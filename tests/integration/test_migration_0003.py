@@ -1,5 +1,6 @@
 """0003 on a store written by 0002: analyses re-keyed, labels copied, rollups backfilled,
-search indexed — on SQLite and PostgreSQL."""
+search indexed; and 0006 after it, the rest of each analysis copied onto its post — on
+SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -122,4 +123,9 @@ async def test_upgrade_rekeys_copies_labels_and_backfills_rollups(old_store) -> 
         items, _ = await posts_page(session, PostFilter(text="delayed"))
         assert await count_matches(session, PostFilter(text="delayed")) == (4, False)
         assert items[0]["post_id"] == "m4"
+        copied = {
+            i["post_id"]: (i["confidence"], i["emotion_confidence"], i["model"]) for i in items
+        }
+        analysed = (0.9, 0.8, "old")
+        assert copied == {"m1": analysed, "m2": analysed, "m3": (None,) * 3, "m4": analysed}
         assert await count_matches(session, PostFilter(source="reddit")) == (2, False)

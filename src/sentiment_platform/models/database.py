@@ -2,11 +2,11 @@
 alerts raised.
 
 An analysis references its post by the post's integer key (`post_ref`), unique: the
-idempotency key of analyses. The post row carries a copy of its labels (`sentiment`,
-`emotion`, `analyzed_at`, set in the transaction that inserts the analysis) so a filtered
-page walks one composite index `(filter, created_at DESC, id DESC)` and stops at the page
-(0003). `PostRollup` holds counts per minute, hour and day × source × sentiment × emotion
-(store/rollups.py).
+idempotency key of analyses. The post row carries a copy of its analysis (the labels,
+their confidences, the model and `analyzed_at`, set in the transaction that inserts the
+analysis): a filtered page walks one composite index `(filter, created_at DESC, id DESC)`
+and stops at the page (0003), and reads no other table (0006). `PostRollup` holds counts
+per minute, hour and day × source × sentiment × emotion (store/rollups.py).
 
 At most one alert row per `alert_type` is `firing` (a partial unique index), so two alert
 monitors can never both open an incident.
@@ -71,10 +71,13 @@ class SocialMediaPost(Base):
     author: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # The analysis's labels, copied here (null until analysed): filtered pages need no join.
+    # The analysis, copied here (null until analysed): pages read this row alone.
     sentiment: Mapped[str | None] = mapped_column(String(16))
     emotion: Mapped[str | None] = mapped_column(String(16))
     analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    emotion_confidence: Mapped[float | None] = mapped_column(Float)
+    model: Mapped[str | None] = mapped_column(String(128))
 
     analysis: Mapped[SentimentAnalysis | None] = relationship(back_populates="post", uselist=False)
 

@@ -51,18 +51,7 @@ _EMOTIONS = {
     Sentiment.NEUTRAL: (Emotion.NEUTRAL, Emotion.SURPRISE),
 }
 CHUNK = 50_000
-POST_COLUMNS = (
-    "id",
-    "post_id",
-    "source",
-    "content",
-    "author",
-    "created_at",
-    "ingested_at",
-    "sentiment",
-    "emotion",
-    "analyzed_at",
-)
+MODEL = "bench/synthetic"
 ANALYSIS_COLUMNS = (
     "post_ref",
     "sentiment",
@@ -71,6 +60,11 @@ ANALYSIS_COLUMNS = (
     "emotion_confidence",
     "model",
     "analyzed_at",
+)
+# The post's own columns, then the copy of its analysis it carries.
+POST_COLUMNS = (
+    *("id", "post_id", "source", "content", "author", "created_at", "ingested_at"),
+    *ANALYSIS_COLUMNS[1:],
 )
 
 
@@ -113,20 +107,9 @@ def synthetic_rows(
         analyzed = created + timedelta(seconds=1)
         ref = first_id + i
         content = f"{rng.choice(texts[sentiment])} {i % 997}"
-        post = (
-            ref,
-            f"bench-{token}-{i}",
-            SOURCES[i % 5],
-            content,
-            f"user{i % 5000}",
-            created,
-            analyzed,
-            sentiment.value,
-            emotion.value,
-            analyzed,
-        )
-        analysis = (ref, sentiment.value, 0.9, emotion.value, 0.8, "bench/synthetic", analyzed)
-        yield post, analysis
+        analysis = (ref, sentiment.value, 0.9, emotion.value, 0.8, MODEL, analyzed)
+        post = (ref, f"bench-{token}-{i}", SOURCES[i % 5], content, f"user{i % 5000}", created)
+        yield (*post, analyzed, *analysis[1:]), analysis
 
 
 async def load(

@@ -51,9 +51,9 @@ async def save_batch(
             row = post.model_dump() | {"ingested_at": ingested_at}
             analysis = by_post.get(post.post_id)
             if analysis is not None:
-                row |= _labels(analysis)
+                row |= _copied(analysis)
             else:
-                row |= {"sentiment": None, "emotion": None, "analyzed_at": None}
+                row |= dict.fromkeys(_ANALYSIS_COLUMNS)
             rows.append(row)
         table = SocialMediaPost.__table__
         returned = await _insert_new(
@@ -116,28 +116,26 @@ async def save_batch(
 
 
 # A shallow row per analysis: `dataclasses.asdict` deep-copies every value, which was a third
-# of the worker's time per batch.
+# of the worker's time per batch. The post row copies the same columns.
 _ANALYSIS_COLUMNS = tuple(field.name for field in fields(Analysis) if field.name != "post_id")
 
 
-def _labels(analysis: Analysis) -> dict[str, Any]:
-    return {
-        "sentiment": analysis.sentiment.value,
-        "emotion": analysis.emotion.value,
-        "analyzed_at": analysis.analyzed_at,
-    }
+def _copied(analysis: Analysis) -> dict[str, Any]:
+    row = {name: getattr(analysis, name) for name in _ANALYSIS_COLUMNS}
+    row["sentiment"], row["emotion"] = analysis.sentiment.value, analysis.emotion.value
+    return row
 
 
 async def _label_older(session: AsyncSession, pairs: list[tuple[int, Analysis]]) -> None:
-    """Copy the labels onto posts stored before their analysis came."""
+    """Copy the analyses onto posts stored before their analysis came."""
     posts: Any = SocialMediaPost.__table__
     statement = (
         update(posts)
         .where(posts.c.id == bindparam("ref"))
-        .values(sentiment=bindparam("s"), emotion=bindparam("e"), analyzed_at=bindparam("a"))
+        .values({name: bindparam(f"new_{name}") for name in _ANALYSIS_COLUMNS})
     )
     params = [
-        {"ref": ref, "s": a.sentiment.value, "e": a.emotion.value, "a": a.analyzed_at}
+        {"ref": ref} | {f"new_{name}": value for name, value in _copied(a).items()}
         for ref, a in sorted(pairs, key=lambda pair: pair[0])
     ]
     await session.execute(statement.execution_options(synchronize_session=False), params)
@@ -407,21 +405,9 @@ async def stream_posts(
         page = replace(page, cursor=last)
 
 
-# The item's columns, not ORM entities: building two mapped objects a row cost more than the
-# rest of a page. The labels are read from the post row (the same as the analysis's). The
-# integer key first: the cursor's, not an item's.
-_ITEM_QUERY = select(
-    SocialMediaPost.id,
-    SocialMediaPost.post_id,
-    SocialMediaPost.source,
-    SocialMediaPost.content,
-    SocialMediaPost.author,
-    SocialMediaPost.created_at,
-    SocialMediaPost.sentiment,
-    SentimentAnalysis.confidence,
-    SocialMediaPost.emotion,
-    SentimentAnalysis.emotion_confidence,
-    SentimentAnalysis.model,
-    SocialMediaPost.analyzed_at,
-).outerjoin(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
 ITEM_FIELDS = tuple(PostView.model_fields)
+# The item's columns, not ORM entities: building two mapped objects a row cost more than the
+# rest of a page. All from the post row, which copies its analysis: joining the analyses
+# cost PostgreSQL 260 µs a 50-row page, against 90 µs for the posts alone. The integer key
+# first: the cursor's, not an item's.
+_ITEM_QUERY = select(SocialMediaPost.id, *(SocialMediaPost.__table__.c[n] for n in ITEM_FIELDS))
