@@ -1,5 +1,6 @@
-"""The read side's commands on the embedded SQLite file: bench load (rollups included),
-rollups rebuild, export, and serve --workers refusing the embedded default."""
+"""The read side's commands: bench load (rollups included), rollups rebuild and export on
+the embedded SQLite file and on PostgreSQL (COPY); serve --workers refusing the embedded
+default."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from sentiment_platform.cli import app as cli
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
 from sentiment_platform.models.database import PostRollup, SocialMediaPost
+from tests.support.databases import recreate_postgres_database, scratch_database_url
 
 
 @pytest.fixture
@@ -26,6 +28,19 @@ def sqlite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     config.get_settings.cache_clear()
     yield url
     config.get_settings.cache_clear()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_env(request, sqlite_env: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "sqlite":
+        yield sqlite_env
+        return
+    url = scratch_database_url("cli")
+    asyncio.run(recreate_postgres_database(url))
+    monkeypatch.setenv("DATABASE_URL", url)
+    config.get_settings.cache_clear()
+    yield url
+    asyncio.run(recreate_postgres_database(url, create=False))
 
 
 def _counts(url: str) -> tuple[int, int]:
@@ -44,17 +59,17 @@ def _counts(url: str) -> tuple[int, int]:
     return asyncio.run(run())
 
 
-def test_bench_load_rebuild_and_export(sqlite_env: str, tmp_path: Path) -> None:
+def test_bench_load_rebuild_and_export(store_env: str, tmp_path: Path) -> None:
     runner = CliRunner()
     loaded = runner.invoke(cli, ["bench", "load", "--posts", "3000", "--days", "2", "--seed", "7"])
     assert loaded.exit_code == 0, loaded.output
     report = json.loads(loaded.output.strip().splitlines()[-1])
     assert report["posts"] == 3000 and report["rows_per_s"] > 0
-    assert _counts(sqlite_env) == (3000, 3000)  # the rollups are up to date
+    assert _counts(store_env) == (3000, 3000)  # the rollups are up to date
 
     rebuilt = runner.invoke(cli, ["rollups", "rebuild", "--since", "2000-01-01"])
     assert rebuilt.exit_code == 0, rebuilt.output
-    assert _counts(sqlite_env) == (3000, 3000)
+    assert _counts(store_env) == (3000, 3000)
 
     out = tmp_path / "negative.jsonl"
     exported = runner.invoke(
@@ -63,6 +78,8 @@ def test_bench_load_rebuild_and_export(sqlite_env: str, tmp_path: Path) -> None:
     assert exported.exit_code == 0, exported.output
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert rows and {row["sentiment"] for row in rows} == {"negative"}
+    # each post carries its analysis
+    assert {(row["confidence"], row["model"]) for row in rows} == {(0.9, "bench/synthetic")}
     assert f"exported {len(rows)} posts" in exported.output
     created = [row["created_at"] for row in rows]
     assert created == sorted(created, reverse=True)

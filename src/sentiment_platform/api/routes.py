@@ -63,10 +63,7 @@ def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
 
 @router.get("/posts", response_model=PostsPage)
 async def list_posts(
-    session: SessionDep,
-    session_factory: SessionFactoryDep,
-    settings: SettingsDep,
-    query: PostsQueryDep,
+    api: ApiDep, session_factory: SessionFactoryDep, query: PostsQueryDep
 ) -> Response:
     """Newest first. Continue with `cursor` = the previous page's `next_cursor` (a cursor
     page costs the same at any depth); `offset` skips rows one by one (cost grows with it).
@@ -74,23 +71,26 @@ async def list_posts(
     `total` is shared for METRICS_CACHE_S seconds per filter, like a metrics answer: the
     page is always read fresh. The items are the store's rows, typed by the table, encoded
     as they are (the schema above is what they are; validating 50 models cost more than
-    the query)."""
+    the query). The session is opened here, not declared (`SessionDep`): FastAPI's
+    dependency solving fell from 13.5 % to 7 % of the API process's samples (py-spy)."""
     where = _post_filter(
         query,
         limit=query.limit,
         offset=query.offset,
         cursor=store.decode_cursor(query.cursor) if query.cursor else None,
     )
-    items, next_cursor = await store.posts_page(session, where)
+    settings = api.runtime.settings
     cutoff = posts_cutoff(settings)
-
-    async def count() -> tuple[int, bool]:
-        return await store.count_matches(session, where, cutoff)
-
     matching = replace(where, limit=0, offset=0, cursor=None)  # the page's place is no part
-    shared = await cache_for(session_factory, settings.metrics_cache_s).get(
-        (matching, cutoff), count
-    )
+    async with api.session(session_factory) as session:
+        items, next_cursor = await store.posts_page(session, where)
+
+        async def count() -> tuple[int, bool]:
+            return await store.count_matches(session, where, cutoff)
+
+        shared = await cache_for(session_factory, settings.metrics_cache_s).get(
+            (matching, cutoff), count
+        )
     assert isinstance(shared, tuple)
     total, capped = shared
     body = {

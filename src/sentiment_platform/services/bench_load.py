@@ -1,7 +1,8 @@
 """Synthetic history straight into the store, for benchmarks and demos (`bench load`).
 
-N analysed posts spread uniformly over the last D days, written past the bus and the model:
-PostgreSQL through `COPY` (asyncpg's `copy_records_to_table`), SQLite in batched inserts.
+N analysed posts spread uniformly over the last D days, oldest first, written past the bus
+and the model: PostgreSQL through `COPY` (asyncpg's `copy_records_to_table`), SQLite in
+batched inserts.
 The rollups are then recomputed for the days touched and the tables analysed, so the
 planner knows their new size. Deterministic for a seed (the texts, times and labels; the
 post ids carry a run token so two loads never collide).
@@ -100,8 +101,12 @@ def synthetic_rows(
     token = uuid.uuid4().hex[:8]
     span = days * 86_400
     sentiments = (Sentiment.POSITIVE, Sentiment.NEGATIVE, Sentiment.NEUTRAL)
+    step = span / count if count else 0.0
     for i in range(count):
-        created = now - timedelta(seconds=rng.random() * span)
+        # Oldest first, one post in each of `count` equal slots (uniform over the span): in
+        # time order, as a live feed writes them, each index grows at one end (in random
+        # order the four created_at indexes cost the load as much as the text index).
+        created = now - timedelta(seconds=span - (i + rng.random()) * step)
         sentiment = rng.choices(sentiments, (40, 25, 35))[0]
         emotion = rng.choice(_EMOTIONS[sentiment])
         analyzed = created + timedelta(seconds=1)
