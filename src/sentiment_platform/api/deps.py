@@ -140,12 +140,11 @@ async def require_api_key(api: ApiDep, key: ApiKey) -> None:
 
 async def rate_limit(request: Request) -> None:
     """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
+    Declared only while the limit is on (`create_app`).
 
     An invalid key counts against the IP, so inventing keys buys no fresh budget.
     """
     api = _parts(request)
-    if not api.rate_limiter.enabled:
-        return
     ring = api.key_ring
     key = request.headers.get(api_key_header.model.name)  # read, not declared: reads need none
     if key and ring.enabled and ring.accepts(key):
