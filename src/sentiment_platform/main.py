@@ -58,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Real-time sentiment and emotion analysis of social-media posts.",
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
+        # No OpenTelemetry here (Prometheus `/metrics` instead): switched off, FastAPI stops
+        # asking the three global providers whether they are configured on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.include_router(probes.router)
     # RATE_LIMIT_PER_MINUTE=0 turns the limit off: no dependency at all then (each one FastAPI
