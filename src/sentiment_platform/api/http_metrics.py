@@ -12,6 +12,7 @@ labels: `http_requests_total{handler,method,status}` (status grouped as `2xx`, `
 from __future__ import annotations
 
 from time import perf_counter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +38,19 @@ class HttpMetrics:
             buckets=BUCKETS,
             registry=registry,
         )
+        # Each label set's two children, looked up once (`labels()` checks and locks each time)
+        self._children: dict[tuple[str, int, str], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, status: int, handler: str, seconds: float) -> None:
+        key = (method, status // 100, handler)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.requests.labels(method, f"{status // 100}xx", handler),
+                self.duration.labels(handler, method),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class HttpMetricsMiddleware:
@@ -62,9 +76,7 @@ class HttpMetricsMiddleware:
         finally:
             handler = _handler(scope)
             if handler not in EXCLUDED:
-                method = scope["method"]
-                self.metrics.requests.labels(method, f"{status // 100}xx", handler).inc()
-                self.metrics.duration.labels(handler, method).observe(perf_counter() - started)
+                self.metrics.observe(scope["method"], status, handler, perf_counter() - started)
 
 
 def _handler(scope: Scope) -> str:
