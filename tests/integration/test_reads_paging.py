@@ -18,7 +18,7 @@ from sentiment_platform.api.deps import get_session_factory
 from sentiment_platform.api.schemas import PostsPage
 from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, Sentiment
+from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, PostView, Sentiment
 from sentiment_platform.main import create_app
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
 from sentiment_platform.services.metrics_cache import SingleFlightCache
@@ -123,6 +123,52 @@ async def test_a_page_is_the_schema_byte_for_byte(seeded) -> None:
         body = (await seeded.get("/api/posts", params=params)).content
         assert PostsPage.model_validate_json(body).model_dump_json().encode() == body
         assert json.loads(body)["items"]
+
+
+async def test_timestamps_of_every_fraction_are_written_as_the_schema_writes_them(
+    api: httpx.AsyncClient, database
+) -> None:
+    """PostgreSQL hands the page its timestamps as text, which drops a fraction's trailing
+    zeros (`store.posts._item_query`): a page, and the export's rows, must still write each
+    one as dumping `PostsPage` does, whatever its fraction, analysed or not."""
+    fractions = [0, 500_000, 120, 999_999, 48_531, 10]
+    posts = [
+        Post(
+            post_id=f"f{i}",
+            source="twitter",
+            content="a post",
+            created_at=T0 + timedelta(seconds=i, microseconds=micro),
+        )
+        for i, micro in enumerate(fractions)
+    ]
+    analyses = [
+        Analysis(
+            post_id=post.post_id,
+            sentiment=Sentiment.NEUTRAL,
+            confidence=0.5,
+            emotion=Emotion.NEUTRAL,
+            emotion_confidence=0.5,
+            model="m",
+            analyzed_at=post.created_at + timedelta(microseconds=micro),
+        )
+        for post, micro in zip(posts[1:], fractions[1:], strict=True)  # the first: unanalysed
+    ]
+    async with database[1]() as session, session.begin():
+        await store.save_batch(session, posts, analyses)
+    body = (await api.get("/api/posts", params={"limit": 10})).content
+    assert PostsPage.model_validate_json(body).model_dump_json().encode() == body
+    items = json.loads(body)["items"]
+    assert [item["created_at"] for item in items] == [
+        PostView.of(post, None).model_dump(mode="json")["created_at"] for post in reversed(posts)
+    ]
+    assert items[2]["created_at"] == "2026-01-15T10:00:03.999999Z"
+    assert items[4]["created_at"] == "2026-01-15T10:00:01.500000Z"
+    assert items[-1]["analyzed_at"] is None and items[0]["analyzed_at"].endswith("Z")
+    exported = (await api.get("/api/posts/export", params={"format": "csv"})).text
+    rows = list(csv.DictReader(io.StringIO(exported)))
+    assert [(r["created_at"], r["analyzed_at"]) for r in rows] == [
+        (item["created_at"], item["analyzed_at"] or "") for item in items
+    ]
 
 
 async def test_a_page_total_is_shared_for_a_second_its_items_never(seeded, database) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import datetime
 from typing import Literal
 
 import orjson
@@ -50,10 +49,6 @@ async def check_size(session: AsyncSession, where: PostFilter, max_rows: int) ->
     return rows
 
 
-def _cell(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
-
-
 async def export_chunks(
     session_factory: async_sessionmaker[AsyncSession],
     where: PostFilter,
@@ -74,7 +69,7 @@ async def export_chunks(
         await rollups.no_statement_timeout(session)  # the stream may take minutes
         async for post in stream_posts(session, where, CHUNK_ROWS):
             if fmt == "csv":
-                writer.writerow([_cell(post[name]) for name in COLUMNS])
+                writer.writerow([post[name] for name in COLUMNS])
             else:
                 parts.append(orjson.dumps(post, option=orjson.OPT_UTC_Z) + b"\n")
             rows += 1

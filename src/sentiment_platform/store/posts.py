@@ -8,11 +8,11 @@ import binascii
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, bindparam, func, literal_column, select, tuple_, update
+from sqlalchemy import Select, Text, bindparam, cast, func, literal_column, select, tuple_, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
-from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
+from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost, UTCDateTime
 from sentiment_platform.store import rollups
 from sentiment_platform.store.prepared import fetch_rows
 
@@ -182,7 +182,9 @@ class PostFilter:
     cursor: tuple[datetime, int] | None = None  # continue after this (created_at, id)
 
 
-PostItem = dict[str, Any]  # a post item as the API serves it: the fields of `PostView`
+# A post item as the API serves it: the fields of `PostView`, its timestamps written as the
+# API writes them (ISO 8601 in UTC, with `Z`), so the page and the export encode it as it is.
+PostItem = dict[str, Any]
 
 
 def encode_cursor(created_at: datetime, ref: int) -> str:
@@ -219,12 +221,16 @@ async def _page(
     session: AsyncSession, where: PostFilter
 ) -> tuple[list[PostItem], tuple[datetime, int] | None]:
     """The page's items, and the (created_at, id) to continue after (None: the last page)."""
-    statement = _page_statement(_dialect(session), _shape(where))
+    dialect = _dialect(session)
+    statement = _page_statement(dialect, _shape(where))
     rows = await fetch_rows(session, statement, _params(where))
-    items = [dict(zip(ITEM_FIELDS, row[1:], strict=True)) for row in rows[: where.limit]]
+    if dialect == "postgresql":
+        items = [_item_of_text_stamps(row) for row in rows[: where.limit]]
+    else:
+        items = [_item_of_datetimes(row) for row in rows[: where.limit]]
     if len(rows) <= where.limit:
         return items, None
-    return items, (items[-1]["created_at"], rows[where.limit - 1][0])
+    return items, (datetime.fromisoformat(items[-1]["created_at"]), rows[where.limit - 1][0])
 
 
 async def count_matches(
@@ -333,7 +339,7 @@ _NEWEST_FIRST = (SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
 
 @cache
 def _page_statement(dialect: str, shape: Shape) -> Any:
-    query = _filtered(_ITEM_QUERY, dialect, shape)
+    query = _filtered(_item_query(dialect), dialect, shape)
     if shape[6]:
         query = query.where(
             tuple_(SocialMediaPost.created_at, SocialMediaPost.id)
@@ -406,8 +412,51 @@ async def stream_posts(
 
 
 ITEM_FIELDS = tuple(PostView.model_fields)
-# The item's columns, not ORM entities: building two mapped objects a row cost more than the
-# rest of a page. All from the post row, which copies its analysis: joining the analyses
-# cost PostgreSQL 260 µs a 50-row page, against 90 µs for the posts alone. The integer key
-# first: the cursor's, not an item's.
-_ITEM_QUERY = select(SocialMediaPost.id, *(SocialMediaPost.__table__.c[n] for n in ITEM_FIELDS))
+_STAMP_FIELDS = tuple(
+    name for name in ITEM_FIELDS if isinstance(SocialMediaPost.__table__.c[name].type, UTCDateTime)
+)
+
+
+def _item_query(dialect: str) -> Select[Any]:
+    """The item's columns, not ORM entities: building two mapped objects a row cost more than
+    the rest of a page. All from the post row, which copies its analysis: joining the
+    analyses cost PostgreSQL 260 µs a 50-row page, against 90 µs for the posts alone. The
+    integer key first: the cursor's, not an item's. On PostgreSQL the timestamps come as
+    text: asyncpg builds a datetime at ~1.3 µs, 130 µs a 50-row page, a tenth of the API
+    process's CPU for it; the text is cheap to decode and to put in the API's form."""
+    columns = SocialMediaPost.__table__.c
+    return select(
+        SocialMediaPost.id,
+        *(
+            cast(columns[name], Text).label(name)
+            if dialect == "postgresql" and name in _STAMP_FIELDS
+            else columns[name]
+            for name in ITEM_FIELDS
+        ),
+    )
+
+
+def _item_of_text_stamps(row: Sequence[Any]) -> PostItem:
+    """A PostgreSQL row: its timestamps are the text of a UTC `timestamptz`."""
+    item = dict(zip(ITEM_FIELDS, row[1:], strict=True))
+    for name in _STAMP_FIELDS:
+        if (stamp := item[name]) is not None:
+            item[name] = _api_stamp(stamp)
+    return item
+
+
+def _item_of_datetimes(row: Sequence[Any]) -> PostItem:
+    item = dict(zip(ITEM_FIELDS, row[1:], strict=True))
+    for name in _STAMP_FIELDS:
+        if (moment := item[name]) is not None:
+            item[name] = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return item
+
+
+def _api_stamp(text: str) -> str:
+    """PostgreSQL's text of a UTC timestamp ('2026-12-03 18:08:36.5+00') as the API writes
+    it, which is how orjson writes the datetime ('2026-12-03T18:08:36.500000Z')."""
+    stamp = text.removesuffix("+00")
+    if len(stamp) > 19:  # a fraction, which PostgreSQL writes without trailing zeros
+        stamp = stamp.ljust(26, "0")
+    return f"{stamp[:10]}T{stamp[11:]}Z"

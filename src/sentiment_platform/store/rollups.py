@@ -25,9 +25,11 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Text,
     and_,
     bindparam,
     case,
+    cast,
     func,
     literal_column,
     null,
@@ -167,7 +169,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
         return (
             select(
                 kind,
-                moment,
+                cast(moment, Text),  # a datetime's decoding cost ~1.3 µs a row (store/posts)
                 rows.source,
                 func.coalesce(rows.emotion, rows.sentiment),  # the set's label (the other: NULL)
                 func.sum(rows.count),
