@@ -129,7 +129,7 @@ async def test_timestamps_of_every_fraction_are_written_as_the_schema_writes_the
     api: httpx.AsyncClient, database
 ) -> None:
     """PostgreSQL hands the page its timestamps as text, which drops a fraction's trailing
-    zeros (`store.posts._item_query`): a page, and the export's rows, must still write each
+    zeros (`store.posts._with_text_stamps`): a page, and the export's rows, must still write each
     one as dumping `PostsPage` does, whatever its fraction, analysed or not."""
     fractions = [0, 500_000, 120, 999_999, 48_531, 10]
     posts = [
