@@ -7,7 +7,9 @@ p50, p99, non-2xx. The metrics run twice, with the default one-second cache and 
 `METRICS_CACHE_S=0`; alone (one request at a time, cache off) their p50 is measured too. The
 export is measured in rows/s over the last day. Last, the ratio of each figure at the
 largest size to the same at the smallest (cost must not grow with the table). First, the
-machine's ceiling: a FastAPI hello-world (`hello.py`) served the same way.
+machine's ceiling: a FastAPI hello-world (`hello.py`) served the same way; again after each
+size, because a shared box's speed drifts (one moved from 8,370 to 13,538 req/s within an
+hour), and a ratio is only worth something between runs the ceiling brackets alike.
 
     .venv/bin/python benchmarks/api.py --sizes 1000000 10000000 --days 30
     .venv/bin/python benchmarks/api.py --sizes 1000000 --days 30 --reuse   # loaded before
@@ -298,7 +300,8 @@ def main() -> None:
         if not args.reuse:
             print(f"bench load {size}: {json.dumps(load(url, size, args.days, args.database_url))}")
         results[size] = measure(url, args.days, args.duration, args.connections)
-        print(f"\n{size:,} posts over {args.days:g} days")
+        after = ceiling(args.duration, args.connections)
+        print(f"\n{size:,} posts over {args.days:g} days (hello-world after: {after['rps']:,.0f})")
         print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms |")
         print("|---|---|---|---|---|---|")
         for name, row in results[size].items():
