@@ -115,12 +115,10 @@ async def api(
     database: tuple[Settings, async_sessionmaker[AsyncSession]],
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app, its lifespan running, its sessions on the test's store."""
-    from sentiment_platform.api.deps import get_session_factory
     from sentiment_platform.main import create_app
 
     settings, session_factory = database
-    app = create_app(settings)
-    app.dependency_overrides[get_session_factory] = lambda: session_factory
+    app = create_app(settings, sessions=session_factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:

@@ -35,11 +35,9 @@ DELAY_RULE = {
 async def client_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    from sentiment_platform.api.deps import get_session_factory
     from sentiment_platform.main import create_app
 
-    app = create_app(settings)
-    app.dependency_overrides[get_session_factory] = lambda: sessions
+    app = create_app(settings, sessions=sessions)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api.deps import get_session_factory
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import MAX_CLOCK_SKEW, utcnow
 from sentiment_platform.main import create_app, parts_of
@@ -155,8 +154,7 @@ async def served(
 ) -> AsyncIterator[Served]:
     """The `api` client, with its app and store, to look at what the bus and the store hold."""
     settings, session_factory = database
-    app = create_app(settings)
-    app.dependency_overrides[get_session_factory] = lambda: session_factory
+    app = create_app(settings, sessions=session_factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 
 from sentiment_platform import store
-from sentiment_platform.api.deps import get_session_factory
 from sentiment_platform.api.schemas import PostsPage
 from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
@@ -97,13 +96,11 @@ async def test_export_streams_every_matching_post(seeded, fmt) -> None:
 
 
 async def test_export_over_the_cap_without_a_range_is_refused(database) -> None:
-    from sentiment_platform.api.deps import get_session_factory
     from sentiment_platform.main import create_app
 
     settings, session_factory = database
     await seed(session_factory)
-    app = create_app(settings.model_copy(update={"export_max_rows": 100}))
-    app.dependency_overrides[get_session_factory] = lambda: session_factory
+    app = create_app(settings.model_copy(update={"export_max_rows": 100}), sessions=session_factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
@@ -208,8 +205,9 @@ async def test_an_alerts_page_is_shared_until_an_alert_is_heard(database) -> Non
     """With a long METRICS_CACHE_S, a new alert still shows at once: the hub drops the
     shared pages when it hears an alert event (here on the in-process channel)."""
     settings, session_factory = database
-    app = create_app(settings.model_copy(update={"metrics_cache_s": 60.0}))
-    app.dependency_overrides[get_session_factory] = lambda: session_factory
+    app = create_app(
+        settings.model_copy(update={"metrics_cache_s": 60.0}), sessions=session_factory
+    )
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:

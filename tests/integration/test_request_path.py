@@ -21,8 +21,8 @@ def counted_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     runs: list[str] = []
     real = probes.run_checks
 
-    async def counting(api, factory):  # type: ignore[no-untyped-def]
-        checks = await real(api, factory)
+    async def counting(api):  # type: ignore[no-untyped-def]
+        checks = await real(api)
         runs.append(checks.database)
         return checks
 

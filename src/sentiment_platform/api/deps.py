@@ -40,6 +40,8 @@ class ApiParts:
     """What the API process runs on top of the runtime; built by the lifespan."""
 
     runtime: Runtime
+    # The sessions requests use: the runtime's; the tests' open inside a rolled-back transaction
+    sessions: async_sessionmaker[AsyncSession]
     hub: Hub
     key_ring: KeyRing
     rate_limiter: RateLimiter
@@ -56,10 +58,8 @@ class ApiParts:
     alerts_cache: SingleFlightCache[bytes] = field(default_factory=lambda: SingleFlightCache(0))
 
     @asynccontextmanager
-    async def session(
-        self, factory: async_sessionmaker[AsyncSession]
-    ) -> AsyncIterator[AsyncSession]:
-        """A session from `factory`, once `session_gate` admits it: at most DB_POOL_SIZE at a
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session from `sessions`, once `session_gate` admits it: at most DB_POOL_SIZE at a
         time, in the order they came. SQLAlchemy's pool gives a returned connection to
         whichever task asks first, and a waiter that loses the race queues again at the
         back, so at 64 connections a few requests in a few thousand waited out the pool
@@ -77,7 +77,7 @@ class ApiParts:
                     f"every database connection was busy for {POOL_TIMEOUT_S} s; retry shortly"
                 ) from None
         try:
-            async with factory() as session:
+            async with self.sessions() as session:
                 yield session
         finally:
             self.session_gate.release()
@@ -98,20 +98,10 @@ async def get_api(connection: HTTPConnection) -> ApiParts:
 ApiDep = Annotated[ApiParts, Depends(get_api)]
 
 
-async def get_session_factory(connection: HTTPConnection) -> async_sessionmaker[AsyncSession]:
-    """Overridden by the tests to run each request inside a rolled-back transaction."""
-    return _parts(connection).runtime.session_factory
-
-
-SessionFactoryDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_session_factory)]
-
-
-async def get_session(
-    connection: HTTPConnection, factory: SessionFactoryDep
-) -> AsyncIterator[AsyncSession]:
+async def get_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
     """One session, one unit of work, per request (`ApiParts.session`); committed by the
     endpoint that writes."""
-    async with _parts(connection).session(factory) as session:
+    async with _parts(connection).session() as session:
         yield session
 
 

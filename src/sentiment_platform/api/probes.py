@@ -21,9 +21,8 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api.deps import ApiDep, ApiParts, SessionFactoryDep
+from sentiment_platform.api.deps import ApiDep, ApiParts
 from sentiment_platform.api.schemas import Health, Verdict
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
@@ -60,10 +59,10 @@ class Checks:
         return "ok"
 
 
-async def run_checks(api: ApiParts, session_factory: async_sessionmaker[AsyncSession]) -> Checks:
+async def run_checks(api: ApiParts) -> Checks:
     runtime = api.runtime
     try:
-        async with session_factory() as session:
+        async with api.sessions() as session:
             await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_S)
         database = "ok"
     except Exception as error:  # noqa: BLE001 - whatever the failure, the store is down
@@ -107,20 +106,20 @@ async def livez() -> dict[str, str]:
 
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
-async def readyz(api: ApiDep, factory: SessionFactoryDep, response: Response) -> Health:
+async def readyz(api: ApiDep, response: Response) -> Health:
     """Ready to take traffic: the store, the bus and (where it runs here) the model answer,
     and the process's background loops run."""
-    checks = await run_checks(api, factory)
+    checks = await run_checks(api)
     if checks.verdict != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
 
 
 @router.get("/api/health", response_model=Health, responses={503: {"model": Health}})
-async def health(api: ApiDep, factory: SessionFactoryDep, response: Response) -> Health:
+async def health(api: ApiDep, response: Response) -> Health:
     """200 when ok or degraded, 503 when the store is down or a background loop is gone.
     A clean answer from the store and the bus is shared for up to a second (see above)."""
-    shared = await api.health_cache.get("health", lambda: run_checks(api, factory), keep=_clean)
+    shared = await api.health_cache.get("health", lambda: run_checks(api), keep=_clean)
     # What this process knows of itself costs nothing: read now, never shared.
     checks = replace(shared, model=api.runtime.model_status, tasks=api.background.status())
     if checks.verdict == "down":

@@ -14,8 +14,6 @@ from sentiment_platform.api.deps import (
     ApiDep,
     BusDep,
     SessionDep,
-    SessionFactoryDep,
-    SettingsDep,
     require_api_key,
 )
 from sentiment_platform.api.query import document, from_query
@@ -62,9 +60,7 @@ def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
 
 
 @router.get("/posts", response_model=PostsPage)
-async def list_posts(
-    api: ApiDep, session_factory: SessionFactoryDep, query: PostsQueryDep
-) -> Response:
+async def list_posts(api: ApiDep, query: PostsQueryDep) -> Response:
     """Newest first. Continue with `cursor` = the previous page's `next_cursor` (a cursor
     page costs the same at any depth); `offset` skips rows one by one (cost grows with it).
 
@@ -82,13 +78,13 @@ async def list_posts(
     settings = api.runtime.settings
     cutoff = posts_cutoff(settings)
     matching = replace(where, limit=0, offset=0, cursor=None)  # the page's place is no part
-    async with api.session(session_factory) as session:
+    async with api.session() as session:
         items, next_cursor = await store.posts_page(session, where)
 
         async def count() -> tuple[int, bool]:
             return await store.count_matches(session, where, cutoff)
 
-        shared = await cache_for(session_factory, settings.metrics_cache_s).get(
+        shared = await cache_for(api.sessions, settings.metrics_cache_s).get(
             (matching, cutoff), count
         )
     assert isinstance(shared, tuple)
@@ -110,21 +106,18 @@ async def list_posts(
     responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
 )
 async def export_posts(
-    session: SessionDep,
-    session_factory: SessionFactoryDep,
-    settings: SettingsDep,
-    query: ExportQueryDep,
+    session: SessionDep, api: ApiDep, query: ExportQueryDep
 ) -> StreamingResponse:
     """Every matching post, newest first, as CSV or JSON Lines, streamed. Without
     `since`/`until` an export over EXPORT_MAX_ROWS is refused (422)."""
     where = _post_filter(query)
     try:
-        await check_size(session, where, settings.export_max_rows)
+        await check_size(session, where, api.runtime.settings.export_max_rows)
     except ExportTooLarge as error:
         raise HTTPException(422, detail=str(error)) from None
     await session.close()  # the stream opens its own session, for as long as it runs
     return StreamingResponse(
-        export_chunks(session_factory, where, query.format),
+        export_chunks(api.sessions, where, query.format),
         media_type=MEDIA_TYPES[query.format],
         headers={"Content-Disposition": f'attachment; filename="posts.{query.format}"'},
     )
@@ -149,9 +142,7 @@ async def submit_posts(
 
 
 @router.get("/metrics", response_model=Metrics)
-async def metrics(
-    api: ApiDep, session_factory: SessionFactoryDep, query: MetricsQueryDep
-) -> Response:
+async def metrics(api: ApiDep, query: MetricsQueryDep) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
     shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
     the encoded body, so a cached answer costs no validation and no serialisation, and no
@@ -160,12 +151,12 @@ async def metrics(
     assert start is not None and end is not None  # resolved by the schema
 
     async def compute() -> bytes:
-        async with api.session(session_factory) as session:
+        async with api.session() as session:
             answer = await compute_metrics(session, start, end, query.bucket, query.source)
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:
-        cache = cache_for(session_factory, api.runtime.settings.metrics_cache_s)
+        cache = cache_for(api.sessions, api.runtime.settings.metrics_cache_s)
         body = await cache.get((query.window_minutes or 60, query.bucket, query.source), compute)
         assert isinstance(body, bytes)
     else:
@@ -174,20 +165,18 @@ async def metrics(
 
 
 @router.get("/alerts", response_model=AlertsPage)
-async def list_alerts(
-    api: ApiDep, session_factory: SessionFactoryDep, query: AlertsQueryDep
-) -> Response:
+async def list_alerts(api: ApiDep, query: AlertsQueryDep) -> Response:
     """Newest first. A page is shared for METRICS_CACHE_S seconds per query, and dropped as
     soon as this process hears of an alert firing or resolving: the list a dashboard reads
     after an `alert` event already holds it."""
 
     async def compute() -> bytes:
-        async with api.session(session_factory) as session:
+        async with api.session() as session:
             alerts, total = await store.list_alerts(session, query.limit, query.since, query.rule)
         items = [AlertItem.model_validate(alert) for alert in alerts]
         return AlertsPage(items=items, total=total).model_dump_json().encode()
 
-    key = (session_factory, query.limit, query.since, query.rule)
+    key = (api.sessions, query.limit, query.since, query.rule)
     return Response(await api.alerts_cache.get(key, compute), media_type="application/json")
 
 
