@@ -269,6 +269,45 @@ async def test_single_flight_computes_once_per_key() -> None:
     assert off.computations == 2
 
 
+@pytest.mark.parametrize("serve_stale", [True, False])
+async def test_an_expired_answer_serves_while_it_is_recomputed_only_if_stale_is_allowed(
+    serve_stale: bool,
+) -> None:
+    """Serving stale, only the recomputing caller waits; the others get the previous answer.
+    Otherwise (and after a drop, always) they wait for the new one."""
+    cache: SingleFlightCache[str] = SingleFlightCache(ttl_s=0.01, serve_stale=serve_stale)
+    release = asyncio.Event()
+
+    async def fresh() -> str:
+        await release.wait()
+        return "new"
+
+    async def first() -> str:
+        return "old"
+
+    assert await cache.get("k", first) == "old"
+    await asyncio.sleep(0.02)  # expired
+    recomputing = asyncio.create_task(cache.get("k", fresh))
+    await asyncio.sleep(0)
+    meanwhile = asyncio.create_task(cache.get("k", fresh))
+    await asyncio.sleep(0.01)
+    assert meanwhile.done() is serve_stale
+    release.set()
+    assert await recomputing == "new"
+    assert await meanwhile == ("old" if serve_stale else "new")
+    assert cache.computations == 2
+    release.clear()
+    cache.drop()
+    assert await cache.get("k", first) == "old"
+    await asyncio.sleep(0.02)
+    cache.drop()  # nothing of before may be served now
+    waiting = [asyncio.create_task(cache.get("k", fresh)) for _ in range(2)]
+    await asyncio.sleep(0.01)
+    assert not any(task.done() for task in waiting)
+    release.set()
+    assert [await task for task in waiting] == ["new", "new"]
+
+
 async def test_retention_deletes_old_posts_in_batches_and_keeps_rollups(database) -> None:
     settings, session_factory = database
     await seed(session_factory)
