@@ -124,6 +124,7 @@ async def _start(
         http_metrics=app.state.http_metrics,
         background=background,
         alerts_cache=alerts_cache,
+        counts_cache=SingleFlightCache(settings.metrics_cache_s, serve_stale=True),
         session_gate=asyncio.Semaphore(settings.db_pool_size),
     )
     _warn_if_open(settings)

@@ -56,6 +56,9 @@ class ApiParts:
     # Encoded /api/alerts pages, shared for METRICS_CACHE_S; dropped when an alert fires or
     # resolves anywhere (the hub hears it) or a rule's alerts are closed here.
     alerts_cache: SingleFlightCache[bytes] = field(default_factory=lambda: SingleFlightCache(0))
+    # Metrics answers relative to now and page totals, shared for METRICS_CACHE_S; an expired
+    # one serves while it is recomputed.
+    counts_cache: SingleFlightCache[object] = field(default_factory=lambda: SingleFlightCache(0))
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

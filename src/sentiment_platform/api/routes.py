@@ -36,7 +36,6 @@ from sentiment_platform.services.export import (
     check_size,
     export_chunks,
 )
-from sentiment_platform.services.metrics_cache import cache_for
 from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.telemetry import POSTS_INGESTED
 
@@ -84,9 +83,7 @@ async def list_posts(api: ApiDep, query: PostsQueryDep) -> Response:
         async def count() -> tuple[int, bool]:
             return await store.count_matches(session, where, cutoff)
 
-        shared = await cache_for(api.sessions, settings.metrics_cache_s).get(
-            (matching, cutoff), count
-        )
+        shared = await api.counts_cache.get((matching, cutoff), count)
     assert isinstance(shared, tuple)
     total, capped = shared
     body = {
@@ -156,8 +153,9 @@ async def metrics(api: ApiDep, query: MetricsQueryDep) -> Response:
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:
-        cache = cache_for(api.sessions, api.runtime.settings.metrics_cache_s)
-        body = await cache.get((query.window_minutes or 60, query.bucket, query.source), compute)
+        body = await api.counts_cache.get(
+            (query.window_minutes or 60, query.bucket, query.source), compute
+        )
         assert isinstance(body, bytes)
     else:
         body = await compute()
@@ -176,7 +174,7 @@ async def list_alerts(api: ApiDep, query: AlertsQueryDep) -> Response:
         items = [AlertItem.model_validate(alert) for alert in alerts]
         return AlertsPage(items=items, total=total).model_dump_json().encode()
 
-    key = (api.sessions, query.limit, query.since, query.rule)
+    key = (query.limit, query.since, query.rule)
     return Response(await api.alerts_cache.get(key, compute), media_type="application/json")
 
 

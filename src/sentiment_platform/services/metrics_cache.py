@@ -4,19 +4,18 @@ answers, posts-page totals, alerts pages (and, for 1 s, /api/health's checks).
 Sixty-four dashboards asking for the last hour at once cost one computation: the first
 caller computes, the others await its answer, and the answer serves everyone for
 `ttl_s` seconds (an answer relative to now moves by that much, at most). A cache that
-serves stale (the metrics answers and page totals, `cache_for`) makes only the recomputing
-caller wait once an answer has expired: the others get the previous answer until the new
-one is in, so an answer is at most `ttl_s` plus one computation old. Waiting all together,
-64 connections on one key stalled for a 30-day answer's computation every second. One cache per
-process and per store (keyed by the session factory), so tests on different stores and
-several API processes never share an answer across stores.
+serves stale (the metrics answers and page totals, `ApiParts.counts_cache`) makes only
+the recomputing caller wait once an answer has expired: the others get the previous
+answer until the new one is in, so an answer is at most `ttl_s` plus one computation old.
+Waiting all together, 64 connections on one key stalled for a 30-day answer's computation
+every second. Each app
+holds its own caches (`ApiParts`), so apps on different stores never share an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -79,14 +78,3 @@ class SingleFlightCache(Generic[T]):
             self._answers[key] = (time.monotonic() + self.ttl_s, answer)
         flight.set_result(answer)
         return answer
-
-
-_CACHES: weakref.WeakKeyDictionary[object, SingleFlightCache[object]] = weakref.WeakKeyDictionary()
-
-
-def cache_for(owner: object, ttl_s: float) -> SingleFlightCache[object]:
-    """The process's cache for one store (`owner`: its session factory)."""
-    cache = _CACHES.get(owner)
-    if cache is None or cache.ttl_s != ttl_s:
-        cache = _CACHES[owner] = SingleFlightCache(ttl_s, serve_stale=True)
-    return cache
