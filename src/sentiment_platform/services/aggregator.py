@@ -66,9 +66,10 @@ class Bucket(StrEnum):
 
     def fitting(self, start: datetime, end: datetime) -> Bucket:
         """This bucket, or the finest coarser one that keeps the timeline to MAX_BUCKETS."""
-        order = list(Bucket)
-        for bucket in order[order.index(self) :]:
-            if bucket.count_in(start, end) <= MAX_BUCKETS:
+        span = end - start
+        for bucket in _THIS_AND_COARSER[self]:
+            # a span this short touches at most MAX_BUCKETS: no need to count (every request)
+            if span <= _SURELY_FITS[bucket] or bucket.count_in(start, end) <= MAX_BUCKETS:
                 return bucket
         return Bucket.MONTH
 
@@ -86,6 +87,11 @@ _WIDTHS = {
     Bucket.HOUR: timedelta(hours=1),
     Bucket.DAY: timedelta(days=1),
     Bucket.WEEK: timedelta(days=7),
+}
+_THIS_AND_COARSER = {bucket: tuple(Bucket)[index:] for index, bucket in enumerate(Bucket)}
+# [start, end) touches at most ceil(span / width) + 1 buckets; a month is 28 days at least
+_SURELY_FITS = {
+    bucket: (MAX_BUCKETS - 1) * _WIDTHS.get(bucket, timedelta(days=28)) for bucket in Bucket
 }
 _DEFAULT_SPANS = (
     (Bucket.MINUTE, timedelta(hours=6)),
