@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
@@ -24,6 +24,7 @@ from sentiment_platform.store.posts import MIN_TEXT, decode_cursor
 MAX_PAGE = 100
 MAX_OFFSET = 10_000_000  # deeper than any real reader pages; keeps SQL integers in range
 MAX_ID = 2**63 - 1  # a BIGINT: larger ids are a 422, not a database error
+THE_FIRST_MOMENT = datetime.min.replace(tzinfo=UTC)  # a range ending here holds nothing
 
 
 class _Range(BaseModel):
@@ -110,12 +111,11 @@ class MetricsQuery(_Range):
                 raise ValueError("window_minutes: the window reaches before year 1") from None
         if self.start > self.end:
             raise ValueError("start: start must not be after end (now, when end is not given)")
-        try:
-            self.bucket = (self.bucket or Bucket.for_range(self.start, self.end)).fitting(
-                self.start, self.end
-            )
-        except OverflowError:  # an empty range at the very start of the calendar
-            raise ValueError("end: must be after 0001-01-01T00:00:00Z") from None
+        if self.end == THE_FIRST_MOMENT:  # an empty range at the very start of the calendar
+            raise ValueError("end: must be after 0001-01-01T00:00:00Z")
+        self.bucket = (self.bucket or Bucket.for_range(self.start, self.end)).fitting(
+            self.start, self.end
+        )
         return self
 
     @property
