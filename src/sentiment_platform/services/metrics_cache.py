@@ -8,8 +8,8 @@ serves stale (the metrics answers and page totals, `ApiParts.counts_cache`) make
 the recomputing caller wait once an answer has expired: the others get the previous
 answer until the new one is in, so an answer is at most `ttl_s` plus one computation old.
 Waiting all together, 64 connections on one key stalled for a 30-day answer's computation
-every second. Each app
-holds its own caches (`ApiParts`), so apps on different stores never share an answer.
+every second. Each app holds its own caches (`ApiParts`), so apps on different stores never
+share an answer.
 """
 
 from __future__ import annotations
