@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform.api import probes, routes, rules, websocket
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
+from sentiment_platform.api.fresh_answers import FreshAnswers, FreshAnswersMiddleware
 from sentiment_platform.api.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
@@ -51,11 +52,12 @@ def create_app(
     tests pass one inside a rolled-back transaction). Handed over here, not overridden as a
     dependency: each dependency FastAPI solves cost a cached metrics answer ~5 % of its CPU."""
     settings = settings or get_settings()
+    fresh_answers = FreshAnswers()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            await _start(app, settings, stack, sessions)
+            await _start(app, settings, stack, sessions, fresh_answers)
             yield
 
     app = FastAPI(
@@ -75,6 +77,8 @@ def create_app(
     app.include_router(routes.router, dependencies=limited)
     app.include_router(rules.router, dependencies=limited)
     app.include_router(websocket.router)
+    if not limited:  # innermost: the host check, CORS and the request metrics see every answer
+        app.add_middleware(FreshAnswersMiddleware, answers=fresh_answers)
     # A DNS-rebinding page reaches us under its own host name: refused (400) before routing,
     # so it can neither post nor open /ws.
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(settings))
@@ -105,6 +109,7 @@ async def _start(
     settings: Settings,
     stack: AsyncExitStack,
     sessions: async_sessionmaker[AsyncSession] | None,
+    fresh_answers: FreshAnswers,
 ) -> None:
     """Open everything the process needs; `stack` closes it in reverse order on shutdown."""
     embedded_worker = not settings.uses_redis and settings.embedded_worker
@@ -126,6 +131,7 @@ async def _start(
         alerts_cache=alerts_cache,
         counts_cache=SingleFlightCache(settings.metrics_cache_s, serve_stale=True),
         session_gate=asyncio.Semaphore(settings.db_pool_size),
+        fresh_answers=fresh_answers,
     )
     _warn_if_open(settings)
     if not settings.uses_redis and embedded_queue_path(settings) is None:

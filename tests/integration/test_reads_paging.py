@@ -201,13 +201,14 @@ async def _count(session_factory, **where) -> int:
         return int((await session.execute(query)).scalar_one())
 
 
-async def test_an_alerts_page_is_shared_until_an_alert_is_heard(database) -> None:
+@pytest.mark.parametrize("limit", [0, 1_000], ids=["unlimited", "rate-limited"])
+async def test_an_alerts_page_is_shared_until_an_alert_is_heard(database, limit: int) -> None:
     """With a long METRICS_CACHE_S, a new alert still shows at once: the hub drops the
-    shared pages when it hears an alert event (here on the in-process channel)."""
+    shared pages when it hears an alert event (here on the in-process channel), before
+    routing too (`api/fresh_answers.py`, only while the rate limit is off)."""
     settings, session_factory = database
-    app = create_app(
-        settings.model_copy(update={"metrics_cache_s": 60.0}), sessions=session_factory
-    )
+    update = {"metrics_cache_s": 60.0, "rate_limit_per_minute": limit}
+    app = create_app(settings.model_copy(update=update), sessions=session_factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:

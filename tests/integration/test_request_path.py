@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sentiment_platform.api import deps, probes
+from sentiment_platform.api.schemas import MetricsQuery
+from sentiment_platform.main import create_app
 from tests.integration.test_hardening import client_for, sample, sqlite
 
 pytestmark = pytest.mark.asyncio
@@ -84,3 +87,48 @@ async def test_requests_wait_their_turn_for_a_session_and_a_long_wait_is_a_503(
         assert "every database connection was busy" in busy.json()["detail"]
         gate.release()
         assert (await client.get("/api/posts")).status_code == 200
+
+
+@pytest.mark.parametrize("limit", [0, 1_000], ids=["unlimited", "rate-limited"])
+async def test_a_fresh_shared_answer_is_sent_before_routing_as_the_route_sends_it(
+    database, monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """With the rate limit off, a fresh metrics answer relative to now is sent without
+    validating the query again (the route is not run), byte for byte and header for header
+    what the route sent, and counted under the route's handler. An expired answer, an
+    absolute range and a query string never validated are routed; with the limit on, every
+    request is (each one must be counted)."""
+    validations: list[str] = []
+    validate = MetricsQuery.model_validate
+
+    def counting(values, **kwargs):  # type: ignore[no-untyped-def]
+        validations.append(values.get("window_minutes", ""))
+        return validate(values, **kwargs)
+
+    monkeypatch.setattr(MetricsQuery, "model_validate", counting)
+    settings, session_factory = database
+    update = {"metrics_cache_s": 0.5, "rate_limit_per_minute": limit}
+    app = create_app(settings.model_copy(update=update), sessions=session_factory)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+            day = "/api/metrics?window_minutes=1440"
+            routed, again = await client.get(day), await client.get(day)
+            assert routed.status_code == again.status_code == 200
+            assert again.content == routed.content
+            assert again.headers.multi_items() == routed.headers.multi_items()
+            assert len(validations) == (1 if limit == 0 else 2)
+            await client.get("/api/metrics?window_minutes=1440&")  # another query string
+            assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
+            assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
+            start = "/api/metrics?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+            await client.get(start)
+            await client.get(start)
+            assert len(validations) == (6 if limit == 0 else 7)
+            await asyncio.sleep(0.6)  # expired: routed, recomputed, fresh again
+            await client.get(day)
+            await client.get(day)
+            assert len(validations) == (7 if limit == 0 else 9)
+            text = (await client.get("/metrics")).text
+    series = 'http_requests_total{handler="/api/metrics",method="GET",status="%s"}'
+    assert (sample(text, series % "2xx"), sample(text, series % "4xx")) == (7, 2)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from sentiment_platform.api.background import Background
+from sentiment_platform.api.fresh_answers import FreshAnswers
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
@@ -59,6 +60,8 @@ class ApiParts:
     # Metrics answers relative to now and page totals, shared for METRICS_CACHE_S; an expired
     # one serves while it is recomputed.
     counts_cache: SingleFlightCache[object] = field(default_factory=lambda: SingleFlightCache(0))
+    # Which of those answers a GET's query string, for `FreshAnswersMiddleware`
+    fresh_answers: FreshAnswers = field(default_factory=FreshAnswers)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

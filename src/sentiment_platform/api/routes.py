@@ -6,7 +6,7 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Body, Depends, HTTPException, status
+from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import Response, StreamingResponse
 
 from sentiment_platform import store
@@ -139,11 +139,12 @@ async def submit_posts(
 
 
 @router.get("/metrics", response_model=Metrics)
-async def metrics(api: ApiDep, query: MetricsQueryDep) -> Response:
+async def metrics(request: Request, api: ApiDep, query: MetricsQueryDep) -> Response:
     """From the rollups, at minute precision. An answer relative to now (no start/end) is
     shared for METRICS_CACHE_S seconds, computed once per key at a time; what is shared is
-    the encoded body, so a cached answer costs no validation and no serialisation, and no
-    session: the one unit of work opens only when the answer is computed."""
+    the encoded body, so a cached answer costs no serialisation and no session (the one
+    unit of work opens only when the answer is computed), and while fresh is sent before
+    routing (`api/fresh_answers.py`)."""
     start, end = query.start, query.end
     assert start is not None and end is not None  # resolved by the schema
 
@@ -153,20 +154,21 @@ async def metrics(api: ApiDep, query: MetricsQueryDep) -> Response:
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:
-        body = await api.counts_cache.get(
-            (query.window_minutes or 60, query.bucket, query.source), compute
-        )
+        key = (query.window_minutes or 60, query.bucket, query.source)
+        body = await api.counts_cache.get(key, compute)
         assert isinstance(body, bytes)
+        api.fresh_answers.note(request, api.counts_cache, key)
     else:
         body = await compute()
     return Response(body, media_type="application/json")
 
 
 @router.get("/alerts", response_model=AlertsPage)
-async def list_alerts(api: ApiDep, query: AlertsQueryDep) -> Response:
-    """Newest first. A page is shared for METRICS_CACHE_S seconds per query, and dropped as
-    soon as this process hears of an alert firing or resolving: the list a dashboard reads
-    after an `alert` event already holds it."""
+async def list_alerts(request: Request, api: ApiDep, query: AlertsQueryDep) -> Response:
+    """Newest first. A page is shared for METRICS_CACHE_S seconds per query (and while
+    fresh sent before routing), and dropped as soon as this process hears of an alert
+    firing or resolving: the list a dashboard reads after an `alert` event already holds
+    it."""
 
     async def compute() -> bytes:
         async with api.session() as session:
@@ -175,7 +177,9 @@ async def list_alerts(api: ApiDep, query: AlertsQueryDep) -> Response:
         return AlertsPage(items=items, total=total).model_dump_json().encode()
 
     key = (query.limit, query.since, query.rule)
-    return Response(await api.alerts_cache.get(key, compute), media_type="application/json")
+    body = await api.alerts_cache.get(key, compute)
+    api.fresh_answers.note(request, api.alerts_cache, key)
+    return Response(body, media_type="application/json")
 
 
 document(router)

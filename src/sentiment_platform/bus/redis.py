@@ -312,7 +312,7 @@ class RedisEvents:
                 )
                 await asyncio.sleep(delay)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed since 8.2
 
 
 __all__ = ["RedisEvents", "RedisLease", "RedisStreamBus", "redis_client"]

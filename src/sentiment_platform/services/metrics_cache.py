@@ -39,6 +39,13 @@ class SingleFlightCache(Generic[T]):
         self._flights.clear()
         self._generation += 1
 
+    def fresh(self, key: Hashable) -> T | None:
+        """The shared answer for `key` while it has not expired; never computes, never stale."""
+        cached = self._answers.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        return None
+
     async def get(
         self,
         key: Hashable,
