@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
+from tests.support.app_client import app_client
 from tests.support.databases import (
     TEST_DATABASE_URL,
     LazyPostgres,
@@ -115,11 +116,6 @@ async def api(
     database: tuple[Settings, async_sessionmaker[AsyncSession]],
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client on the app, its lifespan running, its sessions on the test's store."""
-    from sentiment_platform.main import create_app
-
     settings, session_factory = database
-    app = create_app(settings, sessions=session_factory)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            yield client
+    async with app_client(settings, session_factory) as (_, client):
+        yield client

@@ -15,6 +15,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, Prediction, Sentiment
 from sentiment_platform.services.rules import explain_alert
 from sentiment_platform.services.webhooks import enqueue
+from tests.support.app_client import app_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -35,13 +36,8 @@ DELAY_RULE = {
 async def client_for(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> AsyncIterator[httpx.AsyncClient]:
-    from sentiment_platform.main import create_app
-
-    app = create_app(settings, sessions=sessions)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            yield client
+    async with app_client(settings, sessions) as (_, client):
+        yield client
 
 
 @pytest.fixture

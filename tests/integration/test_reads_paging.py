@@ -18,11 +18,11 @@ from sentiment_platform.api.schemas import PostsPage
 from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, PostView, Sentiment
-from sentiment_platform.main import create_app
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
 from sentiment_platform.services.metrics_cache import SingleFlightCache
 from sentiment_platform.services.retention import purge_once
 from sentiment_platform.store import posts as store_posts
+from tests.support.app_client import app_client
 from tests.support.seed import ANALYSED, T0, UNANALYSED, seed
 
 pytestmark = pytest.mark.asyncio
@@ -96,20 +96,16 @@ async def test_export_streams_every_matching_post(seeded, fmt) -> None:
 
 
 async def test_export_over_the_cap_without_a_range_is_refused(database) -> None:
-    from sentiment_platform.main import create_app
-
     settings, session_factory = database
     await seed(session_factory)
-    app = create_app(settings.model_copy(update={"export_max_rows": 100}), sessions=session_factory)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            response = await client.get("/api/posts/export")
-            assert response.status_code == 422
-            assert "EXPORT_MAX_ROWS" in response.json()["detail"]
-            ranged = await client.get(
-                "/api/posts/export", params={"since": T0.isoformat(), "format": "jsonl"}
-            )
+    settings = settings.model_copy(update={"export_max_rows": 100})
+    async with app_client(settings, session_factory) as (_, client):
+        response = await client.get("/api/posts/export")
+        assert response.status_code == 422
+        assert "EXPORT_MAX_ROWS" in response.json()["detail"]
+        ranged = await client.get(
+            "/api/posts/export", params={"since": T0.isoformat(), "format": "jsonl"}
+        )
     assert ranged.status_code == 200 and len(ranged.text.splitlines()) == 370
 
 
@@ -208,31 +204,26 @@ async def test_an_alerts_page_is_shared_until_an_alert_is_heard(database, limit:
     routing too (`api/fresh_answers.py`, only while the rate limit is off)."""
     settings, session_factory = database
     update = {"metrics_cache_s": 60.0, "rate_limit_per_minute": limit}
-    app = create_app(settings.model_copy(update=update), sessions=session_factory)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            assert (await get(client, "/api/alerts"))["total"] == 0
-            async with session_factory() as session, session.begin():
-                alert = await store.insert_firing_alert(
-                    session,
-                    alert_type="negative_spike",
-                    severity="warning",
-                    message="negative share 55%",
-                    details={},
-                    created_at=T0,
-                )
-            assert alert is not None
-            assert (await get(client, "/api/alerts"))["total"] == 0  # shared, not yet told
-            events = app.state.api.runtime.events
-            await events.publish(
-                Event(ALERT, AlertItem.model_validate(alert).model_dump(mode="json"))
+    async with app_client(settings.model_copy(update=update), session_factory) as (app, client):
+        assert (await get(client, "/api/alerts"))["total"] == 0
+        async with session_factory() as session, session.begin():
+            alert = await store.insert_firing_alert(
+                session,
+                alert_type="negative_spike",
+                severity="warning",
+                message="negative share 55%",
+                details={},
+                created_at=T0,
             )
-            for _ in range(100):
-                if (await get(client, "/api/alerts"))["total"] == 1:
-                    break
-                await asyncio.sleep(0.02)
-            assert (await get(client, "/api/alerts"))["items"][0]["id"] == alert.id
+        assert alert is not None
+        assert (await get(client, "/api/alerts"))["total"] == 0  # shared, not yet told
+        events = app.state.api.runtime.events
+        await events.publish(Event(ALERT, AlertItem.model_validate(alert).model_dump(mode="json")))
+        for _ in range(100):
+            if (await get(client, "/api/alerts"))["total"] == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert (await get(client, "/api/alerts"))["items"][0]["id"] == alert.id
 
 
 async def test_a_computation_across_a_drop_is_not_kept() -> None:

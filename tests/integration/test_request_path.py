@@ -7,13 +7,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import httpx
 import pytest
 
 from sentiment_platform.api import deps, probes
 from sentiment_platform.api.schemas import MetricsQuery
-from sentiment_platform.main import create_app
 from tests.integration.test_hardening import client_for, sample, sqlite
+from tests.support.app_client import app_client
 
 pytestmark = pytest.mark.asyncio
 
@@ -108,27 +107,24 @@ async def test_a_fresh_shared_answer_is_sent_before_routing_as_the_route_sends_i
     monkeypatch.setattr(MetricsQuery, "model_validate", counting)
     settings, session_factory = database
     update = {"metrics_cache_s": 0.5, "rate_limit_per_minute": limit}
-    app = create_app(settings.model_copy(update=update), sessions=session_factory)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
-            day = "/api/metrics?window_minutes=1440"
-            routed, again = await client.get(day), await client.get(day)
-            assert routed.status_code == again.status_code == 200
-            assert again.content == routed.content
-            assert again.headers.multi_items() == routed.headers.multi_items()
-            assert len(validations) == (1 if limit == 0 else 2)
-            await client.get("/api/metrics?window_minutes=1440&")  # another query string
-            assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
-            assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
-            start = "/api/metrics?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
-            await client.get(start)
-            await client.get(start)
-            assert len(validations) == (6 if limit == 0 else 7)
-            await asyncio.sleep(0.6)  # expired: routed, recomputed, fresh again
-            await client.get(day)
-            await client.get(day)
-            assert len(validations) == (7 if limit == 0 else 9)
-            text = (await client.get("/metrics")).text
+    async with app_client(settings.model_copy(update=update), session_factory) as (_, client):
+        day = "/api/metrics?window_minutes=1440"
+        routed, again = await client.get(day), await client.get(day)
+        assert routed.status_code == again.status_code == 200
+        assert again.content == routed.content
+        assert again.headers.multi_items() == routed.headers.multi_items()
+        assert len(validations) == (1 if limit == 0 else 2)
+        await client.get("/api/metrics?window_minutes=1440&")  # another query string
+        assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
+        assert (await client.get("/api/metrics?window_minutes=0")).status_code == 422
+        start = "/api/metrics?start=2026-01-01T00:00:00Z&end=2026-01-02T00:00:00Z"
+        await client.get(start)
+        await client.get(start)
+        assert len(validations) == (6 if limit == 0 else 7)
+        await asyncio.sleep(0.6)  # expired: routed, recomputed, fresh again
+        await client.get(day)
+        await client.get(day)
+        assert len(validations) == (7 if limit == 0 else 9)
+        text = (await client.get("/metrics")).text
     series = 'http_requests_total{handler="/api/metrics",method="GET",status="%s"}'
     assert (sample(text, series % "2xx"), sample(text, series % "4xx")) == (7, 2)
