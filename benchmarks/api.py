@@ -6,7 +6,8 @@ For each size: a fresh PostgreSQL database, `sentiment-platform bench load --pos
 p50, p99, non-2xx. The metrics run twice, with the default one-second cache and with
 `METRICS_CACHE_S=0`; alone (one request at a time, cache off) their p50 is measured too. The
 export is measured in rows/s over the last day. Last, the ratio of each figure at the
-largest size to the same at the smallest (cost must not grow with the table). First, the
+largest size to the same at the smallest (cost must not grow with the table). Each figure
+is printed beside issue 12's target for it, met or MISSED. First, the
 machine's ceiling: a FastAPI hello-world (`hello.py`) served the same way; again after each
 size, because a shared box's speed drifts (one moved from 8,370 to 13,538 req/s within an
 hour), and a ratio is only worth something between runs the ceiling brackets alike.
@@ -35,6 +36,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +68,38 @@ METRICS = [
 ]
 
 
+# Issue 12's targets (req/s at 64 connections; rows/s for the export: none).
+TARGETS = {
+    "posts": 2_000,
+    "posts sentiment": 1_000,
+    "posts source": 1_000,
+    "posts emotion": 1_000,
+    "posts q": 100,
+    "health": 5_000,
+    "alerts": 5_000,
+    **{f"{name} (cache 1 s)": 8_000 for name, _ in METRICS},
+    **{f"{name} (cache off)": 500 for name, _ in METRICS},
+}
+LOAD_ROWS_PER_S = 50_000  # `bench load` into PostgreSQL
+ALONE_P50_MS = 20.0  # one metrics request at a time, cache off
+DEEP_AS_FIRST = 0.8  # "a cursor page deep in the table as fast as the first": within 20 %
+
+
+def verdict(name: str, row: dict[str, float], first_page_rps: float) -> str:
+    """What the issue asks of this figure, and whether this run meets it."""
+    if name == "posts offset 500k" or name.startswith("export"):
+        return "documented cost" if name.startswith("posts") else ""
+    if name == "posts deep cursor":
+        wanted, floor = f"≥ {DEEP_AS_FIRST:.0%} of the first page", first_page_rps * DEEP_AS_FIRST
+    else:
+        wanted, floor = f"≥ {TARGETS[name]:,}", TARGETS[name]
+    met = row["rps"] >= floor and row.get("non_2xx", 0) == 0
+    if "alone_p50_ms" in row:
+        wanted += f", alone ≤ {ALONE_P50_MS:g} ms"
+        met = met and row["alone_p50_ms"] <= ALONE_P50_MS
+    return f"{wanted}: {'met' if met else 'MISSED'}"
+
+
 def database_url(base: str, size: int) -> str:
     return f"{base.rsplit('/', 1)[0]}/sentiment_bench_api_{size}"
 
@@ -75,7 +109,7 @@ def psql_admin(base: str, sql: str) -> None:
     subprocess.run(["psql", url, "-qc", sql], check=True)
 
 
-def load(url: str, size: int, days: float, base: str) -> dict[str, object]:
+def load(url: str, size: int, days: float, base: str) -> dict[str, Any]:
     name = url.rsplit("/", 1)[1]
     psql_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     psql_admin(base, f'CREATE DATABASE "{name}"')
@@ -87,7 +121,7 @@ def load(url: str, size: int, days: float, base: str) -> dict[str, object]:
         capture_output=True,
         text=True,
     )
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
 
@@ -298,23 +332,28 @@ def main() -> None:
     for size in args.sizes:
         url = database_url(args.database_url, size)
         if not args.reuse:
-            print(f"bench load {size}: {json.dumps(load(url, size, args.days, args.database_url))}")
+            loaded = load(url, size, args.days, args.database_url)
+            met = "met" if loaded["rows_per_s"] >= LOAD_ROWS_PER_S else "MISSED"
+            print(f"bench load {size}: {json.dumps(loaded)} (≥ {LOAD_ROWS_PER_S:,} rows/s: {met})")
         results[size] = measure(url, args.days, args.duration, args.connections)
         after = ceiling(args.duration, args.connections)
         print(f"\n{size:,} posts over {args.days:g} days (hello-world after: {after['rps']:,.0f})")
-        print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms |")
-        print("|---|---|---|---|---|---|")
+        print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms | target |")
+        print("|---|---|---|---|---|---|---|")
+        first_page = results[size]["posts"]["rps"]
         for name, row in results[size].items():
             print(
                 f"| {name} | {row['rps']:,.0f} | {row.get('p50_ms', float('nan')):.1f} | "
                 f"{row.get('p99_ms', float('nan')):.1f} | {row.get('non_2xx', 0):.0f} | "
-                f"{row.get('alone_p50_ms', float('nan')):.1f} |"
+                f"{row.get('alone_p50_ms', float('nan')):.1f} | {verdict(name, row, first_page)} |"
             )
     if len(results) > 1:
         small, large = min(results), max(results)
-        print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth)")
+        print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth; the issue: ≥ 0.8)")
         for name, row in results[large].items():
-            print(f"| {name} | {row['rps'] / results[small][name]['rps']:.2f} |")
+            ratio = row["rps"] / results[small][name]["rps"]
+            within = "" if "offset" in name else f" | {'met' if ratio >= 0.8 else 'MISSED'}"
+            print(f"| {name} | {ratio:.2f}{within} |")
     print(json.dumps({str(size): figures for size, figures in results.items()}))
 
 
