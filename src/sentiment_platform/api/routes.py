@@ -66,8 +66,9 @@ async def list_posts(api: ApiDep, query: PostsQueryDep) -> Response:
     `total` is shared for METRICS_CACHE_S seconds per filter, like a metrics answer: the
     page is always read fresh. The items are the store's rows, typed by the table, encoded
     as they are (the schema above is what they are; validating 50 models cost more than
-    the query). The session is opened here, not declared (`SessionDep`): FastAPI's
-    dependency solving fell from 13.5 % to 7 % of the API process's samples (py-spy)."""
+    the query). The reads run on a bare connection (`ApiParts.reading`), opened here, not
+    declared: FastAPI's dependency solving fell from 13.5 % to 7 % of the API process's
+    samples (py-spy)."""
     where = _post_filter(
         query,
         limit=query.limit,
@@ -77,11 +78,11 @@ async def list_posts(api: ApiDep, query: PostsQueryDep) -> Response:
     settings = api.runtime.settings
     cutoff = posts_cutoff(settings)
     matching = replace(where, limit=0, offset=0, cursor=None)  # the page's place is no part
-    async with api.session() as session:
-        items, next_cursor = await store.posts_page(session, where)
+    async with api.reading() as connection:
+        items, next_cursor = await store.posts_page(connection, where)
 
         async def count() -> tuple[int, bool]:
-            return await store.count_matches(session, where, cutoff)
+            return await store.count_matches(connection, where, cutoff)
 
         shared = await api.counts_cache.get((matching, cutoff), count)
     assert isinstance(shared, tuple)
@@ -149,8 +150,8 @@ async def metrics(request: Request, api: ApiDep, query: MetricsQueryDep) -> Resp
     assert start is not None and end is not None  # resolved by the schema
 
     async def compute() -> bytes:
-        async with api.session() as session:
-            answer = await compute_metrics(session, start, end, query.bucket, query.source)
+        async with api.reading() as connection:
+            answer = await compute_metrics(connection, start, end, query.bucket, query.source)
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:

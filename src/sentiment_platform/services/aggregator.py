@@ -14,7 +14,6 @@ from functools import cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
 from sentiment_platform.services.quantification import (
@@ -22,7 +21,7 @@ from sentiment_platform.services.quantification import (
     adjusted_shares,
     load_confusion,
 )
-from sentiment_platform.store import rollups
+from sentiment_platform.store import Reader, rollups
 
 MAX_BUCKETS = 1_500  # timeline points at most; a longer range gets a coarser bucket
 
@@ -173,7 +172,7 @@ def _sentiment_shares(counts: dict[str, int], total: int) -> dict[Sentiment, Sen
 
 
 async def compute_metrics(
-    session: AsyncSession,
+    reader: Reader,
     start: datetime,
     end: datetime,
     bucket: Bucket | None = None,
@@ -184,12 +183,12 @@ async def compute_metrics(
     bucket = (bucket or Bucket.for_range(start, end)).fitting(start, end)
     first = bucket.floor(start)
     if bucket.count_in(start, end) > MAX_BUCKETS:  # centuries: start the chart at the data
-        earliest = await rollups.earliest(session)
+        earliest = await rollups.earliest(reader)
         first = max(first, bucket.floor(earliest or end))
         last = bucket.floor(max(start, end - timedelta(microseconds=1)))
         if bucket.count_in(first, last) > MAX_BUCKETS:
             first = last.replace(year=last.year - MAX_BUCKETS // 12 + 1)
-    counts = await rollups.summary(session, start, end, bucket.value, source)
+    counts = await rollups.summary(reader, start, end, bucket.value, source)
 
     # Plain counters first (a pydantic attribute write per row cost half the answer).
     points: dict[datetime, dict[str, int]] = {}

@@ -1,5 +1,6 @@
 """The store: everything the platform reads from and writes to the database, as plain
-functions over an `AsyncSession`. The caller owns the transaction (one unit of work).
+functions over an `AsyncSession`. The caller owns the transaction (one unit of work). The
+reads a request makes alone take a `Reader`: that session, or a bare connection.
 
 - `posts`: idempotent batch writes of posts and analyses, and the paged reads.
 - `alerts`: the alert pages and the monitor's SQL.
@@ -26,6 +27,7 @@ from sentiment_platform.store.posts import (
     save_batch,
     stream_posts,
 )
+from sentiment_platform.store.prepared import Reader
 from sentiment_platform.store.rule_counts import (
     BASELINE,
     RuleHit,
@@ -62,6 +64,7 @@ __all__ = [
     "FIRING",
     "PostFilter",
     "PostItem",
+    "Reader",
     "count_matches",
     "RuleHit",
     "WindowCounts",

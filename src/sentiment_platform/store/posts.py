@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost, UTCDateTime
 from sentiment_platform.store import rollups
-from sentiment_platform.store.prepared import fetch_rows
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
 
@@ -206,24 +206,24 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     return created_at, number
 
 
-async def posts_page(session: AsyncSession, where: PostFilter) -> tuple[list[PostItem], str | None]:
+async def posts_page(reader: Reader, where: PostFilter) -> tuple[list[PostItem], str | None]:
     """A page of posts, newest first, and the next page's cursor (None: the last page).
 
     The page walks the index matching its filter (`(filter, created_at DESC, id DESC)`) and
     stops after `limit` + 1 rows. Items are plain dicts shaped as `PostView`: the columns are
     typed by the table, and validating 50 models a page cost more than the query.
     """
-    items, last = await _page(session, where)
+    items, last = await _page(reader, where)
     return items, (encode_cursor(*last) if last is not None else None)
 
 
 async def _page(
-    session: AsyncSession, where: PostFilter
+    reader: Reader, where: PostFilter
 ) -> tuple[list[PostItem], tuple[datetime, int] | None]:
     """The page's items, and the (created_at, id) to continue after (None: the last page)."""
-    dialect = _dialect(session)
+    dialect = dialect_name(reader)
     statement = _page_statement(dialect, _shape(where))
-    rows = await fetch_rows(session, statement, _params(where))
+    rows = await fetch_rows(reader, statement, _params(where))
     stamp = _api_stamp if dialect == "postgresql" else _api_stamp_of
     items = [_item(row, stamp) for row in rows[: where.limit]]
     if len(rows) <= where.limit:
@@ -232,19 +232,19 @@ async def _page(
 
 
 async def count_matches(
-    session: AsyncSession, where: PostFilter, retained_since: datetime | None = None
+    reader: Reader, where: PostFilter, retained_since: datetime | None = None
 ) -> tuple[int, bool]:
     """How many posts match, and whether that is capped: exact from the rollups (plus the
     partial minutes at the edges of a range, counted on the index) — except for a text
     search, which counts its matches up to TEXT_COUNT_CAP. `retained_since`
     (RETENTION_DAYS) keeps the rollups' older counts, whose posts are deleted, out of it."""
     if where.text:
-        found = await _count(session, where, TEXT_COUNT_CAP + 1)
+        found = await _count(reader, where, TEXT_COUNT_CAP + 1)
         return min(found, TEXT_COUNT_CAP), found > TEXT_COUNT_CAP
-    return await _total(session, where, retained_since), False
+    return await _total(reader, where, retained_since), False
 
 
-async def _total(session: AsyncSession, where: PostFilter, retained_since: datetime | None) -> int:
+async def _total(reader: Reader, where: PostFilter, retained_since: datetime | None) -> int:
     """Whole minutes from the rollups, the partial minutes at either edge on the index."""
     since = where.since
     if retained_since is not None and (since is None or since < retained_since):
@@ -253,22 +253,22 @@ async def _total(session: AsyncSession, where: PostFilter, retained_since: datet
     inner_since = rollups.ceil("m", since) if since is not None else None
     inner_until = rollups.floor("m", until) if until is not None else None
     if inner_since is not None and inner_until is not None and inner_since >= inner_until:
-        return await _count_between(session, where, since, until)  # under two minutes
+        return await _count_between(reader, where, since, until)  # under two minutes
     labels = {
         "source": where.source,
         "sentiment": where.sentiment.value if where.sentiment else None,
         "emotion": where.emotion.value if where.emotion else None,
     }
-    counted = await rollups.total(session, inner_since, inner_until, **labels)
+    counted = await rollups.total(reader, inner_since, inner_until, **labels)
     if since is not None and inner_since is not None and since < inner_since:
-        counted += await _count_between(session, where, since, inner_since)
+        counted += await _count_between(reader, where, since, inner_since)
     if until is not None and inner_until is not None and inner_until < until:
-        counted += await _count_between(session, where, inner_until, until)
+        counted += await _count_between(reader, where, inner_until, until)
     return counted
 
 
 async def _count_between(
-    session: AsyncSession, where: PostFilter, since: datetime | None, until: datetime | None
+    reader: Reader, where: PostFilter, since: datetime | None, until: datetime | None
 ) -> int:
     edge = PostFilter(
         sentiment=where.sentiment,
@@ -277,13 +277,13 @@ async def _count_between(
         since=since,
         until=until,
     )
-    return await _count(session, edge)
+    return await _count(reader, edge)
 
 
-async def _count(session: AsyncSession, where: PostFilter, cap: int | None = None) -> int:
-    statement = _count_statement(_dialect(session), _shape(where), cap is not None)
+async def _count(reader: Reader, where: PostFilter, cap: int | None = None) -> int:
+    statement = _count_statement(dialect_name(reader), _shape(where), cap is not None)
     params = _params(where) | ({"cap": cap} if cap is not None else {})
-    [(counted,)] = await fetch_rows(session, statement, params)
+    [(counted,)] = await fetch_rows(reader, statement, params)
     return int(counted)
 
 
@@ -326,10 +326,6 @@ def _params(where: PostFilter) -> dict[str, Any]:
     if where.cursor is not None:
         params["cursor_at"], params["cursor_id"] = where.cursor
     return params
-
-
-def _dialect(session: AsyncSession) -> str:
-    return session.get_bind().dialect.name
 
 
 _NEWEST_FIRST = (SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
@@ -405,7 +401,7 @@ def _text_match(dialect: str, indexed: bool) -> Any:
 
 
 async def stream_posts(
-    session: AsyncSession, where: PostFilter, chunk: int = 1_000
+    reader: Reader, where: PostFilter, chunk: int = 1_000
 ) -> AsyncIterator[PostItem]:
     """Every matching post, newest first, as keyset pages of `chunk` (constant memory).
 
@@ -415,7 +411,7 @@ async def stream_posts(
     """
     page = replace(where, limit=chunk, offset=0, cursor=None)
     while True:
-        items, last = await _page(session, page)
+        items, last = await _page(reader, page)
         for item in items:
             yield item
         if last is None:

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
 from sentiment_platform.store.counts import add_counts
-from sentiment_platform.store.prepared import fetch_rows
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 UNANALYSED = ""  # sentiment and emotion of a post not analysed yet
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
@@ -202,7 +202,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
 
 
 async def total(
-    session: AsyncSession,
+    reader: Reader,
     start: datetime | None,
     end: datetime | None,
     *,
@@ -216,7 +216,7 @@ async def total(
         return 0
     params = _params(spans, source=source, sentiment=sentiment, emotion=emotion)
     statement = _total_statement(len(spans), tuple(name for name in _LABELS if name in params))
-    [(counted,)] = await fetch_rows(session, statement, params)
+    [(counted,)] = await fetch_rows(reader, statement, params)
     return int(counted)
 
 
@@ -231,7 +231,7 @@ class Summary:
 
 
 async def summary(
-    session: AsyncSession, start: datetime, end: datetime, unit: str, source: str | None = None
+    reader: Reader, start: datetime, end: datetime, unit: str, source: str | None = None
 ) -> Summary:
     """The counts of the minutes [start, end) touches, summed three ways; `unit` (minute,
     hour, day, week or month) is the timeline's bucket."""
@@ -239,10 +239,10 @@ async def summary(
     spans = pieces(*minute_range(start, end), GRAINS_FOR[unit])
     if not spans:
         return answer
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_name(reader)
     statement = _summary_statement(dialect, unit, len(spans), source is not None)
     for kind, moment, name, label, count in await fetch_rows(
-        session, statement, _params(spans, source=source)
+        reader, statement, _params(spans, source=source)
     ):
         if kind == "t":
             answer.timeline[(_moment(moment), label)] = int(count)
@@ -253,9 +253,9 @@ async def summary(
     return answer
 
 
-async def earliest(session: AsyncSession) -> datetime | None:
+async def earliest(reader: Reader) -> datetime | None:
     """The first day holding any post (None: the store is empty)."""
-    found = await session.scalar(
+    found = await reader.scalar(
         select(func.min(PostRollup.bucket_start)).where(PostRollup.grain == "d")
     )
     return found
