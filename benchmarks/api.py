@@ -243,8 +243,11 @@ def measure(url: str, days: float, duration: int, connections: int) -> dict[str,
     server = start_server(url, cache_s=0)
     try:
         for name, path in METRICS:
+            held = get_json(path)["total"]  # a reused store's windows relative to now thin out
+            assert isinstance(held, int)
             figures[f"{name} (cache off)"] = wrk(path, duration, connections) | {
-                "alone_p50_ms": alone_p50(path)
+                "alone_p50_ms": alone_p50(path),
+                "posts_in_window": held,
             }
     finally:
         stop_server(server)
@@ -308,7 +311,12 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--reuse", action="store_true", help="the databases are loaded already")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="the databases are loaded already (their newest posts are as old as the load, "
+        "so the windows relative to now hold fewer: printed beside the table)",
+    )
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="CPU-ms a request in process, N a round"
     )
@@ -347,6 +355,12 @@ def main() -> None:
                 f"{row.get('p99_ms', float('nan')):.1f} | {row.get('non_2xx', 0):.0f} | "
                 f"{row.get('alone_p50_ms', float('nan')):.1f} | {verdict(name, row, first_page)} |"
             )
+        held = ", ".join(
+            f"{name.removesuffix(' (cache off)')} {row['posts_in_window']:,.0f}"
+            for name, row in results[size].items()
+            if "posts_in_window" in row
+        )
+        print(f"posts in each metrics window when measured: {held}")
     if len(results) > 1:
         small, large = min(results), max(results)
         print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth; the issue: ≥ 0.8)")
