@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Alert
 from sentiment_platform.rules import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
+from sentiment_platform.store.prepared import dialect_name
 from sentiment_platform.store.rules import rule_filter
 
 
@@ -80,7 +81,7 @@ async def insert_firing_alert(
         "details": details,
         "created_at": created_at,
     }
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
     statement = (
         dialect.insert(Alert)
         .values(values)

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Base
+from sentiment_platform.store.prepared import dialect_name
 
 
 async def add_counts(
@@ -28,7 +29,7 @@ async def add_counts(
         return
     table = cast(Table, model.__table__)
     keys = list(names[:-1])
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         arrays = select(
             *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in names)
         )

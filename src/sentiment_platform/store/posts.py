@@ -150,7 +150,7 @@ async def _insert_new(
     statement with a parameter per value cost the worker more than the rest of its batch.
     """
     columns = list(rows[0])
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         arrays = select(
             *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in columns)
         )

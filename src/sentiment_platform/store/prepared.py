@@ -18,7 +18,7 @@ Reader = AsyncSession | AsyncConnection
 
 
 def dialect_name(reader: Reader) -> str:
-    """'postgresql' or 'sqlite': the store a read runs on."""
+    """'postgresql' or 'sqlite': the store a session or connection works on."""
     if isinstance(reader, AsyncConnection):
         return reader.dialect.name
     return reader.get_bind().dialect.name

@@ -269,7 +269,7 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
     cells lie together on disk (in hash order, a 30-day answer read ~1,000 heap pages for
     its ~3,000 cells).
     """
-    dialect = session.get_bind().dialect.name
+    dialect = dialect_name(session)
     await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
     day = floor("d", since) if since is not None else EARLIEST
     params = {"day": day}
@@ -296,7 +296,7 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
 async def no_statement_timeout(session: AsyncSession) -> None:
     """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
     operators' commands and exports, not for requests."""
-    if session.get_bind().dialect.name == "postgresql":
+    if dialect_name(session) == "postgresql":
         await session.execute(text("SET LOCAL statement_timeout = 0"))
 
 
