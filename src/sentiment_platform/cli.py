@@ -288,6 +288,9 @@ def train(
             "GoEmotions-Ekman) whose train rows are added as sentiment rows",
         ),
     ] = None,
+    device: Annotated[
+        str, typer.Option(help="sentiment only: where torch trains, cpu or cuda (a GPU)")
+    ] = "cpu",
 ) -> None:
     """Train the offline (embedded) model."""
     from sentiment_platform.training.train import SentimentConfig
@@ -295,10 +298,11 @@ def train(
 
     _configure_logging(get_settings())
     config = None
-    if extra_data:
+    if extra_data or device != "cpu":
         if task is not Task.SENTIMENT:
-            raise typer.BadParameter("adds sentiment rows: use it with --task sentiment")
-        config = SentimentConfig(extra_data=tuple(str(path) for path in extra_data))
+            raise typer.BadParameter("--extra-data and --device: use them with --task sentiment")
+        extra = tuple(str(path) for path in extra_data or ())
+        config = SentimentConfig(extra_data=extra, device=device)
     result = run_training(task, data, out, config)
     typer.echo(json.dumps(result))
 

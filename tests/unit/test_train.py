@@ -150,13 +150,15 @@ def test_both_steps_write_an_artifact_the_backend_serves(tmp_path: Path) -> None
     assert rewritten["emotion"] == written["emotion"]  # the emotion head is not touched
 
 
-def test_extra_data_is_for_the_sentiment_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["--extra-data", "--device"])
+def test_extra_data_and_device_are_for_the_sentiment_step(tmp_path: Path, option: str) -> None:
     from typer.testing import CliRunner
 
     from sentiment_platform.cli import app
 
     extra = _tweet_emotion_data(tmp_path / "tweet_emotion")
     command = ["train", "--task", "emotion", "--data", str(extra), "--out", str(tmp_path)]
-    result = CliRunner().invoke(app, [*command, "--extra-data", str(extra)])
+    value = str(extra) if option == "--extra-data" else "cuda"
+    result = CliRunner().invoke(app, [*command, option, value])
     assert result.exit_code == 2
-    assert "use it with --task sentiment" in result.output
+    assert "use them with --task sentiment" in result.output

@@ -95,7 +95,7 @@ def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Mod
 
     if not config.teacher_layers:
         torch.manual_seed(config.seed)
-        model = build_model(base, config.layers, len(SENTIMENT_LABELS))
+        model = build_model(base, config.layers, len(SENTIMENT_LABELS)).to(config.device)
         fine_tune(model, rows, None, config, config.epochs, tokenizer, holdout, rng)
         return model, holdout
     teachers = [
@@ -129,7 +129,8 @@ def _fit_teacher(
     import torch
 
     torch.manual_seed(seed)
-    model = build_model(base, config.teacher_layers or config.layers, len(SENTIMENT_LABELS))
+    layers = config.teacher_layers or config.layers
+    model = build_model(base, layers, len(SENTIMENT_LABELS)).to(config.device)
     holdout_logits = fine_tune(
         model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng
     )
@@ -168,10 +169,14 @@ def fine_tune(
     import torch
     import torch.nn.functional as F
 
+    device = torch.device(config.device)
     counts = rows.counts
     class_weights = torch.tensor(
         (len(rows.targets) / (len(counts) * counts)) ** config.balance, dtype=torch.float32
-    )
+    ).to(device)
+    targets = torch.from_numpy(rows.targets).to(device)
+    if teacher_logits is not None:
+        teacher_logits = teacher_logits.to(device)
     no_decay = ("bias", "LayerNorm.weight")
     params = [
         {
@@ -191,23 +196,26 @@ def fine_tune(
     )
     loss_fn = torch.nn.CrossEntropyLoss(weight=class_weights)
     layers = len(model.bert.encoder.layer)  # type: ignore[union-attr,arg-type]
-    step, started, running = 0, time.monotonic(), 0.0
+    step, started, running = 0, time.monotonic(), torch.zeros(())
     best: tuple[float, dict[str, Any], torch.Tensor] = (-1.0, {}, torch.empty(0))
     holdout_encodings = tokenizer.encode_batch(holdout.texts)
     lengths = rows.lengths
     for epoch in range(1, epochs + 1):
         model.train()
         for batch in bucketed_batches(lengths, config.batch_size, rng):
-            ids, mask = pad([rows.encodings[i] for i in batch])
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.bf16):
-                logits, _ = model(torch.from_numpy(ids), torch.from_numpy(mask))
+            ids, mask = (
+                torch.from_numpy(a).to(device) for a in pad([rows.encodings[i] for i in batch])
+            )
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                logits, _ = model(ids, mask)
             logits = logits.float()
-            loss = loss_fn(logits, torch.from_numpy(rows.targets[batch]))
+            index = torch.from_numpy(batch).to(device)
+            loss = loss_fn(logits, targets[index])
             if teacher_logits is not None:
                 t = config.temperature
                 distill = F.kl_div(
                     F.log_softmax(logits / t, dim=-1),
-                    F.softmax(teacher_logits[batch] / t, dim=-1),
+                    F.softmax(teacher_logits[index] / t, dim=-1),
                     reduction="batchmean",
                 )
                 loss = config.distill_alpha * t * t * distill + (1 - config.distill_alpha) * loss
@@ -217,7 +225,8 @@ def fine_tune(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            running = 0.98 * running + 0.02 * loss.item() if step > 1 else loss.item()
+            # a tensor, read only when logged: `.item()` each step would wait for a GPU
+            running = 0.98 * running + 0.02 * loss.detach() if step > 1 else loss.detach()
             if step % 100 == 0:
                 elapsed = time.monotonic() - started
                 logger.info(

@@ -45,7 +45,10 @@ def build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
 
         def __init__(self) -> None:
             super().__init__()
-            self.bert = AutoModel.from_pretrained(base, attn_implementation="eager")
+            # float32 weights to train, whatever precision the base was stored in
+            self.bert = AutoModel.from_pretrained(
+                base, attn_implementation="eager", dtype=torch.float32
+            )
             keep_first_layers(self, layers)
             self.dropout = torch.nn.Dropout(0.1)
             self.head = torch.nn.Linear(self.bert.config.hidden_size, n_classes)
@@ -71,12 +74,14 @@ def keep_first_layers(model: Any, layers: int) -> None:
 
 
 def torch_logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> torch.Tensor:
-    """The model's sentiment logits for every row, in batches of 256 of similar lengths."""
+    """The model's sentiment logits for every row (on the CPU), in batches of 256 of similar
+    lengths, computed where the model is."""
     import torch
 
+    device = next(model.parameters()).device
     logits = torch.empty(len(encodings), len(SENTIMENT_LABELS))
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for rows in length_sorted_chunks(encodings, 256):
-            ids, mask = pad([encodings[i] for i in rows])
-            logits[rows] = model(torch.from_numpy(ids), torch.from_numpy(mask))[0].float()
+            ids, mask = (torch.from_numpy(a).to(device) for a in pad([encodings[i] for i in rows]))
+            logits[rows] = model(ids, mask)[0].float().cpu()
     return logits

@@ -34,6 +34,7 @@ def export_onnx(
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
+    model = model.cpu()  # exported as it is served, whatever device trained it
     bert_config: Any = model.bert.config  # type: ignore[union-attr]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
