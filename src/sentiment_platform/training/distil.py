@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sentiment_platform.domain import Task
-from sentiment_platform.services.embedded_backend import pad
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.calibrate import fit_offsets
 from sentiment_platform.training.configs import SentimentConfig
@@ -26,6 +25,8 @@ from sentiment_platform.training.encoder import (
     build_model,
     keep_first_layers,
     load_tokenizer,
+    model_device,
+    padded_batch,
     torch_logits,
 )
 
@@ -95,7 +96,7 @@ def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Mod
 
     if not config.teacher_layers:
         torch.manual_seed(config.seed)
-        model = build_model(base, config.layers, len(SENTIMENT_LABELS)).to(config.device)
+        model = build_model(base, config.layers, len(SENTIMENT_LABELS), config.device)
         fine_tune(model, rows, None, config, config.epochs, tokenizer, holdout, rng)
         return model, holdout
     teachers = [
@@ -130,7 +131,7 @@ def _fit_teacher(
 
     torch.manual_seed(seed)
     layers = config.teacher_layers or config.layers
-    model = build_model(base, layers, len(SENTIMENT_LABELS)).to(config.device)
+    model = build_model(base, layers, len(SENTIMENT_LABELS), config.device)
     holdout_logits = fine_tune(
         model, rows, None, config, config.teacher_epochs, tokenizer, holdout, rng
     )
@@ -169,7 +170,7 @@ def fine_tune(
     import torch
     import torch.nn.functional as F
 
-    device = torch.device(config.device)
+    device = model_device(model)
     counts = rows.counts
     class_weights = torch.tensor(
         (len(rows.targets) / (len(counts) * counts)) ** config.balance, dtype=torch.float32
@@ -203,11 +204,8 @@ def fine_tune(
     for epoch in range(1, epochs + 1):
         model.train()
         for batch in bucketed_batches(lengths, config.batch_size, rng):
-            ids, mask = (
-                torch.from_numpy(a).to(device) for a in pad([rows.encodings[i] for i in batch])
-            )
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                logits, _ = model(ids, mask)
+                logits, _ = model(*padded_batch(rows.encodings, batch, device))
             logits = logits.float()
             index = torch.from_numpy(batch).to(device)
             loss = loss_fn(logits, targets[index])

@@ -36,7 +36,7 @@ def load_tokenizer(base: Path, max_tokens: int) -> Any:
     return tokenizer
 
 
-def build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
+def build_model(base: Path, layers: int, n_classes: int, device: str) -> torch.nn.Module:
     import torch
     from transformers import AutoModel
 
@@ -64,7 +64,7 @@ def build_model(base: Path, layers: int, n_classes: int) -> torch.nn.Module:
             logits = self.head(self.dropout(pooled[-1]))
             return logits, torch.cat(pooled, dim=-1)
 
-    return SentimentEncoder()
+    return SentimentEncoder().to(device)
 
 
 def keep_first_layers(model: Any, layers: int) -> None:
@@ -78,10 +78,25 @@ def torch_logits(model: torch.nn.Module, encodings: list[Any], bf16: bool) -> to
     lengths, computed where the model is."""
     import torch
 
-    device = next(model.parameters()).device
+    device = model_device(model)
     logits = torch.empty(len(encodings), len(SENTIMENT_LABELS))
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for rows in length_sorted_chunks(encodings, 256):
-            ids, mask = (torch.from_numpy(a).to(device) for a in pad([encodings[i] for i in rows]))
-            logits[rows] = model(ids, mask)[0].float().cpu()
+            logits[rows] = model(*padded_batch(encodings, rows, device))[0].float().cpu()
     return logits
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights are: its batches go there."""
+    return next(model.parameters()).device
+
+
+def padded_batch(
+    encodings: list[Any], rows: Any, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The `rows` of `encodings` padded to their longest: (input ids, attention mask) on
+    `device`."""
+    import torch
+
+    ids, mask = pad([encodings[i] for i in rows])
+    return torch.from_numpy(ids).to(device), torch.from_numpy(mask).to(device)
