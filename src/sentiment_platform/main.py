@@ -23,7 +23,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api import probes, routes, rules, websocket
+from sentiment_platform.api import probes, routes, rule_routes, websocket
+from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
 from sentiment_platform.api.fresh_answers import FreshAnswers, FreshAnswersMiddleware
@@ -36,8 +37,8 @@ from sentiment_platform.pipeline.demo import feed_demo
 from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
-from sentiment_platform.services.alerting import AlertMonitor, lease_for
-from sentiment_platform.services.metrics_cache import SingleFlightCache
+from sentiment_platform.services.alerting.leadership import lease_for
+from sentiment_platform.services.alerting.monitor import AlertMonitor
 from sentiment_platform.services.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def create_app(
     # solves costs a cached metrics answer ~5 % of its CPU).
     limited = [Depends(rate_limit)] if settings.rate_limit_per_minute > 0 else []
     app.include_router(routes.router, dependencies=limited)
-    app.include_router(rules.router, dependencies=limited)
+    app.include_router(rule_routes.router, dependencies=limited)
     app.include_router(websocket.router)
     if not limited:  # innermost: the host check, CORS and the request metrics see every answer
         app.add_middleware(FreshAnswersMiddleware, answers=fresh_answers)

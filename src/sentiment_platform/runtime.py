@@ -28,8 +28,8 @@ from sentiment_platform.bus.journal import Journal
 from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
-from sentiment_platform.services.backends import Analyzer
-from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
+from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,12 +14,12 @@ import pytest
 from sqlalchemy import func, select
 
 from sentiment_platform import store
+from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.schemas import PostsPage
 from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, PostView, Sentiment
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
-from sentiment_platform.services.metrics_cache import SingleFlightCache
 from sentiment_platform.services.retention import purge_once
 from sentiment_platform.store import posts as store_posts
 from tests.support.app_client import app_client

@@ -19,8 +19,8 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.domain import Prediction
 from sentiment_platform.pipeline import settle
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from sentiment_platform.services.circuit_breaker import CircuitOpen
-from sentiment_platform.services.llm import RateLimited
+from sentiment_platform.services.analysis.circuit_breaker import CircuitOpen
+from sentiment_platform.services.analysis.llm import RateLimited
 from tests.support.pipeline import KeywordAnalyzer, counts, make_posts, wait_until
 
 Sessions = async_sessionmaker[AsyncSession]

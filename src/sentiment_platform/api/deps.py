@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.fresh_answers import FreshAnswers
 from sentiment_platform.api.hub import Hub
@@ -27,7 +28,6 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import POOL_TIMEOUT_S
 from sentiment_platform.errors import ServiceUnavailable
 from sentiment_platform.runtime import Runtime
-from sentiment_platform.services.metrics_cache import SingleFlightCache
 
 if TYPE_CHECKING:
     from sentiment_platform.api.probes import Checks

@@ -23,7 +23,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentiment_platform.services.metrics_cache import SingleFlightCache
+from sentiment_platform.api.answer_cache import SingleFlightCache
 
 MAX_NOTED = 1_024  # distinct query strings remembered; past it the notes start over
 JSON_CONTENT = (b"content-type", b"application/json")

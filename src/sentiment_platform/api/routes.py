@@ -29,8 +29,8 @@ from sentiment_platform.api.schemas import (
     problems,
 )
 from sentiment_platform.domain import AlertItem, OneOrManyPosts
-from sentiment_platform.services.aggregator import Metrics, compute_metrics
-from sentiment_platform.services.export import (
+from sentiment_platform.services.reporting.aggregator import Metrics, compute_metrics
+from sentiment_platform.services.reporting.export import (
     MEDIA_TYPES,
     ExportTooLarge,
     check_size,

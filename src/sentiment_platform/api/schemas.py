@@ -17,8 +17,8 @@ from sentiment_platform.domain import (
     refuse_nul,
     utcnow,
 )
-from sentiment_platform.rules import RuleView
-from sentiment_platform.services.aggregator import Bucket
+from sentiment_platform.rule_spec import RuleView
+from sentiment_platform.services.reporting.aggregator import Bucket
 from sentiment_platform.store.posts import MIN_TEXT, decode_cursor
 
 MAX_PAGE = 100

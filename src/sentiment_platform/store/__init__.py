@@ -9,6 +9,25 @@ reads a request makes alone take a `Reader`: that session, or a bare connection.
 - `rollups`: counts per minute / hour / day × source × labels, kept by `save_batch`.
 """
 
+from sentiment_platform.store.alert_rules import (
+    RulesVersion,
+    alert_deliveries,
+    builtin_rule,
+    close_rule_alerts,
+    count_rules,
+    create_rule,
+    delete_rule,
+    due_deliveries,
+    enqueue_delivery,
+    get_alert,
+    get_rule,
+    list_rules,
+    posts_by_ids,
+    rule_posts,
+    rule_view,
+    rules_version,
+    update_rule,
+)
 from sentiment_platform.store.alerts import (
     FIRING,
     firing_alert,
@@ -38,25 +57,6 @@ from sentiment_platform.store.rule_counts import (
     prune_rule_counts,
     rule_volume_baseline,
     rule_window,
-)
-from sentiment_platform.store.rules import (
-    RulesVersion,
-    alert_deliveries,
-    builtin_rule,
-    close_rule_alerts,
-    count_rules,
-    create_rule,
-    delete_rule,
-    due_deliveries,
-    enqueue_delivery,
-    get_alert,
-    get_rule,
-    list_rules,
-    posts_by_ids,
-    rule_posts,
-    rule_view,
-    rules_version,
-    update_rule,
 )
 
 __all__ = [

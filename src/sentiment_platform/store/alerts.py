@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Alert
-from sentiment_platform.rules import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
+from sentiment_platform.store.alert_rules import rule_filter
 from sentiment_platform.store.prepared import dialect_name
-from sentiment_platform.store.rules import rule_filter
 
 
 async def list_alerts(

@@ -28,8 +28,8 @@ from sentiment_platform.api.schemas import (
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.models.database import WebhookDelivery
-from sentiment_platform.rules import BUILTIN_RULE_ID, RuleSpec, RuleView
-from sentiment_platform.services.webhooks import UnsafeWebhookUrl, check_destination
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleSpec, RuleView
+from sentiment_platform.services.alerting.webhooks import UnsafeWebhookUrl, check_destination
 
 log = logging.getLogger(__name__)
 

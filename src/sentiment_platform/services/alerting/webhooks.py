@@ -40,7 +40,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
 from sentiment_platform.models.database import WebhookDelivery
 from sentiment_platform.retry import Backoff
-from sentiment_platform.rules import BUILTIN_RULE_ID
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID
 
 log = logging.getLogger(__name__)
 

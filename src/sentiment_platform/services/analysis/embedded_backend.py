@@ -23,8 +23,8 @@ import numpy as np
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
-from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.quantification import confusion_from_config
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.quantification import confusion_from_config
 
 ARTIFACT_PACKAGE = "sentiment_platform"
 ARTIFACT_DIR = "embedded_model"

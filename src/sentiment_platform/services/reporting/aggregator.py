@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from sentiment_platform.domain import Emotion, Sentiment, as_utc
-from sentiment_platform.services.quantification import (
+from sentiment_platform.services.analysis.quantification import (
     Confusion,
     adjusted_shares,
     load_confusion,

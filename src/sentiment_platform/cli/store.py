@@ -84,8 +84,8 @@ def preload_history(settings: Settings, posts: int) -> int:
     second start keeps what the first wrote). Returns how many posts were loaded."""
     from sqlalchemy import select
 
+    from sentiment_platform.cli.bench_load import load
     from sentiment_platform.models.database import SocialMediaPost
-    from sentiment_platform.services.bench_load import load
 
     async def work(session_factory: Any) -> int:
         async with session_factory() as session:
@@ -106,7 +106,7 @@ def bench_load(
     date; prints rows/s (PostgreSQL: COPY)."""
     from rich.progress import Progress
 
-    from sentiment_platform.services.bench_load import Loaded, load
+    from sentiment_platform.cli.bench_load import Loaded, load
 
     settings = get_settings()
     _configure_logging(settings)
@@ -151,7 +151,7 @@ def export(
     from rich.progress import Progress
 
     from sentiment_platform.domain import Emotion, Sentiment
-    from sentiment_platform.services.export import check_size, export_chunks
+    from sentiment_platform.services.reporting.export import check_size, export_chunks
     from sentiment_platform.store import PostFilter
 
     if fmt not in ("csv", "jsonl"):

@@ -23,7 +23,7 @@ from sentiment_platform.models.database import (
     SocialMediaPost,
     WebhookDelivery,
 )
-from sentiment_platform.rules import BUILTIN_RULE_ID, BUILTIN_RULE_NAME, RuleSpec, RuleView
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME, RuleSpec, RuleView
 
 # --- rules ---------------------------------------------------------------------------------
 

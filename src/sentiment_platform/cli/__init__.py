@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from sentiment_platform import cli_store
+from sentiment_platform.cli import store as cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
 
