@@ -32,7 +32,8 @@ from pathlib import Path
 import asyncpg
 
 from sentiment_platform import store
-from sentiment_platform.bus import Bus, redis_client
+from sentiment_platform.bus import Bus
+from sentiment_platform.bus.redis import redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment, utcnow

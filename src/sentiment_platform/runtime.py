@@ -23,8 +23,9 @@ import redis.asyncio as redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import Bus, Events, MemoryBus, MemoryEvents
+from sentiment_platform.bus import Bus, Events
 from sentiment_platform.bus.journal import Journal
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
-from sentiment_platform.bus import MemoryEvents
+from sentiment_platform.bus.memory import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.services.alerting.monitor import AlertMonitor

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
-from sentiment_platform.bus import MemoryEvents
+from sentiment_platform.bus.memory import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
 from sentiment_platform.models.database import Alert

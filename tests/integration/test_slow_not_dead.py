@@ -13,7 +13,8 @@ import pytest_asyncio
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import MemoryBus, MemoryEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Prediction

@@ -82,14 +82,12 @@ def rollups_rebuild(
 def preload_history(settings: Settings, posts: int) -> int:
     """`serve --demo`: a day of synthetic history when the store holds no posts yet (a
     second start keeps what the first wrote). Returns how many posts were loaded."""
-    from sqlalchemy import select
-
     from sentiment_platform.cli.bench_load import load
-    from sentiment_platform.models.database import SocialMediaPost
+    from sentiment_platform.store.posts import any_posts
 
     async def work(session_factory: Any) -> int:
         async with session_factory() as session:
-            if await session.scalar(select(SocialMediaPost.id).limit(1)) is not None:
+            if await any_posts(session):
                 return 0
         return (await load(session_factory, posts, days=1.0)).posts
 

@@ -32,7 +32,7 @@ import numpy as np
 from sentiment_platform.domain import Task
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.configs import MODEL_NAME, SentimentConfig
-from sentiment_platform.training.data import SENTIMENT_LABELS, Split
+from sentiment_platform.training.data import SENTIMENT_LABELS, Split, split_holdout
 from sentiment_platform.training.metrics import scores, share_scores
 from sentiment_platform.training.onnx_export import write_config
 
@@ -167,8 +167,6 @@ def evaluate_val(out_dir: Path, data_dir: Path, threads: int) -> dict[str, Any]:
 
 def recalibrate(model_dir: Path, data_dir: Path, threads: int = 2) -> dict[str, Any]:
     """Calibrate an existing artifact again on the held-out rows its training recorded."""
-    from sentiment_platform.training.distil import split_holdout
-
     config = json.loads((model_dir / "config.json").read_text())
     trained = SentimentConfig(**config["sentiment_config"])
     _, holdout = split_holdout(data_dir, trained)

@@ -1,4 +1,4 @@
-"""Webhook notifications of alert rules (issue 14): stored, signed, retried, in order.
+"""Webhook notifications of alert rules: stored, signed, retried, in order.
 
 Every fire, re-notification and resolve of a rule with a `webhook_url` is queued as a
 `webhook_deliveries` row (`enqueue`) in the monitor's transaction, and sent by the monitor's
