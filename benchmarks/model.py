@@ -81,13 +81,15 @@ def _run(backend_name: str, args: argparse.Namespace) -> None:
     before = _rss_mib()
     started = time.perf_counter()
     if backend_name == "embedded":
-        from sentiment_platform.services.embedded_backend import load_embedded_backend
+        from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
 
         backend = load_embedded_backend(Settings(), threads=args.threads)
     else:
         import torch
 
-        from sentiment_platform.services.transformers_backend import load_transformers_backend
+        from sentiment_platform.services.analysis.transformers_backend import (
+            load_transformers_backend,
+        )
 
         if args.threads:
             torch.set_num_threads(args.threads)

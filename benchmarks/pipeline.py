@@ -32,12 +32,13 @@ from pathlib import Path
 import asyncpg
 
 from sentiment_platform import store
-from sentiment_platform.bus import Bus, redis_client
+from sentiment_platform.bus import Bus
+from sentiment_platform.bus.redis import redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment, utcnow
 from sentiment_platform.pipeline.demo import CITIES, SUBJECTS, DemoGenerator
-from sentiment_platform.rules import RuleSpec
+from sentiment_platform.rule_spec import RuleSpec
 from sentiment_platform.runtime import Runtime, open_runtime
 
 REPO = Path(__file__).resolve().parents[1]

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sentiment_platform.services.rules import Matcher, RuleFilter, explain
+from sentiment_platform.services.alerting.explain import explain
+from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 
 REPO = Path(__file__).resolve().parents[1]
 VAL_TEXTS = REPO.parent / "shared" / "data" / "tweeteval" / "sentiment" / "val_text.txt"

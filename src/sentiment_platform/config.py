@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1)
     db_statement_timeout_ms: int = Field(5_000, ge=100)
 
-    # --- reads (issue 12) ---
+    # --- reads ---
     metrics_cache_s: float = Field(1.0, ge=0.0, le=60.0)  # answers relative to now; 0: off
     export_max_rows: int = Field(1_000_000, ge=1)  # an export without since/until: at most
     retention_days: int | None = Field(None, ge=1)  # unset: keep every post
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     alert_check_interval_s: float = Field(5.0, gt=0.0)
     alert_on: Literal["counted", "estimated"] = "counted"  # estimated: model confusion undone
 
-    # --- alert rules and notifications (issue 14) ---
+    # --- alert rules and notifications ---
     max_alert_rules: int = Field(100, ge=1, le=10_000)  # user rules; the built-in one is extra
     alert_webhook_url: str | None = None  # the built-in rule's notifications
     alert_webhook_secret: SecretStr | None = None  # signs them (X-Signature-256)

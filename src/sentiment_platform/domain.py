@@ -274,7 +274,7 @@ class AlertItem(BaseModel):
     details: dict[str, Any]
     created_at: datetime
     resolved_at: datetime | None = None
-    # The rule that raised it (issue 14); 0 / "built-in" for the global alert and old rows.
+    # The rule that raised it; 0 / "built-in" for the global alert and old rows.
     rule_id: int = 0
     rule_name: str = "built-in"
 

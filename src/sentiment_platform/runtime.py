@@ -23,13 +23,14 @@ import redis.asyncio as redis
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import Bus, Events, MemoryBus, MemoryEvents
+from sentiment_platform.bus import Bus, Events
 from sentiment_platform.bus.journal import Journal
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
-from sentiment_platform.services.backends import Analyzer
-from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
+from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,10 +10,11 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
-from sentiment_platform.bus import MemoryEvents
+from sentiment_platform.bus.memory import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
-from sentiment_platform.services.alerting import Action, AlertMonitor, State
+from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.alerting.policy import Action, State
 from tests.support.counted import save_counted
 
 pytestmark = pytest.mark.asyncio

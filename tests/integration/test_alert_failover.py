@@ -14,12 +14,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
-from sentiment_platform.bus import MemoryEvents, redis_client
+from sentiment_platform.bus.memory import MemoryEvents
+from sentiment_platform.bus.redis import RedisLease, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
 from sentiment_platform.models.database import Alert
-from sentiment_platform.services.alerting import ALERT_TYPE, Action, AlertMonitor, RedisLease
+from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.alerting.policy import ALERT_TYPE, Action
 from tests.support.counted import save_counted
 from tests.support.databases import recreate_postgres_database, scratch_database_url
 

@@ -10,11 +10,14 @@ from pathlib import Path
 import pytest
 
 from sentiment_platform import store
-from sentiment_platform.bus import Event, MemoryEvents, redis_client
+from sentiment_platform.bus import Event
+from sentiment_platform.bus.memory import MemoryEvents
+from sentiment_platform.bus.redis import RedisLease, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
-from sentiment_platform.services.alerting import Action, AlertMonitor, RedisLease, State
+from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.alerting.policy import Action, State
 from tests.support.counted import save_counted
 
 pytestmark = pytest.mark.asyncio

@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, Prediction, Sentiment
-from sentiment_platform.services.rules import explain_alert
-from sentiment_platform.services.webhooks import enqueue
+from sentiment_platform.services.alerting.details import explain_alert
+from sentiment_platform.services.alerting.webhooks import enqueue
 from tests.support.app_client import app_client
 
 pytestmark = pytest.mark.asyncio

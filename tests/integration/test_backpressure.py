@@ -12,7 +12,8 @@ import redis.asyncio as redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import MemoryEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.memory import MemoryEvents
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.errors import BacklogFull
 from sentiment_platform.pipeline.ingester import ApiPublisher

@@ -13,9 +13,10 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from sentiment_platform.api.deps import parts_of
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import MAX_CLOCK_SKEW, utcnow
-from sentiment_platform.main import create_app, parts_of
+from sentiment_platform.main import create_app
 from sentiment_platform.models.database import SocialMediaPost
 
 pytestmark = pytest.mark.asyncio

@@ -97,7 +97,7 @@ def test_serve_workers_refuses_the_embedded_default(sqlite_env: str) -> None:
 def test_demo_history_loads_a_day_into_an_empty_store_once(sqlite_env: str) -> None:
     """`serve --demo` opens on a day of history: loaded when the store holds no posts, and
     not again over what a first start wrote."""
-    from sentiment_platform.cli_store import preload_history
+    from sentiment_platform.cli.store import preload_history
 
     settings = config.get_settings()
     assert preload_history(settings, 400) == 400

@@ -8,9 +8,10 @@ from pathlib import Path
 import httpx
 
 from sentiment_platform.api.deps import client_network
+from sentiment_platform.api.hosts import allowed_hosts
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
-from sentiment_platform.main import allowed_hosts, create_app
+from sentiment_platform.main import create_app
 from tests.support.servers import ThreadedServer
 
 POST = {"source": "test", "content": "hello"}

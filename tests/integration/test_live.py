@@ -27,11 +27,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sentiment_platform import store
-from sentiment_platform.bus import POST_ANALYZED, Event, RedisEvents, redis_client
+from sentiment_platform.api.deps import parts_of
+from sentiment_platform.bus import POST_ANALYZED, Event
+from sentiment_platform.bus.redis import RedisEvents, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
-from sentiment_platform.main import parts_of
 from tests.support.counted import save_counted
 from tests.support.databases import recreate_postgres_database, scratch_database_url
 from tests.support.servers import ThreadedServer, free_socket

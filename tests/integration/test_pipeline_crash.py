@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import MemoryEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.memory import MemoryEvents
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from tests.support.pipeline import (

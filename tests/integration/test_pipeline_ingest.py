@@ -17,11 +17,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from sentiment_platform.bus import MemoryBus, decode_post
+from sentiment_platform.api.deps import parts_of
+from sentiment_platform.bus import decode_post
+from sentiment_platform.bus.memory import MemoryBus
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.domain import MAX_CONTENT_CHARS, Post
-from sentiment_platform.main import create_app, parts_of
+from sentiment_platform.main import create_app
 from sentiment_platform.models.database import SocialMediaPost
 from sentiment_platform.pipeline.demo import DemoGenerator, run_demo
 from sentiment_platform.pipeline.ingester import (

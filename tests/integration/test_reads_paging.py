@@ -14,14 +14,14 @@ import pytest
 from sqlalchemy import func, select
 
 from sentiment_platform import store
+from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.schemas import PostsPage
 from sentiment_platform.bus import ALERT, Event
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, Analysis, Emotion, Post, PostView, Sentiment
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
-from sentiment_platform.services.metrics_cache import SingleFlightCache
 from sentiment_platform.services.retention import purge_once
-from sentiment_platform.store import posts as store_posts
+from sentiment_platform.store import post_pages as store_posts
 from tests.support.app_client import app_client
 from tests.support.seed import ANALYSED, T0, UNANALYSED, seed
 
@@ -122,8 +122,8 @@ async def test_timestamps_of_every_fraction_are_written_as_the_schema_writes_the
     api: httpx.AsyncClient, database
 ) -> None:
     """PostgreSQL hands the page its timestamps as text, which drops a fraction's trailing
-    zeros (`store.posts._with_text_stamps`): a page, and the export's rows, must still write each
-    one as dumping `PostsPage` does, whatever its fraction, analysed or not."""
+    zeros (`store.post_pages._with_text_stamps`): a page, and the export's rows, must still
+    write each one as dumping `PostsPage` does, whatever its fraction, analysed or not."""
     fractions = [0, 500_000, 120, 999_999, 48_531, 10]
     posts = [
         Post(

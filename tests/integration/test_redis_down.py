@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sentiment_platform.bus import PendingPage, RedisStreamBus, redis_client
+from sentiment_platform.bus import PendingPage
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.main import create_app

@@ -41,7 +41,7 @@ async def test_health_shares_a_clean_answer_and_drops_it_on_an_outage(
             assert health.status_code == 200 and health.json()["database"] == "ok"
         assert counted_checks == ["ok"]  # one check for five answers
         app = client._transport.app  # type: ignore[attr-defined]
-        app.state.api.health_cache.drop()  # what a request meeting an outage does (main._outage)
+        app.state.api.health_cache.drop()  # what a request meeting an outage does (api.errors)
         await client.get("/api/health")
         assert counted_checks == ["ok", "ok"]
 

@@ -14,7 +14,7 @@ from sqlalchemy import delete, func, select
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
 from sentiment_platform.models.database import PostRollup, SocialMediaPost
-from sentiment_platform.services.aggregator import Bucket, compute_metrics
+from sentiment_platform.services.reporting.aggregator import Bucket, compute_metrics
 from sentiment_platform.store import rollups
 
 pytestmark = pytest.mark.asyncio

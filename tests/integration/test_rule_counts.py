@@ -90,8 +90,8 @@ async def test_the_worker_matcher_follows_rule_changes_from_its_next_batch(
     database: tuple[Settings, async_sessionmaker[AsyncSession]],
 ) -> None:
     """Create, change, delete: the cache reads the rules again exactly then, no sooner."""
-    from sentiment_platform.rules import RuleSpec
-    from sentiment_platform.services.rules import RulesCache
+    from sentiment_platform.rule_spec import RuleSpec
+    from sentiment_platform.services.alerting.rule_hits import RulesCache
 
     _, sessions = database
     cache = RulesCache()

@@ -15,15 +15,16 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
-from sentiment_platform.bus import MemoryEvents
+from sentiment_platform.bus.memory import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
 from sentiment_platform.models.database import Alert
-from sentiment_platform.rules import RuleSpec, rule_alert_type
-from sentiment_platform.services.alerting import Action, AlertMonitor, State
-from sentiment_platform.services.quantification import adjusted_shares, load_confusion
-from sentiment_platform.services.rules import RulesCache
-from sentiment_platform.services.webhooks import SIGNATURE_HEADER, verify
+from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
+from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.alerting.policy import Action, State
+from sentiment_platform.services.alerting.rule_hits import RulesCache
+from sentiment_platform.services.alerting.webhooks import SIGNATURE_HEADER, verify
+from sentiment_platform.services.analysis.quantification import adjusted_shares, load_confusion
 from tests.support.counted import save_counted
 from tests.support.receiver import Receiver, unused_port
 

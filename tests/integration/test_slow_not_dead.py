@@ -13,14 +13,15 @@ import pytest_asyncio
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import MemoryBus, MemoryEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Prediction
 from sentiment_platform.pipeline import settle
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from sentiment_platform.services.circuit_breaker import CircuitOpen
-from sentiment_platform.services.llm import RateLimited
+from sentiment_platform.services.analysis.circuit_breaker import CircuitOpen
+from sentiment_platform.services.analysis.llm import RateLimited
 from tests.support.pipeline import KeywordAnalyzer, counts, make_posts, wait_until
 
 Sessions = async_sessionmaker[AsyncSession]

@@ -16,8 +16,8 @@ from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
 from sentiment_platform.models.database import WebhookDelivery
-from sentiment_platform.rules import RuleSpec, rule_alert_type
-from sentiment_platform.services.webhooks import (
+from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
+from sentiment_platform.services.alerting.webhooks import (
     SIGNATURE_HEADER,
     UnsafeWebhookUrl,
     check_destination,

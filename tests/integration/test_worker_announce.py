@@ -7,7 +7,8 @@ import asyncio
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import POST_ANALYZED, MemoryBus, MemoryEvents
+from sentiment_platform.bus import POST_ANALYZED
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from tests.support.pipeline import KeywordAnalyzer, make_posts

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis, Post
-from sentiment_platform.services.rules import EMPTY, Matcher, RulesCache, rule_hits, stored_pairs
+from sentiment_platform.services.alerting.matcher import EMPTY, Matcher
+from sentiment_platform.services.alerting.rule_hits import RulesCache, rule_hits, stored_pairs
 
 
 async def save_counted(

@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from sentiment_platform.api.deps import parts_of
 from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
 from sentiment_platform.bus import Event, Events
 from sentiment_platform.config import Settings
-from sentiment_platform.main import create_app, parts_of
+from sentiment_platform.main import create_app
 
 
 def free_socket() -> socket.socket:

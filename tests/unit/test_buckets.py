@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sentiment_platform.services.aggregator import MAX_BUCKETS, Bucket
+from sentiment_platform.services.reporting.aggregator import MAX_BUCKETS, Bucket
 
 WIDTH_MINUTES = {Bucket.MINUTE: 1, Bucket.HOUR: 60, Bucket.DAY: 1440, Bucket.WEEK: 10080}
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sentiment_platform.bus import Event, MemoryBus, MemoryEvents, decode_post
+from sentiment_platform.bus import Event, decode_post
 from sentiment_platform.bus.journal import Journal
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.domain import Post
 from sentiment_platform.errors import BacklogFull, ServiceUnavailable
 

@@ -12,8 +12,8 @@ import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
-from sentiment_platform.services.backends import Backend
-from sentiment_platform.services.embedded_backend import (
+from sentiment_platform.services.analysis.backends import Backend
+from sentiment_platform.services.analysis.embedded_backend import (
     EmbeddedBackend,
     OnnxEncoder,
     load_embedded_backend,

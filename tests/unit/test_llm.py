@@ -17,9 +17,13 @@ from pydantic import SecretStr
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
-from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.circuit_breaker import CircuitBreaker, CircuitOpen, ProviderOutage
-from sentiment_platform.services.llm import (
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.circuit_breaker import (
+    CircuitBreaker,
+    CircuitOpen,
+    ProviderOutage,
+)
+from sentiment_platform.services.analysis.llm import (
     ANTHROPIC_VERSION,
     PROVIDERS,
     SYSTEM_PROMPT,

@@ -9,8 +9,8 @@ import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Sentiment
-from sentiment_platform.services.embedded_backend import load_embedded_backend
-from sentiment_platform.services.quantification import (
+from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
+from sentiment_platform.services.analysis.quantification import (
     adjusted_shares,
     confusion_from_config,
     load_confusion,

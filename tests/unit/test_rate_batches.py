@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from fastapi import HTTPException
 
 from sentiment_platform.api.security import BatchedCounter, MemoryCounter, RateLimiter
+from sentiment_platform.errors import TooManyRequests
 
 pytestmark = pytest.mark.asyncio
 
@@ -45,7 +45,7 @@ async def test_reads_over_the_limit_are_refused_without_asking_again() -> None:
     limiter = RateLimiter(shared, per_minute=1_000)  # reads in batches of 10
     for _ in range(1_000):
         await limiter.check("ip:203.0.113.1", write=False)
-    with pytest.raises(HTTPException) as refused:
+    with pytest.raises(TooManyRequests) as refused:
         await limiter.check("ip:203.0.113.1", write=False)
     assert refused.value.status_code == 429
     assert shared.round_trips <= 101  # not a thousand
@@ -65,5 +65,5 @@ async def test_a_small_limit_is_counted_exactly() -> None:
     for _ in range(150):
         await limiter.check("ip:203.0.113.3", write=False)
     assert shared.round_trips == 150
-    with pytest.raises(HTTPException):
+    with pytest.raises(TooManyRequests):
         await limiter.check("ip:203.0.113.3", write=False)

@@ -9,7 +9,8 @@ import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
-from sentiment_platform.rules import RuleView
+from sentiment_platform.rule_spec import RuleView
+from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 from sentiment_platform.services.alerting.policy import (
     Action,
     AlertState,
@@ -18,8 +19,7 @@ from sentiment_platform.services.alerting.policy import (
     Severity,
     evaluate,
 )
-from sentiment_platform.services.rules import Matcher, RuleFilter, rule_hits
-from sentiment_platform.services.rules.counting import stored_pairs
+from sentiment_platform.services.alerting.rule_hits import rule_hits, stored_pairs
 from sentiment_platform.store import RuleHit, aggregate_hits
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

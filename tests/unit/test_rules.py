@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sentiment_platform.rules import RuleSpec, rule_alert_type
-from sentiment_platform.services.rules import Matcher, RuleFilter, explain
-from sentiment_platform.services.rules.explain import terms_of
-from sentiment_platform.services.webhooks import sign, verify
+from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
+from sentiment_platform.services.alerting.explain import explain, terms_of
+from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
+from sentiment_platform.services.alerting.webhooks import sign, verify
 
 
 def bad_field(**body: object) -> str:

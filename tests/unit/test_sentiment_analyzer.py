@@ -13,10 +13,10 @@ import pytest
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
-from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.circuit_breaker import CircuitOpen, ProviderOutage
-from sentiment_platform.services.llm import RateLimited
-from sentiment_platform.services.sentiment_analyzer import (
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.circuit_breaker import CircuitOpen, ProviderOutage
+from sentiment_platform.services.analysis.llm import RateLimited
+from sentiment_platform.services.analysis.sentiment_analyzer import (
     AnalysisFailed,
     AnalyzerOutage,
     AnalyzerUnavailable,

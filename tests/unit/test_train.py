@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sentiment_platform.domain import Emotion, Sentiment, Task
-from sentiment_platform.services.embedded_backend import EmbeddedBackend
-from sentiment_platform.services.quantification import load_confusion
+from sentiment_platform.services.analysis.embedded_backend import EmbeddedBackend
+from sentiment_platform.services.analysis.quantification import load_confusion
 from sentiment_platform.training.calibrate import recalibrate
 from sentiment_platform.training.data import SENTIMENT_LABELS, load_sentiment
 from sentiment_platform.training.metrics import scores, share_scores

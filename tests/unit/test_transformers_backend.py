@@ -14,8 +14,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Sentiment
-from sentiment_platform.services.backends import Backend, BackendUnavailable
-from sentiment_platform.services.transformers_backend import (
+from sentiment_platform.services.analysis.backends import Backend, BackendUnavailable
+from sentiment_platform.services.analysis.transformers_backend import (
     emotion_classes,
     load_transformers_backend,
     preprocess,
@@ -196,6 +196,6 @@ def test_without_the_optional_extra_the_backend_is_unavailable(
 def test_the_analyzer_imports_without_torch_or_transformers() -> None:
     code = (
         "import sys; sys.modules['torch'] = sys.modules['transformers'] = None; "
-        "import sentiment_platform.services.sentiment_analyzer"
+        "import sentiment_platform.services.analysis.sentiment_analyzer"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

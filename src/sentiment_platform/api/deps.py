@@ -11,26 +11,24 @@ import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.fresh_answers import FreshAnswers
 from sentiment_platform.api.hub import Hub
+from sentiment_platform.api.schemas import Checks
 from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
 from sentiment_platform.config import Settings
 from sentiment_platform.db import POOL_TIMEOUT_S
-from sentiment_platform.errors import ServiceUnavailable
+from sentiment_platform.errors import ServiceUnavailable, Unauthorized
 from sentiment_platform.runtime import Runtime
-from sentiment_platform.services.metrics_cache import SingleFlightCache
-
-if TYPE_CHECKING:
-    from sentiment_platform.api.probes import Checks
 
 HEALTH_CACHE_S = 1.0  # how long /api/health shares a clean answer, per process
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # counted in batches (api/security.py)
@@ -71,11 +69,10 @@ class ApiParts:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncConnection]:
-        """A bare connection for a request that only reads, admitted as a session is. An ORM
-        session opened, connected and closed around a read cost 70–110 CPU-µs more than the
-        connection alone (a posts page under wrk: 811–1,066 → 708–843 CPU-µs in the API
-        process). It is the connection `sessions` is bound to: from the engine's pool, or
-        the tests' one connection (inside their rolled-back transaction)."""
+        """A bare connection for a request that only reads, admitted as a session is: a read
+        needs no unit of work, and an ORM session opened and closed around it is pure cost on
+        the hottest endpoints. It is the connection `sessions` is bound to: from the engine's
+        pool, or the tests' one connection (inside their rolled-back transaction)."""
         bind = self.sessions.kw["bind"]
         async with self.admitted():
             if isinstance(bind, AsyncConnection):
@@ -88,13 +85,12 @@ class ApiParts:
     async def admitted(self) -> AsyncIterator[None]:
         """At most DB_POOL_SIZE requests hold the database at a time, in the order they came.
         SQLAlchemy's pool gives a returned connection to whichever task asks first, and a
-        waiter that loses the race queues again at the back, so at 64 connections a few
-        requests in a few thousand waited out the pool timeout (503) while later ones were
-        served; and connections over the pool size were opened and closed by the hundred
-        (uncached metrics: half the CPU idle, the rest spent connecting)."""
+        waiter that loses the race queues again at the back: under load an early request
+        could wait out the pool timeout (503) while later ones were served, and connections
+        over the pool size were opened and closed again and again."""
         gate = self.session_gate
         if not gate.locked():
-            await gate.acquire()  # free: taken at once (wait_for's task cost ~10 µs)
+            await gate.acquire()  # free: taken at once, without wait_for's extra task
         else:
             try:
                 await asyncio.wait_for(gate.acquire(), POOL_TIMEOUT_S)
@@ -108,14 +104,20 @@ class ApiParts:
             gate.release()
 
 
+def parts_of(app: FastAPI) -> ApiParts:
+    """The app's runtime and API parts, once its lifespan has started (tests reach in)."""
+    parts: ApiParts = app.state.api
+    return parts
+
+
 def _parts(connection: HTTPConnection) -> ApiParts:
     parts: ApiParts = connection.app.state.api
     return parts
 
 
 # Each dependency reads the app's parts itself rather than through another dependency: FastAPI
-# walks the whole graph on every request (4 parameter sets per node), so a chain
-# settings → runtime → parts cost three nodes where one does.
+# walks the whole graph on every request, so a chain settings → runtime → parts would cost
+# three nodes where one does.
 async def get_api(connection: HTTPConnection) -> ApiParts:
     return _parts(connection)
 
@@ -150,10 +152,8 @@ async def require_api_key(api: ApiDep, key: ApiKey) -> None:
     if not ring.enabled:
         return
     if key is None or not ring.accepts(key):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="a valid X-API-Key header is required for this endpoint",
-            headers={"WWW-Authenticate": "APIKey"},
+        raise Unauthorized(
+            "a valid X-API-Key header is required for this endpoint", scheme="APIKey"
         )
 
 

@@ -1,14 +1,13 @@
 """Shared answers that are still fresh, sent before routing.
 
-A cached `/api/metrics` answer is bytes already encoded, yet it cost 384 CPU-µs in process
-(2-core AMD EPYC, AVX2), about two-thirds of it FastAPI matching the route and solving its
-dependencies (cProfile: 825 Python calls a request); sent from here, 47 CPU-µs (80 calls).
-A route that answers from a `SingleFlightCache` of encoded bodies notes here which entry
-answers its raw query string (`note`); while that entry is fresh, `FreshAnswersMiddleware`
-sends it without routing. An entry that has expired or was dropped sends nothing here: the
-request is routed as before, and the route recomputes (one caller) or serves the previous
-answer while it does. Only a query string the route has validated is ever noted, so a bad
-one is always routed to its 422.
+A cached `/api/metrics` answer is bytes already encoded, yet routing it still costs most of
+the request: FastAPI matching the route and solving its dependencies, for an answer that is
+already known. So a route that answers from a `SingleFlightCache` of encoded bodies notes
+here which entry answers its raw query string (`note`); while that entry is fresh,
+`FreshAnswersMiddleware` sends it without routing. An entry that has expired or was dropped
+sends nothing here: the request is routed as before, and the route recomputes (one caller)
+or serves the previous answer while it does. Only a query string the route has validated is
+ever noted, so a bad one is always routed to its 422.
 
 The middleware sits inside the host check, CORS and the request metrics, which see these
 requests as they see any other. It is left out while the rate limit is on: each limited
@@ -23,7 +22,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sentiment_platform.services.metrics_cache import SingleFlightCache
+from sentiment_platform.api.answer_cache import SingleFlightCache
 
 MAX_NOTED = 1_024  # distinct query strings remembered; past it the notes start over
 JSON_CONTENT = (b"content-type", b"application/json")

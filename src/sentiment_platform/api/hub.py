@@ -45,7 +45,7 @@ from starlette.websockets import WebSocketDisconnected
 
 from sentiment_platform.bus import ALERT, POST_ANALYZED, Events, encode_envelope
 from sentiment_platform.config import Settings
-from sentiment_platform.services.aggregator import compute_metrics, window
+from sentiment_platform.services.reporting.aggregator import compute_metrics, window
 from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)

@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Gauge, generate_latest
-from sqlalchemy import text
 
+from sentiment_platform import store
 from sentiment_platform.api.deps import ApiDep, ApiParts
-from sentiment_platform.api.schemas import Health, Verdict
+from sentiment_platform.api.schemas import Checks, Health
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.telemetry import STREAM_LAG, STREAM_LENGTH, STREAM_PENDING
 
@@ -38,32 +38,11 @@ STREAM_BACKLOG = Gauge(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Checks:
-    database: str
-    redis: str
-    model: str
-    backlog: int | None = None
-    tasks: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def verdict(self) -> Verdict:
-        """down: no store, or a background loop of this process is gone; degraded: the store
-        answers but the bus or the model does not, or the backlog is full (writes get 503)."""
-        if self.database != "ok" or "down" in self.tasks.values():
-            return "down"
-        if self.redis.startswith(("down", "full")) or self.model.startswith(
-            ("down", "unavailable")
-        ):
-            return "degraded"
-        return "ok"
-
-
 async def run_checks(api: ApiParts) -> Checks:
     runtime = api.runtime
     try:
         async with api.sessions() as session:
-            await asyncio.wait_for(session.execute(text("SELECT 1")), CHECK_TIMEOUT_S)
+            await asyncio.wait_for(store.ping(session), CHECK_TIMEOUT_S)
         database = "ok"
     except Exception as error:  # noqa: BLE001 - whatever the failure, the store is down
         database = f"down: {type(error).__name__}"

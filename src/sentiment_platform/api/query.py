@@ -2,11 +2,10 @@
 
 FastAPI reads an `Annotated[Model, Query()]` parameter field by field on every request (each
 field's annotation inspected for lists, its aliases looked up, its value fetched), which
-cost more than the model's own validation: a tenth of a posts page's CPU in the API process
-and a sixth of a cached metrics answer's (in process, before → after).
-`from_query(Model)` validates the query string as one dict instead; a bad value is the same
-422, located at `("query", field)`. `document(router)` gives each route using it the
-parameters FastAPI would have derived from the model (a test compares the two).
+costs more than the model's own validation, on the busiest endpoints. `from_query(Model)`
+validates the query string as one dict instead; a bad value is the same 422, located at
+`("query", field)`. `document(router)` gives each route using it the parameters FastAPI
+would have derived from the model (a test compares the two).
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -17,9 +18,9 @@ from sentiment_platform.domain import (
     refuse_nul,
     utcnow,
 )
-from sentiment_platform.rules import RuleView
-from sentiment_platform.services.aggregator import Bucket
-from sentiment_platform.store.posts import MIN_TEXT, decode_cursor
+from sentiment_platform.rule_spec import RuleView
+from sentiment_platform.services.reporting.aggregator import Bucket
+from sentiment_platform.store.post_pages import MIN_TEXT, decode_cursor
 
 MAX_PAGE = 100
 MAX_OFFSET = 10_000_000  # deeper than any real reader pages; keeps SQL integers in range
@@ -174,7 +175,31 @@ class Health(BaseModel):
     tasks: dict[str, str] = {}  # the process's background loops: ok | down
 
 
-# --- alert rules and an alert's detail (issue 14) -------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Checks:
+    """What `Health` is made from (`api/probes.py`); here, not in the probes, because the
+    API's parts (`api/deps.py`) keep the last clean one and the probes depend on those."""
+
+    database: str
+    redis: str
+    model: str
+    backlog: int | None = None
+    tasks: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """down: no store, or a background loop of this process is gone; degraded: the store
+        answers but the bus or the model does not, or the backlog is full (writes get 503)."""
+        if self.database != "ok" or "down" in self.tasks.values():
+            return "down"
+        if self.redis.startswith(("down", "full")) or self.model.startswith(
+            ("down", "unavailable")
+        ):
+            return "degraded"
+        return "ok"
+
+
+# --- alert rules and an alert's detail -------------------------------------------------------
 
 
 class RulesPage(BaseModel):

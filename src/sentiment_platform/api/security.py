@@ -21,10 +21,11 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import redis.asyncio as redis
-from fastapi import HTTPException, status
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 from redis.exceptions import RedisError
+
+from sentiment_platform.errors import TooManyRequests
 
 WINDOW_S = 60
 OUTAGE_RETRY_S = 1.0
@@ -171,8 +172,7 @@ class RateLimiter:
             self._down_since = None
         if count > self.per_minute:
             retry_after = max(1, int((window + 1) * WINDOW_S - now) + 1)
-            raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                detail=f"rate limit of {self.per_minute} requests a minute exceeded",
-                headers={"Retry-After": str(retry_after)},
+            raise TooManyRequests(
+                f"rate limit of {self.per_minute} requests a minute exceeded",
+                retry_after_s=retry_after,
             )

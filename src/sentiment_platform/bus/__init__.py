@@ -174,10 +174,6 @@ def decode_event(raw: str | bytes) -> Event:
     return Event(type=message["type"], data=message.get("data") or {})
 
 
-# The adapters, importable from here as before (they build on the names above).
-from sentiment_platform.bus.memory import MemoryBus, MemoryEvents  # noqa: E402
-from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client  # noqa: E402
-
 __all__ = [
     "ALERT",
     "DEAD_SUFFIX",
@@ -187,11 +183,7 @@ __all__ = [
     "Entry",
     "Event",
     "Events",
-    "MemoryBus",
     "PendingPage",
-    "MemoryEvents",
-    "RedisEvents",
-    "RedisStreamBus",
     "StreamStats",
     "dead_fields",
     "decode_event",
@@ -199,5 +191,4 @@ __all__ = [
     "encode_envelope",
     "encode_event",
     "encode_post",
-    "redis_client",
 ]

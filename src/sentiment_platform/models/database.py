@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from sentiment_platform.domain import as_utc, utcnow
+from sentiment_platform.timegrain import Grain
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT identity.
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
@@ -237,23 +238,26 @@ class RuleCount(Base):
 # SQLite keeps UTCDateTime as 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket start must be written in
 # exactly that form, or an upsert would not meet the row it should add to.
 _SQLITE_FLOORS = {
-    "minute": ("%Y-%m-%d %H:%M:00.000000",),
-    "hour": ("%Y-%m-%d %H:00:00.000000",),
-    "day": ("%Y-%m-%d 00:00:00.000000",),
-    "week": ("%Y-%m-%d 00:00:00.000000", "-6 days", "weekday 1"),  # the Monday on or before
-    "month": ("%Y-%m-01 00:00:00.000000",),
+    Grain.MINUTE: ("%Y-%m-%d %H:%M:00.000000",),
+    Grain.HOUR: ("%Y-%m-%d %H:00:00.000000",),
+    Grain.DAY: ("%Y-%m-%d 00:00:00.000000",),
+    Grain.WEEK: ("%Y-%m-%d 00:00:00.000000", "-6 days", "weekday 1"),  # the Monday on or before
+    Grain.MONTH: ("%Y-%m-01 00:00:00.000000",),
 }
-GRAIN_UNITS = {"m": "minute", "h": "hour", "d": "day"}
+# The grains `PostRollup` keeps, by the code its `grain` column stores, finest first.
+GRAIN_UNITS = {"m": Grain.MINUTE, "h": Grain.HOUR, "d": Grain.DAY}
 
 
 def bucket_floor_sql(dialect: str, unit: str, column: str) -> str:
-    """SQL for the UTC start of the `unit` (minute … month, weeks from Monday) `column` is in.
+    """SQL for the UTC start of the `unit` bucket (a timegrain.Grain or its name) `column`
+    is in: what timegrain.floor gives for the stored instant.
 
     PostgreSQL runs with the session time zone UTC (db.create_engine), so `date_trunc` on a
-    timestamptz floors in UTC.
+    timestamptz floors in UTC; its weeks start on Monday, as timegrain's do.
     """
+    grain = Grain(unit)
     if dialect == "sqlite":
-        fmt, *modifiers = _SQLITE_FLOORS[unit]
+        fmt, *modifiers = _SQLITE_FLOORS[grain]
         extra = "".join(f", '{modifier}'" for modifier in modifiers)
         return f"strftime('{fmt}', {column}{extra})"
-    return f"date_trunc('{unit}', {column})"
+    return f"date_trunc('{grain.value}', {column})"

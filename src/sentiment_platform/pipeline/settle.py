@@ -23,9 +23,9 @@ from sentiment_platform import store
 from sentiment_platform.bus import Entry
 from sentiment_platform.domain import Analysis, Post, utcnow
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
-from sentiment_platform.services.backends import Analyzer
-from sentiment_platform.services.circuit_breaker import ProviderOutage
-from sentiment_platform.services.rules import RulesCache, rule_hits, stored_pairs
+from sentiment_platform.services.alerting.rule_hits import RulesCache, rule_hits, stored_pairs
+from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.analysis.circuit_breaker import ProviderOutage
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from sentiment_platform.pipeline.settle import (
 )
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.runtime import Runtime
-from sentiment_platform.services.backends import Analyzer
+from sentiment_platform.services.analysis.backends import Analyzer
 from sentiment_platform.telemetry import POSTS_ANALYZED, POSTS_DEAD_LETTERED
 
 log = logging.getLogger(__name__)

@@ -14,15 +14,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import utcnow
-from sentiment_platform.models.database import SocialMediaPost
-from sentiment_platform.store import rollups
+from sentiment_platform.store import posts, rollups
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +50,10 @@ async def purge_once(
     cutoff = posts_cutoff(settings, now)
     while cutoff is not None and (max_batches is None or batches < max_batches):
         async with session_factory() as session, session.begin():
-            oldest = (
-                select(SocialMediaPost.id)
-                .where(SocialMediaPost.created_at < cutoff)
-                .order_by(SocialMediaPost.created_at)
-                .limit(settings.retention_batch)
-            )
-            result: Any = await session.execute(
-                delete(SocialMediaPost).where(SocialMediaPost.id.in_(oldest))
-            )
+            gone = await posts.delete_posts_before(session, cutoff, settings.retention_batch)
         batches += 1
-        deleted += result.rowcount or 0
-        if (result.rowcount or 0) < settings.retention_batch:
+        deleted += gone
+        if gone < settings.retention_batch:
             break
     if settings.rollup_retention_days is not None:
         before = (now or utcnow()) - timedelta(days=settings.rollup_retention_days)

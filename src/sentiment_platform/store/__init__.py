@@ -1,33 +1,52 @@
-"""The store: everything the platform reads from and writes to the database, as plain
-functions over an `AsyncSession`. The caller owns the transaction (one unit of work). The
-reads a request makes alone take a `Reader`: that session, or a bare connection.
+"""The store: every SQL statement the platform runs, as plain functions over an `AsyncSession`,
+one module per table family. The caller owns the transaction (one unit of work). The reads a
+request makes alone take a `Reader`: that session, or a bare connection.
 
-- `posts`: idempotent batch writes of posts and analyses, and the paged reads.
-- `alerts`: the alert pages and the monitor's SQL.
-- `rules`: alert rules, an alert's detail, the webhook delivery queue (issue 14).
+- `posts`: idempotent batch writes of posts and analyses, reads by id, retention's deletes.
+- `post_pages`: filters, keyset cursors, pages, totals and the export's stream.
+- `rollups` (+ `counts`, the shared upsert): counts per minute / hour / day × source × labels.
+- `alerts`: the alert pages, an alert's row, and the monitor's SQL.
+- `alert_rules`: the user's rules and the built-in one.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
-- `rollups`: counts per minute / hour / day × source × labels, kept by `save_batch`.
+- `deliveries`: the webhook delivery queue and its records.
+- `bulk`: synthetic history written in bulk (`bench load`).
+- `prepared`: the hot reads, straight on asyncpg on PostgreSQL (`Reader`).
 """
 
+from sentiment_platform.store.alert_rules import (
+    RulesVersion,
+    builtin_rule,
+    count_rules,
+    create_rule,
+    delete_rule,
+    get_rule,
+    list_rules,
+    rule_view,
+    rules_version,
+    update_rule,
+)
 from sentiment_platform.store.alerts import (
     FIRING,
+    close_rule_alerts,
     firing_alert,
     firing_alerts,
+    get_alert,
     insert_firing_alert,
     list_alerts,
     update_alert,
 )
-from sentiment_platform.store.posts import (
+from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.post_pages import (
     PostFilter,
     PostItem,
     count_matches,
     decode_cursor,
     encode_cursor,
     posts_page,
-    save_batch,
     stream_posts,
 )
-from sentiment_platform.store.prepared import Reader
+from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch
+from sentiment_platform.store.prepared import Reader, ping
 from sentiment_platform.store.rule_counts import (
     BASELINE,
     RuleHit,
@@ -38,25 +57,6 @@ from sentiment_platform.store.rule_counts import (
     prune_rule_counts,
     rule_volume_baseline,
     rule_window,
-)
-from sentiment_platform.store.rules import (
-    RulesVersion,
-    alert_deliveries,
-    builtin_rule,
-    close_rule_alerts,
-    count_rules,
-    create_rule,
-    delete_rule,
-    due_deliveries,
-    enqueue_delivery,
-    get_alert,
-    get_rule,
-    list_rules,
-    posts_by_ids,
-    rule_posts,
-    rule_view,
-    rules_version,
-    update_rule,
 )
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "list_rules",
     "RulesVersion",
     "rules_version",
+    "ping",
     "posts_page",
     "posts_by_ids",
     "rule_posts",

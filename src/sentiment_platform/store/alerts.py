@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import Alert
-from sentiment_platform.rules import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
 from sentiment_platform.store.prepared import dialect_name
-from sentiment_platform.store.rules import rule_filter
 
 
 async def list_alerts(
@@ -108,3 +107,30 @@ async def update_alert(session: AsyncSession, alert_id: int, **values: Any) -> A
         setattr(alert, name, value)
     await session.flush()
     return alert
+
+
+def rule_filter(rule_id: int) -> ColumnElement[bool]:
+    """Alerts of one rule; rows from before rules (rule_id NULL) are the built-in rule's."""
+    if rule_id == BUILTIN_RULE_ID:
+        return or_(Alert.rule_id == BUILTIN_RULE_ID, Alert.rule_id.is_(None))
+    return Alert.rule_id == rule_id
+
+
+async def get_alert(session: AsyncSession, alert_id: int) -> Alert | None:
+    return await session.get(Alert, alert_id)
+
+
+async def close_rule_alerts(session: AsyncSession, rule_id: int, now: datetime) -> list[int]:
+    """Close a deleted rule's open incident (no notification: its deliveries are cancelled).
+    Returns the ids closed."""
+    closed = list(
+        await session.scalars(
+            select(Alert).where(Alert.rule_id == rule_id, Alert.state == "firing")
+        )
+    )
+    for alert in closed:
+        alert.state, alert.resolved_at = "resolved", now
+        alert.message = f"Closed: the rule was deleted ({alert.message})"
+        alert.details = (alert.details or {}) | {"closed": "the rule was deleted"}
+    await session.flush()
+    return [alert.id for alert in closed]

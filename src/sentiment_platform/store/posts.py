@@ -1,33 +1,25 @@
-"""Posts and their analyses: idempotent batch writes (with their rollup counts) and the pages.
-The caller owns the transaction."""
+"""Posts and their analyses as rows: idempotent batch writes (with their rollup counts), the
+posts an alert's explanation reads, and retention's deletes. The caller owns the transaction.
+Pages, filters and totals are `post_pages`."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
-from functools import cache
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from dataclasses import fields
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Select, Text, bindparam, cast, func, literal_column, select, tuple_, update
-from sqlalchemy import text as sql_text
+from sqlalchemy import bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow
-from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost, UTCDateTime
+from sentiment_platform.domain import Analysis, Post, PostView, Sentiment, utcnow
+from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
 from sentiment_platform.store import rollups
-from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
-
-SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
-
-TEXT_COUNT_CAP = 1_000  # a text search counts its matches up to this, then says "capped"
-MIN_TEXT = 3  # a trigram index needs three characters (shorter: refused by the API)
+from sentiment_platform.store.prepared import dialect_name
 
 
 async def save_batch(
@@ -169,295 +161,70 @@ async def _insert_new(
     return list((await session.execute(statement, params)).all())
 
 
-@dataclass(frozen=True, slots=True)
-class PostFilter:
-    limit: int = 50
-    offset: int = 0
-    sentiment: Sentiment | None = None
-    emotion: Emotion | None = None
-    source: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    text: str | None = None
-    cursor: tuple[datetime, int] | None = None  # continue after this (created_at, id)
-
-
-# A post item as the API serves it: the fields of `PostView`, its timestamps written as the
-# API writes them (ISO 8601 in UTC, with `Z`), so the page and the export encode it as it is.
-PostItem = dict[str, Any]
-
-
-def encode_cursor(created_at: datetime, ref: int) -> str:
-    raw = f"{created_at.isoformat()}|{ref}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """ValueError when it is not a cursor this API gave out."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        moment, _, ref = raw.partition("|")
-        created_at = datetime.fromisoformat(moment)
-        number = int(ref)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("not a cursor from a previous page's next_cursor") from None
-    if created_at.tzinfo is None or number < 0 or number >= 2**63:
-        raise ValueError("not a cursor from a previous page's next_cursor")
-    return created_at, number
-
-
-async def posts_page(reader: Reader, where: PostFilter) -> tuple[list[PostItem], str | None]:
-    """A page of posts, newest first, and the next page's cursor (None: the last page).
-
-    The page walks the index matching its filter (`(filter, created_at DESC, id DESC)`) and
-    stops after `limit` + 1 rows. Items are plain dicts shaped as `PostView`: the columns are
-    typed by the table, and validating 50 models a page cost more than the query.
-    """
-    items, last = await _page(reader, where)
-    return items, (encode_cursor(*last) if last is not None else None)
-
-
-async def _page(
-    reader: Reader, where: PostFilter
-) -> tuple[list[PostItem], tuple[datetime, int] | None]:
-    """The page's items, and the (created_at, id) to continue after (None: the last page)."""
-    dialect = dialect_name(reader)
-    statement = _page_statement(dialect, _shape(where))
-    rows = await fetch_rows(reader, statement, _params(where))
-    stamp = _api_stamp if dialect == "postgresql" else _api_stamp_of
-    items = _items(rows[: where.limit], stamp)
-    if len(rows) <= where.limit:
-        return items, None
-    return items, (datetime.fromisoformat(items[-1]["created_at"]), rows[where.limit - 1][0])
-
-
-async def count_matches(
-    reader: Reader, where: PostFilter, retained_since: datetime | None = None
-) -> tuple[int, bool]:
-    """How many posts match, and whether that is capped: exact from the rollups (plus the
-    partial minutes at the edges of a range, counted on the index) — except for a text
-    search, which counts its matches up to TEXT_COUNT_CAP. `retained_since`
-    (RETENTION_DAYS) keeps the rollups' older counts, whose posts are deleted, out of it."""
-    if where.text:
-        found = await _count(reader, where, TEXT_COUNT_CAP + 1)
-        return min(found, TEXT_COUNT_CAP), found > TEXT_COUNT_CAP
-    return await _total(reader, where, retained_since), False
-
-
-async def _total(reader: Reader, where: PostFilter, retained_since: datetime | None) -> int:
-    """Whole minutes from the rollups, the partial minutes at either edge on the index."""
-    since = where.since
-    if retained_since is not None and (since is None or since < retained_since):
-        since = rollups.floor("m", retained_since)
-    until = where.until
-    inner_since = rollups.ceil("m", since) if since is not None else None
-    inner_until = rollups.floor("m", until) if until is not None else None
-    if inner_since is not None and inner_until is not None and inner_since >= inner_until:
-        return await _count_between(reader, where, since, until)  # under two minutes
-    labels = {
-        "source": where.source,
-        "sentiment": where.sentiment.value if where.sentiment else None,
-        "emotion": where.emotion.value if where.emotion else None,
-    }
-    counted = await rollups.total(reader, inner_since, inner_until, **labels)
-    if since is not None and inner_since is not None and since < inner_since:
-        counted += await _count_between(reader, where, since, inner_since)
-    if until is not None and inner_until is not None and inner_until < until:
-        counted += await _count_between(reader, where, inner_until, until)
-    return counted
-
-
-async def _count_between(
-    reader: Reader, where: PostFilter, since: datetime | None, until: datetime | None
-) -> int:
-    edge = PostFilter(
-        sentiment=where.sentiment,
-        emotion=where.emotion,
-        source=where.source,
-        since=since,
-        until=until,
+async def posts_by_ids(session: AsyncSession, post_ids: Sequence[str]) -> list[PostView]:
+    """The posts with these ids (with their analyses), in the order asked; missing ones left
+    out (retention may have removed them)."""
+    if not post_ids:
+        return []
+    rows = await session.execute(
+        select(SocialMediaPost, SentimentAnalysis)
+        .outerjoin(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
+        .where(SocialMediaPost.post_id.in_(list(post_ids)))
     )
-    return await _count(reader, edge)
+    found = {post.post_id: PostView.of(post, analysis) for post, analysis in rows}
+    return [found[post_id] for post_id in post_ids if post_id in found]
 
 
-async def _count(reader: Reader, where: PostFilter, cap: int | None = None) -> int:
-    statement = _count_statement(dialect_name(reader), _shape(where), cap is not None)
-    params = _params(where) | ({"cap": cap} if cap is not None else {})
-    [(counted,)] = await fetch_rows(reader, statement, params)
-    return int(counted)
+def _like(keyword: str) -> str:
+    escaped = keyword.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
-# --- statements, built once per shape -------------------------------------------------------
-# A page's statement depends only on which filters are set (its shape) and the dialect; the
-# values are bound parameters. Building a select per request cost more than running it.
-
-# sentiment … until, the text search ("": none; "short": under MIN_TEXT), cursor
-Shape = tuple[bool, bool, bool, bool, bool, str, bool]
-
-
-def _shape(where: PostFilter) -> Shape:
-    return (
-        where.sentiment is not None,
-        where.emotion is not None,
-        where.source is not None,
-        where.since is not None,
-        where.until is not None,
-        ("short" if len(where.text) < MIN_TEXT else "indexed") if where.text else "",
-        where.cursor is not None,
+async def rule_posts(
+    session: AsyncSession,
+    *,
+    start: datetime,
+    end: datetime,
+    keywords: Sequence[str],
+    source: str | None,
+    negative_only: bool,
+    limit: int,
+) -> list[tuple[str, str, str]]:
+    """(post_id, content, source) of posts analysed in [start, end) that may match a rule,
+    newest first, at most `limit`: a keyword pre-filter (ILIKE) the caller narrows to whole
+    words with the matcher."""
+    query = (
+        select(SocialMediaPost.post_id, SocialMediaPost.content, SocialMediaPost.source)
+        .join(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
+        .where(SentimentAnalysis.analyzed_at >= start, SentimentAnalysis.analyzed_at < end)
     )
-
-
-def _params(where: PostFilter) -> dict[str, Any]:
-    params: dict[str, Any] = {"limit": where.limit + 1, "offset": where.offset}
-    if where.sentiment is not None:
-        params["sentiment"] = where.sentiment.value
-    if where.emotion is not None:
-        params["emotion"] = where.emotion.value
-    if where.source is not None:
-        params["source"] = where.source
-    if where.since is not None:
-        params["since"] = where.since
-    if where.until is not None:
-        params["until"] = where.until
-    if where.text:
-        params["phrase"] = '"' + where.text.replace('"', '""') + '"'  # an FTS5 phrase
-        escaped = where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        params["pattern"] = f"%{escaped}%"  # ILIKE, the wildcards escaped
-    if where.cursor is not None:
-        params["cursor_at"], params["cursor_id"] = where.cursor
-    return params
-
-
-_NEWEST_FIRST = (SocialMediaPost.created_at.desc(), SocialMediaPost.id.desc())
-
-
-@cache
-def _page_statement(dialect: str, shape: Shape) -> Any:
-    query = _filtered(_ITEM_QUERY, dialect, shape)
-    if shape[6]:
+    if negative_only:
+        query = query.where(SentimentAnalysis.sentiment == Sentiment.NEGATIVE.value)
+    if source is not None:
+        query = query.where(SocialMediaPost.source == source)
+    if keywords:
         query = query.where(
-            tuple_(SocialMediaPost.created_at, SocialMediaPost.id)
-            < tuple_(
-                bindparam("cursor_at", type_=SocialMediaPost.created_at.type),
-                bindparam("cursor_id", type_=SocialMediaPost.id.type),
-            )
+            or_(*(SocialMediaPost.content.ilike(_like(k), escape="\\") for k in keywords))
         )
-    page = query.order_by(*_NEWEST_FIRST).limit(bindparam("limit")).offset(bindparam("offset"))
-    return _with_text_stamps(page) if dialect == "postgresql" else page
+    rows = await session.execute(query.order_by(SentimentAnalysis.analyzed_at.desc()).limit(limit))
+    return [(post_id, content, source_) for post_id, content, source_ in rows]
 
 
-def _with_text_stamps(page: Select[Any]) -> Select[Any]:
-    """The page's rows with their timestamps as text, for PostgreSQL: asyncpg builds a
-    datetime at ~1.3 µs, 130 µs a 50-row page, a tenth of the API process's CPU for it; the
-    text is cheap to decode and to put in the API's form (`_api_stamp`). Cast
-    outside the page, so the rows an `offset` skips are not cast too (that doubled its walk)."""
-    rows = page.subquery("page")
-    columns = [
-        cast(column, Text).label(column.name) if column.name in _STAMP_FIELDS else column
-        for column in rows.c
-    ]
-    return select(*columns).order_by(rows.c.created_at.desc(), rows.c.id.desc())
+async def any_posts(session: AsyncSession) -> bool:
+    """Whether the store holds a post at all."""
+    return await session.scalar(select(SocialMediaPost.id).limit(1)) is not None
 
 
-@cache
-def _count_statement(dialect: str, shape: Shape, capped: bool) -> Any:
-    if not capped:
-        return _filtered(select(func.count()).select_from(SocialMediaPost), dialect, shape)
-    matches = _filtered(select(SocialMediaPost.id), dialect, shape).limit(bindparam("cap"))
-    return select(func.count()).select_from(matches.subquery())
-
-
-def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
-    sentiment, emotion, source, since, until, text, _ = shape
-    post = SocialMediaPost
-    if sentiment:
-        query = query.where(post.sentiment == bindparam("sentiment"))
-    if emotion:
-        query = query.where(post.emotion == bindparam("emotion"))
-    if source:
-        query = query.where(post.source == bindparam("source"))
-    if since:
-        query = query.where(post.created_at >= bindparam("since", type_=post.created_at.type))
-    if until:
-        query = query.where(post.created_at < bindparam("until", type_=post.created_at.type))
-    if text:
-        query = query.where(_text_match(dialect, indexed=text == "indexed"))
-    return query
-
-
-def _text_match(dialect: str, indexed: bool) -> Any:
-    """Case-insensitive substring: `ILIKE` on PostgreSQL (served by the pg_trgm GIN index);
-    the FTS5 trigram index on SQLite (a phrase of trigrams is a substring match), which
-    cannot match under MIN_TEXT characters: a shorter text (the CLI export allows one; the
-    API refuses it) is a `LIKE` scan there."""
-    if dialect == "sqlite" and indexed:
-        fts: Any = (
-            select(literal_column("rowid"))
-            .select_from(sql_text("posts_fts"))
-            .where(sql_text("posts_fts MATCH :phrase"))
-        )
-        return SocialMediaPost.id.in_(fts)
-    return SocialMediaPost.content.ilike(bindparam("pattern"), escape="\\")
-
-
-async def stream_posts(
-    reader: Reader, where: PostFilter, chunk: int = 1_000
-) -> AsyncIterator[PostItem]:
-    """Every matching post, newest first, as keyset pages of `chunk` (constant memory).
-
-    Each page is the page statement: an index walk that stops at `chunk` rows, whatever the
-    table holds. A server-side cursor over the whole result was planned for its last row
-    (at 10M posts, a hash join of every analysis and a sort before the first row: 10 s).
-    """
-    page = replace(where, limit=chunk, offset=0, cursor=None)
-    while True:
-        items, last = await _page(reader, page)
-        for item in items:
-            yield item
-        if last is None:
-            return
-        page = replace(page, cursor=last)
-
-
-ITEM_FIELDS = tuple(PostView.model_fields)
-_STAMP_FIELDS = tuple(
-    name for name in ITEM_FIELDS if isinstance(SocialMediaPost.__table__.c[name].type, UTCDateTime)
-)
-
-
-# The item's columns, not ORM entities: building two mapped objects a row cost more than the
-# rest of a page. All from the post row, which copies its analysis: joining the analyses
-# cost PostgreSQL 260 µs a 50-row page, against 90 µs for the posts alone. The integer key
-# first: the cursor's, not an item's.
-_ITEM_QUERY = select(SocialMediaPost.id, *(SocialMediaPost.__table__.c[n] for n in ITEM_FIELDS))
-
-
-def _items(rows: Sequence[Sequence[Any]], stamp: Callable[[Any], str]) -> list[PostItem]:
-    """Page rows as items, their timestamps written by `stamp` (the store's own form in).
-    One loop, the two stamps named, `zip` given no keyword (each row is `_ITEM_QUERY`'s, its
-    columns ITEM_FIELDS; a keyword argument alone cost ~0.25 µs a row): a 50-row page 81 →
-    61 µs here, against a call per row looping over the stamp fields with `strict=True`."""
-    items = []
-    for row in rows:
-        item = dict(zip(ITEM_FIELDS, row[1:]))  # noqa: B905  (see above)
-        item["created_at"] = stamp(item["created_at"])
-        if (analyzed := item["analyzed_at"]) is not None:
-            item["analyzed_at"] = stamp(analyzed)
-        items.append(item)
-    return items
-
-
-assert _STAMP_FIELDS == ("created_at", "analyzed_at"), "_items writes these two by name"
-
-
-def _api_stamp_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _api_stamp(text: str) -> str:
-    """PostgreSQL's text of a UTC timestamp ('2026-12-03 18:08:36.5+00') as the API writes
-    it, which is how orjson writes the datetime ('2026-12-03T18:08:36.500000Z')."""
-    stamp = text.removesuffix("+00")
-    if len(stamp) > 19:  # a fraction, which PostgreSQL writes without trailing zeros
-        stamp = stamp.ljust(26, "0")
-    return f"{stamp[:10]}T{stamp[11:]}Z"
+async def delete_posts_before(session: AsyncSession, cutoff: datetime, limit: int) -> int:
+    """Delete up to `limit` of the oldest posts created before `cutoff` (their analyses go by
+    cascade); how many went. Bounded, so no statement holds its locks for long."""
+    oldest = (
+        select(SocialMediaPost.id)
+        .where(SocialMediaPost.created_at < cutoff)
+        .order_by(SocialMediaPost.created_at)
+        .limit(limit)
+    )
+    result: Any = await session.execute(
+        delete(SocialMediaPost).where(SocialMediaPost.id.in_(oldest))
+    )
+    return int(result.rowcount or 0)

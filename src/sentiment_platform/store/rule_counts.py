@@ -16,8 +16,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from sentiment_platform import timegrain
 from sentiment_platform.models.database import RuleCount
 from sentiment_platform.store.counts import add_counts
+from sentiment_platform.timegrain import Grain
 
 BASELINE = timedelta(hours=24)
 
@@ -34,8 +36,8 @@ class RuleHit:
 
 
 def floor_minute(moment: datetime) -> datetime:
-    """The minute a moment is counted in."""
-    return moment.replace(second=0, microsecond=0)
+    """The minute a moment is counted in: its UTC minute (timegrain), as the rollups count."""
+    return timegrain.floor(Grain.MINUTE, moment)
 
 
 def aggregate_hits(hits: Iterable[RuleHit]) -> list[RuleHit]:

@@ -32,9 +32,9 @@ import numpy as np
 from sentiment_platform.domain import Task
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.configs import MODEL_NAME, SentimentConfig
-from sentiment_platform.training.data import SENTIMENT_LABELS, Split
-from sentiment_platform.training.export import write_config
+from sentiment_platform.training.data import SENTIMENT_LABELS, Split, split_holdout
 from sentiment_platform.training.metrics import scores, share_scores
+from sentiment_platform.training.onnx_export import write_config
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ BATCH_SIZE = 256  # texts per call, as `evaluate` sends them (int8 scales per ca
 
 def log_probs(out_dir: Path, texts: Sequence[str], threads: int) -> np.ndarray:
     """The artifact's sentiment log-probabilities before any class offsets, batch by batch."""
-    from sentiment_platform.services.embedded_backend import OnnxEncoder
+    from sentiment_platform.services.analysis.embedded_backend import OnnxEncoder
 
     encoder = OnnxEncoder(out_dir, threads=threads)
     encoder.sentiment_bias = np.zeros_like(encoder.sentiment_bias)
@@ -167,8 +167,6 @@ def evaluate_val(out_dir: Path, data_dir: Path, threads: int) -> dict[str, Any]:
 
 def recalibrate(model_dir: Path, data_dir: Path, threads: int = 2) -> dict[str, Any]:
     """Calibrate an existing artifact again on the held-out rows its training recorded."""
-    from sentiment_platform.training.distil import split_holdout
-
     config = json.loads((model_dir / "config.json").read_text())
     trained = SentimentConfig(**config["sentiment_config"])
     _, holdout = split_holdout(data_dir, trained)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from sentiment_platform.domain import Emotion, Sentiment, Task, to_emotion
+from sentiment_platform.training.configs import SentimentConfig
 
 # TweetEval's mapping.txt: 0 negative, 1 neutral, 2 positive.
 TWEETEVAL_SENTIMENT = (Sentiment.NEGATIVE, Sentiment.NEUTRAL, Sentiment.POSITIVE)
@@ -213,6 +214,24 @@ def write_rows(split: Split, out_file: Path) -> int:
 def write_csv(task: Task | str, data_dir: Path, split: str, out_file: Path) -> int:
     """Write a `text,label` CSV of single-label rows, as `evaluate` reads; returns the row count."""
     return write_rows(load(task, data_dir, split, single_label_only=True), out_file)
+
+
+def split_holdout(
+    data_dir: Path, config: SentimentConfig, rng: np.random.Generator | None = None
+) -> tuple[Split, Split]:
+    """(train rows, held-out rows): the same `config.holdout` rows for the same seed and data.
+
+    `rng` (default: a fresh one from `config.seed`) draws the permutation; training passes
+    the generator it goes on using for its batches.
+
+    The held-out rows pick each fit's best epoch and calibrate the shipped model; they are
+    never trained on, so what is fitted on them is not fitted on val either.
+    """
+    split = load(Task.SENTIMENT, data_dir, "train")
+    split = Split(split.texts[: config.limit], split.targets[: config.limit])
+    rng = rng or np.random.default_rng(config.seed)
+    kept = rng.permutation(len(split.texts))
+    return split.take(kept[config.holdout :]), split.take(kept[: config.holdout])
 
 
 def main() -> None:

@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sentiment_platform.domain import Task
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.calibrate import fit_offsets
 from sentiment_platform.training.configs import SentimentConfig
-from sentiment_platform.training.data import SENTIMENT_LABELS, Split
+from sentiment_platform.training.data import SENTIMENT_LABELS, Split, split_holdout
 from sentiment_platform.training.encoder import (
     base_model_dir,
     build_model,
@@ -50,24 +49,6 @@ class Rows:
     @property
     def counts(self) -> np.ndarray:
         return np.bincount(self.targets, minlength=len(SENTIMENT_LABELS))
-
-
-def split_holdout(
-    data_dir: Path, config: SentimentConfig, rng: np.random.Generator | None = None
-) -> tuple[Split, Split]:
-    """(train rows, held-out rows): the same `config.holdout` rows for the same seed and data.
-
-    `rng` (default: a fresh one from `config.seed`) draws the permutation; training passes
-    the generator it goes on using for its batches.
-
-    The held-out rows pick each fit's best epoch and calibrate the shipped model; they are
-    never trained on, so what is fitted on them is not fitted on val either.
-    """
-    split = datasets.load(Task.SENTIMENT, data_dir, "train")
-    split = Split(split.texts[: config.limit], split.targets[: config.limit])
-    rng = rng or np.random.default_rng(config.seed)
-    kept = rng.permutation(len(split.texts))
-    return split.take(kept[config.holdout :]), split.take(kept[: config.holdout])
 
 
 def fit_sentiment(data_dir: Path, config: SentimentConfig) -> tuple[torch.nn.Module, Split]:

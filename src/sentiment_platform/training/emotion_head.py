@@ -17,8 +17,8 @@ from sentiment_platform.domain import Task
 from sentiment_platform.training import data as datasets
 from sentiment_platform.training.configs import EmotionConfig
 from sentiment_platform.training.data import EMOTION_LABELS
-from sentiment_platform.training.export import write_config
 from sentiment_platform.training.metrics import scores
+from sentiment_platform.training.onnx_export import write_config
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def train_emotion(data_dir: Path, out_dir: Path, config: EmotionConfig) -> dict[
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from sentiment_platform.services.embedded_backend import OnnxEncoder
+    from sentiment_platform.services.analysis.embedded_backend import OnnxEncoder
 
     if not (out_dir / "model.onnx").exists():
         raise FileNotFoundError(f"{out_dir}/model.onnx missing: run `train --task sentiment` first")

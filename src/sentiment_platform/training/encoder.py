@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sentiment_platform.services.embedded_backend import length_sorted_chunks, pad
+from sentiment_platform.services.analysis.embedded_backend import length_sorted_chunks, pad
 from sentiment_platform.training.configs import SentimentConfig
 from sentiment_platform.training.data import SENTIMENT_LABELS
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment, Task
-from sentiment_platform.services.quantification import Confusion, adjusted_shares
+from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
 from sentiment_platform.training.data import parse_task
 from sentiment_platform.training.metrics import max_share_error, scores, share_scores, shares
 
@@ -59,7 +59,7 @@ def _batches(texts: Sequence[str]) -> list[Sequence[str]]:
 def _predict_embedded(
     texts: Sequence[str], settings: Settings
 ) -> tuple[list[Prediction], float, Confusion | None]:
-    from sentiment_platform.services.embedded_backend import load_embedded_backend
+    from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
 
     backend = load_embedded_backend(settings)
     try:
@@ -74,7 +74,7 @@ def _predict_chain(
     name: str, texts: Sequence[str], settings: Settings
 ) -> tuple[list[Prediction], float]:
     """Through the analyzer with only `name` in its chain, as the platform would serve it."""
-    from sentiment_platform.services.sentiment_analyzer import SentimentAnalyzer
+    from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 
     only = settings.model_copy(update={"analyzer_backends": [name]})
     analyzer = SentimentAnalyzer.from_settings(only)

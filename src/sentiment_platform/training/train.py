@@ -33,7 +33,7 @@ from sentiment_platform.training.data import SENTIMENT_LABELS, Split, parse_task
 from sentiment_platform.training.distil import fit_sentiment
 from sentiment_platform.training.emotion_head import train_emotion
 from sentiment_platform.training.encoder import base_model_dir, load_tokenizer
-from sentiment_platform.training.export import export_onnx, write_config
+from sentiment_platform.training.onnx_export import export_onnx, write_config
 
 if TYPE_CHECKING:
     import torch

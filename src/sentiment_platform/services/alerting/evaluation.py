@@ -26,8 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform import store
 from sentiment_platform.domain import AlertItem, Sentiment
 from sentiment_platform.models.database import Alert
-from sentiment_platform.rules import RuleView, rule_alert_type
-from sentiment_platform.services import webhooks
+from sentiment_platform.rule_spec import RuleView, rule_alert_type
+from sentiment_platform.services.alerting import webhooks
+from sentiment_platform.services.alerting.details import explain_alert
 from sentiment_platform.services.alerting.policy import (
     Action,
     AlertState,
@@ -37,8 +38,7 @@ from sentiment_platform.services.alerting.policy import (
     Severity,
     State,
 )
-from sentiment_platform.services.quantification import Confusion, adjusted_shares
-from sentiment_platform.services.rules import explain_alert
+from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
 
 MIN_BASELINE = 1.0  # posts per window a volume rule's count is compared with, at least
 

@@ -45,9 +45,9 @@ from sentiment_platform.bus import ALERT, Event, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.models.database import Alert
-from sentiment_platform.rules import BUILTIN_RULE_ID, RuleView
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleView
 from sentiment_platform.services.alerting.evaluation import measure, record, state_of
-from sentiment_platform.services.alerting.lease import Lease
+from sentiment_platform.services.alerting.leadership import Lease
 from sentiment_platform.services.alerting.notify import Notifier
 from sentiment_platform.services.alerting.policy import (
     Action,
@@ -57,7 +57,7 @@ from sentiment_platform.services.alerting.policy import (
     State,
     evaluate,
 )
-from sentiment_platform.services.quantification import Confusion, load_confusion
+from sentiment_platform.services.analysis.quantification import Confusion, load_confusion
 from sentiment_platform.telemetry import ALERTS_FIRING
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.config import Settings
-from sentiment_platform.services import webhooks
+from sentiment_platform.services.alerting import webhooks
 
 log = logging.getLogger(__name__)
 

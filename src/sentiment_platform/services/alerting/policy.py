@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from sentiment_platform.config import DEFAULT_RECOVERY_GAP, Settings
-from sentiment_platform.rules import BUILTIN_ALERT_TYPE, BUILTIN_RULE_ID, RuleView
+from sentiment_platform.rule_spec import BUILTIN_ALERT_TYPE, BUILTIN_RULE_ID, RuleView
 
 ALERT_TYPE = BUILTIN_ALERT_TYPE  # the built-in rule's
 VOLUME_RECOVERY_BAND = 0.1  # a volume alert resolves 10 % under its factor × the baseline

@@ -82,14 +82,12 @@ def rollups_rebuild(
 def preload_history(settings: Settings, posts: int) -> int:
     """`serve --demo`: a day of synthetic history when the store holds no posts yet (a
     second start keeps what the first wrote). Returns how many posts were loaded."""
-    from sqlalchemy import select
-
-    from sentiment_platform.models.database import SocialMediaPost
-    from sentiment_platform.services.bench_load import load
+    from sentiment_platform.cli.bench_load import load
+    from sentiment_platform.store.posts import any_posts
 
     async def work(session_factory: Any) -> int:
         async with session_factory() as session:
-            if await session.scalar(select(SocialMediaPost.id).limit(1)) is not None:
+            if await any_posts(session):
                 return 0
         return (await load(session_factory, posts, days=1.0)).posts
 
@@ -106,7 +104,7 @@ def bench_load(
     date; prints rows/s (PostgreSQL: COPY)."""
     from rich.progress import Progress
 
-    from sentiment_platform.services.bench_load import Loaded, load
+    from sentiment_platform.cli.bench_load import Loaded, load
 
     settings = get_settings()
     _configure_logging(settings)
@@ -151,7 +149,7 @@ def export(
     from rich.progress import Progress
 
     from sentiment_platform.domain import Emotion, Sentiment
-    from sentiment_platform.services.export import check_size, export_chunks
+    from sentiment_platform.services.reporting.export import check_size, export_chunks
     from sentiment_platform.store import PostFilter
 
     if fmt not in ("csv", "jsonl"):

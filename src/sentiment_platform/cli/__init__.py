@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from sentiment_platform import cli_store
+from sentiment_platform.cli import store as cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
 
@@ -141,9 +141,9 @@ def _settle_garbage_collector() -> None:
     """Keep the collector from pausing a busy server for hundreds of milliseconds.
 
     Every /ws client holds a few hundred objects. With CPython's default thresholds, full
-    collections over all of them ran six times in a 35-second run with 2,000 clients and
-    paused the event loop up to 460 ms each (benchmarks/ws.py): the whole of the p99. What
-    start-up made is frozen out of every scan, and collections run less often.
+    collections over all of them pause the event loop long enough to be the whole of the
+    WebSocket p99 (benchmarks/ws.py). What start-up made is frozen out of every scan, and
+    collections run less often.
     """
     gc.freeze()
     gc.set_threshold(*SERVE_GC_THRESHOLDS)

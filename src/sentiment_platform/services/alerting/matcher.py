@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sentiment_platform.rules import normalise_keyword
+from sentiment_platform.rule_spec import normalise_keyword
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 _END = ""  # the trie key that marks "a phrase ends here"; no token is empty

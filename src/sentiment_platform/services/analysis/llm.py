@@ -23,8 +23,8 @@ from pydantic import SecretStr
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
 from sentiment_platform.retry import Backoff
-from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.circuit_breaker import CircuitBreaker, ProviderOutage
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.circuit_breaker import CircuitBreaker, ProviderOutage
 
 logger = logging.getLogger(__name__)
 

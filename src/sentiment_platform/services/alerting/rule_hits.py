@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis
-from sentiment_platform.rules import BUILTIN_RULE_ID
-from sentiment_platform.services.rules.matcher import EMPTY, Matcher, RuleFilter
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID
+from sentiment_platform.services.alerting.matcher import EMPTY, Matcher, RuleFilter
 
 
 class PostLike(Protocol):

@@ -1,10 +1,9 @@
-"""Alert rules and an alert's detail (issue 14): `/api/alert-rules` and `/api/alerts/{id}`.
+"""Alert rules and an alert's detail: `/api/alert-rules` and `/api/alerts/{id}`.
 
 Writes need `X-API-Key` when `API_KEYS` is set. The built-in rule (id 0, from the ALERT_*
 settings) is listed and readable but not writable (409). A rule's `webhook_secret` is
-stored and never returned (`has_secret`). Mounted by `main` next to `routes.router`:
-
-    app.include_router(rules.router, dependencies=[Depends(rate_limit)])
+stored and never returned (`has_secret`). Mounted by `main` next to `routes.router`, with
+the same rate limit. Errors are raised as `errors.py`'s classes (`NotFound`, `Conflict`).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response, status
+from fastapi import APIRouter, Body, Depends, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from sentiment_platform import store
@@ -27,9 +26,10 @@ from sentiment_platform.api.schemas import (
 )
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
+from sentiment_platform.errors import Conflict, NotFound
 from sentiment_platform.models.database import WebhookDelivery
-from sentiment_platform.rules import BUILTIN_RULE_ID, RuleSpec, RuleView
-from sentiment_platform.services.webhooks import UnsafeWebhookUrl, check_destination
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleSpec, RuleView
+from sentiment_platform.services.alerting.webhooks import UnsafeWebhookUrl, check_destination
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ async def _check_webhook(spec: RuleSpec, settings: Settings) -> None:
             raise _invalid("webhook_url", str(error)) from None
 
 
-def _not_found(rule_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert rule {rule_id}")
+def _not_found(rule_id: int) -> NotFound:
+    return NotFound(f"no alert rule {rule_id}")
 
 
 @router.get("/alert-rules", response_model=RulesPage)
@@ -115,7 +115,7 @@ async def replace_rule(
 ) -> RuleView:
     """Replace a rule; a `webhook_secret` left out of the body is kept, `null` removes it."""
     if rule_id == BUILTIN_RULE_ID:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=READ_ONLY)
+        raise Conflict(READ_ONLY)
     rule = await store.get_rule(session, rule_id)
     if rule is None:
         raise _not_found(rule_id)
@@ -136,7 +136,7 @@ async def delete_rule(session: SessionDep, api: ApiDep, rule_id: RuleId) -> Resp
     """Delete a rule: it raises no more alerts and its pending notifications are cancelled;
     its past alerts stay (with its name)."""
     if rule_id == BUILTIN_RULE_ID:
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=READ_ONLY)
+        raise Conflict(READ_ONLY)
     if not await store.delete_rule(session, rule_id, utcnow()):
         raise _not_found(rule_id)
     await session.commit()
@@ -150,7 +150,7 @@ async def get_alert(session: SessionDep, alert_id: AlertId) -> AlertDetail:
     """One alert with its explanation (terms, example posts) and its webhook deliveries."""
     alert = await store.get_alert(session, alert_id)
     if alert is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no alert {alert_id}")
+        raise NotFound(f"no alert {alert_id}")
     item = AlertItem.model_validate(alert)
     details: dict[str, Any] = item.details or {}
     example_ids = [str(post_id) for post_id in details.get("examples", [])][:5]

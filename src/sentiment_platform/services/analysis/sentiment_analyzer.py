@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Prediction
-from sentiment_platform.services.backends import Backend, BackendUnavailable
-from sentiment_platform.services.circuit_breaker import ProviderOutage
-from sentiment_platform.services.llm import load_llm_backend
-from sentiment_platform.services.transformers_backend import load_transformers_backend
+from sentiment_platform.services.analysis.backends import Backend, BackendUnavailable
+from sentiment_platform.services.analysis.circuit_breaker import ProviderOutage
+from sentiment_platform.services.analysis.llm import load_llm_backend
+from sentiment_platform.services.analysis.transformers_backend import load_transformers_backend
 from sentiment_platform.telemetry import ANALYZER_LATENCY
 
 logger = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ class Escalation:
 def _load_embedded(settings: Settings) -> Backend:
     """Imported here: the embedded backend is optional and ships separately from this chain."""
     try:
-        from sentiment_platform.services.embedded_backend import load_embedded_backend
+        from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
     except ModuleNotFoundError as exc:
-        if exc.name != "sentiment_platform.services.embedded_backend":
+        if exc.name != "sentiment_platform.services.analysis.embedded_backend":
             raise
         raise BackendUnavailable("the embedded backend is not part of this install") from exc
     return load_embedded_backend(settings)

@@ -13,9 +13,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
-from sentiment_platform.rules import RuleView
-from sentiment_platform.services.rules.explain import MAX_POSTS, explain
-from sentiment_platform.services.rules.matcher import Matcher, RuleFilter
+from sentiment_platform.rule_spec import RuleView
+from sentiment_platform.services.alerting.explain import MAX_POSTS, explain
+from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 
 BACKGROUND = timedelta(hours=24)
 

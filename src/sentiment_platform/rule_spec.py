@@ -1,4 +1,4 @@
-"""Alert rules (issue 14): what a valid rule is, at the domain floor so the API, the store and
+"""Alert rules: what a valid rule is, at the domain floor so the API, the store and
 the services agree on it without importing each other.
 
 A rule watches the posts that mention any of its `keywords` (case-insensitive, whole words

@@ -1,6 +1,6 @@
 """Bulk export of posts as CSV or JSON Lines, streamed in constant memory.
 
-The rows come as keyset pages (`store.posts.stream_posts`), a thousand at a time, each an
+The rows come as keyset pages (`store.post_pages.stream_posts`), a thousand at a time, each an
 index walk that stops at its thousand, and leave as encoded chunks; nothing holds the whole
 export. Both `GET
 /api/posts/export` and `sentiment-platform export` run this.
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.domain import PostView
 from sentiment_platform.store import rollups
-from sentiment_platform.store.posts import PostFilter, stream_posts
+from sentiment_platform.store.post_pages import PostFilter, stream_posts
 
 Format = Literal["csv", "jsonl"]
 COLUMNS = tuple(PostView.model_fields)

@@ -1,4 +1,4 @@
-"""Webhook notifications of alert rules (issue 14): stored, signed, retried, in order.
+"""Webhook notifications of alert rules: stored, signed, retried, in order.
 
 Every fire, re-notification and resolve of a rule with a `webhook_url` is queued as a
 `webhook_deliveries` row (`enqueue`) in the monitor's transaction, and sent by the monitor's
@@ -40,7 +40,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
 from sentiment_platform.models.database import WebhookDelivery
 from sentiment_platform.retry import Backoff
-from sentiment_platform.rules import BUILTIN_RULE_ID
+from sentiment_platform.rule_spec import BUILTIN_RULE_ID
 
 log = logging.getLogger(__name__)
 

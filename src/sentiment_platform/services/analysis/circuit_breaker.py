@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Literal
 
-from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.analysis.backends import BackendUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,8 @@
 """Synthetic history straight into the store, for benchmarks and demos (`bench load`).
 
 N analysed posts spread uniformly over the last D days, oldest first, written past the bus
-and the model: PostgreSQL through `COPY` (asyncpg's `copy_records_to_table`), SQLite in
-batched inserts.
-The rollups are then recomputed for the days touched and the tables analysed, so the
-planner knows their new size. Deterministic for a seed (the texts, times and labels; the
+and the model by `store.bulk`. The rollups are then recomputed for the days touched and the
+tables analysed. Deterministic for a seed (the texts, times and labels; the
 post ids carry a run token so two loads never collide).
 """
 
@@ -19,12 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.domain import Emotion, Sentiment, utcnow
-from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
-from sentiment_platform.store import rollups
+from sentiment_platform.store import bulk, rollups
+from sentiment_platform.store.prepared import dialect_name
+
+POSTS, ANALYSES = bulk.POSTS_TABLE, bulk.ANALYSES_TABLE
 
 SOURCES = ("twitter", "reddit", "news", "reviews", "forum")
 _SUBJECTS = (
@@ -53,20 +52,6 @@ _EMOTIONS = {
 }
 CHUNK = 50_000
 MODEL = "bench/synthetic"
-ANALYSIS_COLUMNS = (
-    "post_ref",
-    "sentiment",
-    "confidence",
-    "emotion",
-    "emotion_confidence",
-    "model",
-    "analyzed_at",
-)
-# The post's own columns, then the copy of its analysis it carries.
-POST_COLUMNS = (
-    *("id", "post_id", "source", "content", "author", "created_at", "ingested_at"),
-    *ANALYSIS_COLUMNS[1:],
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +80,7 @@ def _texts(rng: random.Random) -> dict[Sentiment, list[str]]:
 def synthetic_rows(
     count: int, days: float, seed: int, first_id: int, now: datetime
 ) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
-    """(post row, analysis row) pairs in POST_COLUMNS / ANALYSIS_COLUMNS order."""
+    """(post row, analysis row) pairs in `store.bulk`'s POST_COLUMNS / ANALYSIS_COLUMNS order."""
     rng = random.Random(seed)
     texts = _texts(rng)
     token = uuid.uuid4().hex[:8]
@@ -127,8 +112,8 @@ async def load(
     now = utcnow()
     started = time.perf_counter()
     async with session_factory() as session:
-        postgres = session.get_bind().dialect.name == "postgresql"
-        first_id = await _reserve_ids(session, count) if postgres else await _next_id(session)
+        postgres = dialect_name(session) == "postgresql"
+        first_id = await bulk.first_free_id(session, count)
         await session.commit()
     rows = synthetic_rows(count, days, seed, first_id, now)
     written = 0
@@ -139,68 +124,21 @@ async def load(
             # Two backends at once: this chunk's posts, the previous chunk's analyses (their
             # posts are committed, so the foreign key holds).
             await asyncio.gather(
-                _copy(session_factory, "social_media_posts", POST_COLUMNS, [p for p, _ in chunk]),
-                _copy(session_factory, "sentiment_analysis", ANALYSIS_COLUMNS, pending),
+                bulk.copy_rows(session_factory, POSTS, bulk.POST_COLUMNS, [p for p, _ in chunk]),
+                bulk.copy_rows(session_factory, ANALYSES, bulk.ANALYSIS_COLUMNS, pending),
             )
             pending = [a for _, a in chunk]
         else:
             async with session_factory() as session, session.begin():
-                await session.execute(
-                    insert(SocialMediaPost),
-                    [dict(zip(POST_COLUMNS, p, strict=True)) for p, _ in chunk],
-                )
-                await session.execute(
-                    insert(SentimentAnalysis),
-                    [dict(zip(ANALYSIS_COLUMNS, a, strict=True)) for _, a in chunk],
-                )
+                await bulk.insert_rows(session, [p for p, _ in chunk], [a for _, a in chunk])
         written += len(chunk)
         if progress is not None:
             progress(len(chunk))
-    await _copy(session_factory, "sentiment_analysis", ANALYSIS_COLUMNS, pending)
+    await bulk.copy_rows(session_factory, ANALYSES, bulk.ANALYSIS_COLUMNS, pending)
     loaded = time.perf_counter()
     async with session_factory() as session, session.begin():
         await rollups.rebuild(session, since=now - timedelta(days=days))
     async with session_factory() as session:
-        analyze = (
-            "ANALYZE social_media_posts, sentiment_analysis, post_rollups"
-            if postgres
-            else "ANALYZE"
-        )
-        await session.execute(text(analyze))
+        await bulk.analyze_tables(session)
         await session.commit()
     return Loaded(count, loaded - started, time.perf_counter() - loaded)
-
-
-async def _reserve_ids(session: AsyncSession, count: int) -> int:
-    """A block of `count` post ids from the sequence, so COPY can name them."""
-    last = await session.scalar(
-        text(
-            "SELECT setval(pg_get_serial_sequence('social_media_posts', 'id'), "
-            "nextval(pg_get_serial_sequence('social_media_posts', 'id')) + :n - 1)"
-        ),
-        {"n": count},
-    )
-    return int(last or 0) - count + 1
-
-
-async def _next_id(session: AsyncSession) -> int:
-    return int(
-        await session.scalar(text("SELECT coalesce(max(id), 0) + 1 FROM social_media_posts")) or 1
-    )
-
-
-async def _copy(
-    session_factory: async_sessionmaker[AsyncSession],
-    table: str,
-    columns: tuple[str, ...],
-    records: list[tuple[Any, ...]],
-) -> None:
-    """One COPY in a transaction of its own (no statement timeout)."""
-    if not records:
-        return
-    async with session_factory() as session, session.begin():
-        await rollups.no_statement_timeout(session)
-        connection = await session.connection()
-        raw = (await connection.get_raw_connection()).driver_connection
-        assert raw is not None
-        await raw.copy_records_to_table(table, records=records, columns=list(columns))

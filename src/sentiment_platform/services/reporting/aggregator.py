@@ -2,7 +2,7 @@
 rollups (store/rollups.py): a metrics answer costs O(buckets), never O(posts).
 
 Ranges are answered at minute precision: every minute [start, end) touches counts in full.
-`estimated_share` undoes the shipped model's known confusion (services/quantification.py).
+`estimated_share` undoes the shipped model's known confusion (services/analysis/quantification.py).
 """
 
 from __future__ import annotations
@@ -15,44 +15,34 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sentiment_platform.domain import Emotion, Sentiment, as_utc
-from sentiment_platform.services.quantification import (
+from sentiment_platform import timegrain
+from sentiment_platform.domain import Emotion, Sentiment
+from sentiment_platform.services.analysis.quantification import (
     Confusion,
     adjusted_shares,
     load_confusion,
 )
 from sentiment_platform.store import Reader, rollups
+from sentiment_platform.timegrain import Grain
 
 MAX_BUCKETS = 1_500  # timeline points at most; a longer range gets a coarser bucket
 
 
+# A timeline's bucket is a time grain (timegrain.Grain), floored in UTC there. No docstring:
+# it would become the enum's description in the OpenAPI schema.
 class Bucket(StrEnum):
-    MINUTE = "minute"
-    HOUR = "hour"
-    DAY = "day"
-    WEEK = "week"  # ISO weeks, from Monday 00:00 UTC
-    MONTH = "month"
+    MINUTE = Grain.MINUTE.value
+    HOUR = Grain.HOUR.value
+    DAY = Grain.DAY.value
+    WEEK = Grain.WEEK.value  # ISO weeks, from Monday 00:00 UTC
+    MONTH = Grain.MONTH.value
 
     def floor(self, moment: datetime) -> datetime:
-        moment = as_utc(moment).replace(second=0, microsecond=0)
-        if self is Bucket.MINUTE:
-            return moment
-        moment = moment.replace(minute=0)
-        if self is Bucket.HOUR:
-            return moment
-        moment = moment.replace(hour=0)
-        if self is Bucket.WEEK:
-            return moment - timedelta(days=moment.weekday())
-        if self is Bucket.MONTH:
-            return moment.replace(day=1)
-        return moment
+        return timegrain.floor(self, moment)
 
     def next(self, moment: datetime) -> datetime:
         """The start of the bucket after the one starting at `moment`."""
-        if self is Bucket.MONTH:
-            year, month = divmod(moment.year * 12 + moment.month, 12)
-            return moment.replace(year=year, month=month + 1)
-        return moment + _WIDTHS[self]
+        return timegrain.next_start(self, moment)
 
     @classmethod
     def for_range(cls, start: datetime, end: datetime) -> Bucket:
@@ -74,24 +64,12 @@ class Bucket(StrEnum):
 
     def count_in(self, start: datetime, end: datetime) -> int:
         """How many buckets [start, end) touches (end itself is excluded)."""
-        first = self.floor(start)
-        last = self.floor(max(start, end - timedelta(microseconds=1)))
-        if self is Bucket.MONTH:
-            return (last.year - first.year) * 12 + last.month - first.month + 1
-        return int((last - first) / _WIDTHS[self]) + 1
+        return timegrain.count_in(self, start, end)
 
 
-_WIDTHS = {
-    Bucket.MINUTE: timedelta(minutes=1),
-    Bucket.HOUR: timedelta(hours=1),
-    Bucket.DAY: timedelta(days=1),
-    Bucket.WEEK: timedelta(days=7),
-}
 _THIS_AND_COARSER = {bucket: tuple(Bucket)[index:] for index, bucket in enumerate(Bucket)}
-# [start, end) touches at most ceil(span / width) + 1 buckets; a month is 28 days at least
-_SURELY_FITS = {
-    bucket: (MAX_BUCKETS - 1) * _WIDTHS.get(bucket, timedelta(days=28)) for bucket in Bucket
-}
+# [start, end) touches at most ceil(span / shortest) + 1 buckets
+_SURELY_FITS = {bucket: (MAX_BUCKETS - 1) * timegrain.SHORTEST[bucket] for bucket in Bucket}
 _DEFAULT_SPANS = (
     (Bucket.MINUTE, timedelta(hours=6)),
     (Bucket.HOUR, timedelta(days=14)),
@@ -190,7 +168,8 @@ async def compute_metrics(
             first = last.replace(year=last.year - MAX_BUCKETS // 12 + 1)
     counts = await rollups.summary(reader, start, end, bucket.value, source)
 
-    # Plain counters first (a pydantic attribute write per row cost half the answer).
+    # Plain counters first, the models built once at the end: a pydantic attribute write
+    # per row is slow next to a dict's.
     points: dict[datetime, dict[str, int]] = {}
     moment = first
     while moment < end:

@@ -23,8 +23,8 @@ import numpy as np
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment
-from sentiment_platform.services.backends import BackendUnavailable
-from sentiment_platform.services.quantification import confusion_from_config
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.quantification import confusion_from_config
 
 ARTIFACT_PACKAGE = "sentiment_platform"
 ARTIFACT_DIR = "embedded_model"
@@ -58,9 +58,9 @@ class OnnxEncoder:
     """Tokenizer + ONNX graph: sentiment probabilities and pooled features for a batch of texts.
 
     Chunks run concurrently on `threads` threads of one session, each call single-threaded:
-    ONNX Runtime releases the GIL, and whole chunks in parallel keep both cores busier than
-    one chunk split across them (1,030–1,140 vs 915 posts/s for the 2,000 TweetEval val
-    tweets on 2 cores). Longest chunks go first, so no core idles at the end of a batch.
+    ONNX Runtime releases the GIL, and whole chunks in parallel keep the cores busier than
+    one chunk split across them. Longest chunks go first, so no core idles at the end of a
+    batch.
     """
 
     def __init__(

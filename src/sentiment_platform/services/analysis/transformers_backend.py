@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment, to_emotion, to_sentiment
-from sentiment_platform.services.backends import BackendUnavailable
+from sentiment_platform.services.analysis.backends import BackendUnavailable
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,1 @@
+"""The analyzer chain: backends tried in order, each batch-capable, and the share adjustment."""

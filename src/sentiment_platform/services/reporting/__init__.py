@@ -1,0 +1,1 @@
+"""What the API reports: metrics from the rollups, and exports."""
