@@ -15,14 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import (
-    POST_ANALYZED,
-    MemoryBus,
-    MemoryEvents,
-    RedisEvents,
-    RedisStreamBus,
-    redis_client,
-)
+from sentiment_platform.bus import POST_ANALYZED
+from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
+from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post, Prediction
