@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
+from sentiment_platform.bus.lease import RedisLease
 from sentiment_platform.bus.memory import MemoryEvents
-from sentiment_platform.bus.redis import RedisLease, redis_client
+from sentiment_platform.bus.redis import redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow

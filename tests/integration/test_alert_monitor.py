@@ -11,8 +11,9 @@ import pytest
 
 from sentiment_platform import store
 from sentiment_platform.bus import Event
+from sentiment_platform.bus.lease import RedisLease
 from sentiment_platform.bus.memory import MemoryEvents
-from sentiment_platform.bus.redis import RedisLease, redis_client
+from sentiment_platform.bus.redis import redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow

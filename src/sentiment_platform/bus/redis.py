@@ -28,7 +28,6 @@ from sentiment_platform.bus import (
     encode_event,
 )
 from sentiment_platform.bus import scripts as lua
-from sentiment_platform.bus.lease import RedisLease
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Post
 from sentiment_platform.errors import BacklogFull
@@ -315,4 +314,4 @@ class RedisEvents:
                 await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed since 8.2
 
 
-__all__ = ["RedisEvents", "RedisLease", "RedisStreamBus", "redis_client"]
+__all__ = ["RedisEvents", "RedisStreamBus", "redis_client"]

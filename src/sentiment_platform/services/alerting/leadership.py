@@ -12,7 +12,7 @@ from typing import Protocol
 
 import redis.asyncio as redis
 
-from sentiment_platform.bus.redis import RedisLease
+from sentiment_platform.bus.lease import RedisLease
 from sentiment_platform.config import Settings
 
 LEASE_MIN_TTL_S = 5.0
