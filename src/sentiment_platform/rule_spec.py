@@ -23,7 +23,15 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    computed_field,
+    field_validator,
+)
 
 from sentiment_platform.domain import Emotion, refuse_nul
 
@@ -35,6 +43,7 @@ MAX_KEYWORD_CHARS = 100
 MAX_WINDOW_MINUTES = 24 * 60
 MAX_VOLUME_FACTOR = 1_000.0
 MAX_URL_CHARS = 2_000
+URL_MASK = "…"  # what stands for a webhook URL's path and query when they are not shown
 
 Metric = Literal["negative_share", "emotion_share", "volume"]
 
@@ -63,6 +72,20 @@ def check_webhook_url(value: str) -> str:
     if parts.username or parts.password:
         raise ValueError("must not carry credentials (user:password@); use webhook_secret")
     return value
+
+
+def mask_webhook_url(url: str) -> str:
+    """The URL as a caller without an API key sees it: scheme and host (and port) kept, the
+    path, query and fragment replaced by `/…` — for Slack and many others the path is the
+    credential. A masked URL masks to itself."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]  # never credentials (refused on rules anyway)
+    return f"{parts.scheme}://{host}/{URL_MASK}"
+
+
+def is_masked_url(url: str) -> bool:
+    """Whether `url` is a masked URL (what `mask_webhook_url` returns), not a real one."""
+    return url == mask_webhook_url(url)
 
 
 class RuleSpec(BaseModel):
@@ -134,7 +157,8 @@ class RuleSpec(BaseModel):
 
 
 class RuleView(BaseModel):
-    """A rule as the API shows it: never its secret, only whether it has one."""
+    """A rule as the API shows it: never its secret, only whether it has one; its webhook URL
+    whole only to a caller with an API key (`masked`)."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -153,6 +177,17 @@ class RuleView(BaseModel):
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_webhook(self) -> bool:
+        return self.webhook_url is not None
+
     @property
     def alert_type(self) -> str:
         return rule_alert_type(self.id)
+
+    def masked(self) -> RuleView:
+        """The rule with its webhook URL's path and query masked (`mask_webhook_url`)."""
+        if self.webhook_url is None:
+            return self
+        return self.model_copy(update={"webhook_url": mask_webhook_url(self.webhook_url)})

@@ -14,6 +14,11 @@ from pythonjsonlogger.json import JsonFormatter
 from sentiment_platform.config import Settings
 
 CONSOLE_FORMAT = "%(asctime)s level=%(levelname)s logger=%(name)s %(message)s"
+# Loggers held at WARNING whatever LOG_LEVEL says: httpx writes every request's full URL at
+# INFO (and httpcore its traffic at DEBUG), and a webhook's URL is often its secret (Slack's
+# path is the credential); aiosqlite writes every statement's parameters at DEBUG, a rule's
+# webhook URL and secret among them.
+QUIET_LOGGERS = ("httpx", "httpcore", "aiosqlite")
 
 POSTS_INGESTED = Counter(
     "sentiment_posts_ingested_total", "Posts accepted onto the bus", ["producer"]
@@ -75,3 +80,5 @@ def configure_logging(settings: Settings) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)

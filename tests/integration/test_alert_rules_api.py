@@ -51,7 +51,9 @@ async def api(database) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def keyed(database) -> AsyncIterator[httpx.AsyncClient]:
     settings, sessions = database
-    settings = settings.model_copy(update={"api_keys": [SecretStr(KEY)]})
+    settings = settings.model_copy(
+        update={"api_keys": [SecretStr(KEY)], "webhook_allow_private": True}
+    )
     async for client in client_for(settings, sessions):
         yield client
 
@@ -69,6 +71,7 @@ async def test_create_read_replace_delete(api: httpx.AsyncClient) -> None:
     assert rule["keywords"] == ["delay", "late delivery"] and rule["has_secret"] is True
     assert "webhook_secret" not in rule and "a-real-secret" not in created.text
     assert rule["builtin"] is False and rule["created_at"] and rule["id"] >= 1
+    assert rule["webhook_url"] == "http://127.0.0.1:9/…" and rule["has_webhook"] is True
 
     listed = (await api.get("/api/alert-rules")).json()
     assert [r["id"] for r in listed["items"]] == [0, rule["id"]] and listed["max_rules"] == 3
@@ -106,6 +109,7 @@ async def test_the_builtin_rule_is_listed_and_read_only(api: httpx.AsyncClient) 
         "min_posts": 20,
         "webhook_url": None,
         "has_secret": False,
+        "has_webhook": False,
         "builtin": True,
         "created_at": None,
         "updated_at": None,
@@ -168,6 +172,112 @@ async def test_writes_need_the_api_key_when_keys_are_set(keyed: httpx.AsyncClien
     assert (await keyed.put(path, json=rule_json)).status_code == 401
     assert (await keyed.delete(path)).status_code == 401
     assert (await keyed.delete(path, headers=headers)).status_code == 204
+
+
+SECRET_URL = "http://127.0.0.1:9/services/T000/B000/XXXXsecret?token=abc"
+MASKED = "http://127.0.0.1:9/…"
+SPEC_FIELDS = set(DELAY_RULE) | {"source", "emotion"}
+
+
+def leaks(response: httpx.Response) -> bool:
+    return "XXXXsecret" in response.text or "token=abc" in response.text
+
+
+async def test_webhook_urls_are_masked_for_everyone_while_no_keys_are_set(
+    api: httpx.AsyncClient, database
+) -> None:
+    """No API_KEYS: nobody can present a key, so every answer masks the URL's path and
+    query, the create's own answer too, and an alert's detail never shows it."""
+    created = await api.post("/api/alert-rules", json=DELAY_RULE | {"webhook_url": SECRET_URL})
+    assert created.status_code == 201, created.text
+    rule_id = created.json()["id"]
+    listed = await api.get("/api/alert-rules")
+    one = await api.get(f"/api/alert-rules/{rule_id}")
+    with_key = await api.get(f"/api/alert-rules/{rule_id}", headers={"X-API-Key": "anything"})
+    assert [r.status_code for r in (listed, one, with_key)] == [200, 200, 200]
+    for response in (created, listed, one, with_key):
+        assert not leaks(response), response.text
+    shown = one.json()
+    assert shown["webhook_url"] == MASKED and shown["has_webhook"] is True
+    assert listed.json()["items"][1] == shown == with_key.json()
+
+    _, sessions = database
+    async with sessions() as session:
+        assert (await store.get_rule(session, rule_id)).webhook_url == SECRET_URL  # kept whole
+        alert = await store.insert_firing_alert(
+            session,
+            alert_type=f"rule:{rule_id}",
+            severity="warning",
+            message="m",
+            details={},
+            created_at=T0,
+        )
+        await store.update_alert(session, alert.id, rule_id=rule_id, rule_name="delays")
+        await enqueue(session, AlertItem.model_validate(alert), "fire", SECRET_URL, T0)
+        await session.commit()
+    detail = await api.get(f"/api/alerts/{alert.id}")
+    assert detail.status_code == 200 and not leaks(detail)
+
+
+async def test_only_a_valid_api_key_sees_the_whole_url(database) -> None:
+    settings, sessions = database
+    settings = settings.model_copy(
+        update={
+            "api_keys": [SecretStr(KEY)],
+            "webhook_allow_private": True,
+            "alert_webhook_url": "https://hooks.slack.com/services/T0/B0/XXXXsecret",
+        }
+    )
+    headers = {"X-API-Key": KEY}
+    async for client in client_for(settings, sessions):
+        body = DELAY_RULE | {"webhook_url": SECRET_URL}
+        created = await client.post("/api/alert-rules", json=body, headers=headers)
+        assert created.json()["webhook_url"] == SECRET_URL  # the writer holds a key
+        path = f"/api/alert-rules/{created.json()['id']}"
+        for anonymous in (
+            await client.get(path),
+            await client.get(path, headers={"X-API-Key": "not-the-key"}),
+            await client.get("/api/alert-rules"),
+            await client.get("/api/alert-rules/0"),
+        ):
+            assert anonymous.status_code == 200 and not leaks(anonymous), anonymous.text
+        builtin = (await client.get("/api/alert-rules/0")).json()
+        assert builtin["webhook_url"] == "https://hooks.slack.com/…" and builtin["has_webhook"]
+        assert (await client.get(path, headers=headers)).json()["webhook_url"] == SECRET_URL
+        keyed_list = (await client.get("/api/alert-rules", headers=headers)).json()
+        assert [r["webhook_url"] for r in keyed_list["items"]] == [
+            settings.alert_webhook_url,
+            SECRET_URL,
+        ]
+
+
+async def test_a_rule_put_back_with_its_masked_url_keeps_the_stored_one(
+    api: httpx.AsyncClient, database
+) -> None:
+    created = await api.post("/api/alert-rules", json=DELAY_RULE | {"webhook_url": SECRET_URL})
+    path = f"/api/alert-rules/{created.json()['id']}"
+    shown = (await api.get(path)).json()
+    assert shown["webhook_url"] == MASKED
+    back = {key: value for key, value in shown.items() if key in SPEC_FIELDS}
+    replaced = await api.put(path, json=back | {"name": "delays v2"})
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.json()["webhook_url"] == MASKED and replaced.json()["name"] == "delays v2"
+    assert replaced.json()["has_secret"] is True  # left out: kept
+    _, sessions = database
+    async with sessions() as session:
+        stored = await store.get_rule(session, created.json()["id"])
+        assert stored.webhook_url == SECRET_URL and stored.name == "delays v2"
+
+    # A mask that stands for no stored URL (another host, a new rule) is refused.
+    other = back | {"webhook_url": "http://127.0.0.2:9/…"}
+    assert field_of(await api.put(path, json=other)) == ["body", "webhook_url"]
+    refused = await api.post("/api/alert-rules", json=back)
+    assert field_of(refused) == ["body", "webhook_url"] and "masked" in refused.text
+    # A new URL replaces it as before.
+    moved = await api.put(path, json=back | {"webhook_url": "http://127.0.0.1:9/new"})
+    assert moved.status_code == 200 and moved.json()["webhook_url"] == MASKED
+    async with sessions() as session:
+        assert (await store.get_rule(session, created.json()["id"])).webhook_url.endswith("/new")
 
 
 async def seed_posts(sessions: async_sessionmaker[AsyncSession]) -> None:

@@ -108,7 +108,11 @@ def test_dashboard_rules_filters_and_search(page: Any, rules_server: str, tmp_pa
     word = "zq" + uuid.uuid4().hex[:6]
     # A rule through the form: no key yet (401), then a threshold out of range (422), then 201.
     fill_rule(
-        page, name="checkout complaints", keywords='checkout, "card declined"', threshold="1.5"
+        page,
+        name="checkout complaints",
+        keywords='checkout, "card declined"',
+        threshold="1.5",
+        webhook_url="http://127.0.0.1:9/hook?token=abc",
     )
     page.locator("#rule-submit").click()
     page.wait_for_selector("#rule-form-msg[data-kind=error]")
@@ -129,6 +133,10 @@ def test_dashboard_rules_filters_and_search(page: Any, rules_server: str, tmp_pa
     page.wait_for_selector(f"#rules .rule[data-rule-id='{rule_id}'][data-state=ok]")
     assert "checkout" in rule.inner_text() and "card declined" in rule.inner_text()
     assert "negative share > 50%" in rule.inner_text()
+    # The page reads rules without a key: the webhook is shown, its URL masked (issue 29).
+    webhook = rule.locator("span", has_text="webhook")
+    assert webhook.get_attribute("title") == "http://127.0.0.1:9/…"
+    assert "token=abc" not in page.content()
 
     # Posts from two sources arrive on the live feed.
     posts = [

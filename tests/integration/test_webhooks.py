@@ -1,11 +1,19 @@
 """Webhook notifications against a real HTTP receiver on 127.0.0.1, on SQLite and PostgreSQL:
 signed, retried while the receiver is down, in order per rule, given up after the retry
-period, refused for private addresses unless allowed."""
+period, refused for private addresses unless allowed, sent to the address that was checked
+(a name that answers differently the second time never reaches loopback), with the name kept
+for `Host` and TLS, and never logged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import logging
+import shutil
+import socket
+import ssl
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -17,15 +25,15 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
 from sentiment_platform.models.database import WebhookDelivery
 from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
+from sentiment_platform.services.alerting.destinations import UnsafeWebhookUrl, check_destination
 from sentiment_platform.services.alerting.webhooks import (
     SIGNATURE_HEADER,
-    UnsafeWebhookUrl,
-    check_destination,
     deliver_due,
     enqueue,
     verify,
 )
-from tests.support.receiver import Receiver, unused_port
+from sentiment_platform.telemetry import configure_logging
+from tests.support.receiver import Receiver, self_signed, unused_port
 
 pytestmark = pytest.mark.asyncio
 
@@ -264,3 +272,160 @@ async def test_the_builtin_rule_uses_the_alert_webhook_settings(setup, receiver,
         await session.commit()
     (got,) = receiver.received
     assert got.path == "/global" and verify(got.body, SECRET, got.headers[SIGNATURE_HEADER])
+
+
+PUBLIC = "192.0.0.9"  # globally reachable by IANA's registry, and nobody's receiver here
+
+
+class Rebinding:
+    """A DNS that answers `name` with a public address the first time and 127.0.0.1 after:
+    both as `socket.getaddrinfo` (what the system resolver, and httpx, ask) and as an
+    injected `Resolver`. Other names go to the real resolver."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.answers: list[str] = []
+        self._real = socket.getaddrinfo
+
+    def next_answer(self) -> str:
+        self.answers.append(PUBLIC if not self.answers else "127.0.0.1")
+        return self.answers[-1]
+
+    def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        asked = host.decode() if isinstance(host, bytes) else host
+        if asked != self.name:
+            return self._real(host, port, *args, **kwargs)
+        address = (self.next_answer(), int(port))
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", address)]
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        assert host == self.name
+        return [self.next_answer()]
+
+
+@pytest.mark.parametrize("how", ["system", "injected"])
+async def test_a_name_rebinding_to_loopback_never_reaches_it(
+    setup, receiver, client, monkeypatch, how: str
+) -> None:
+    """The check sees the public address; a second lookup would get 127.0.0.1, where the
+    receiver listens. The request must go to the checked address, so it never arrives."""
+    settings, sessions = setup
+    strict = settings.model_copy(update={"webhook_allow_private": False, "webhook_timeout_s": 0.5})
+    dns = Rebinding("rebind.test")
+    monkeypatch.setattr(socket, "getaddrinfo", dns.getaddrinfo)
+    url = receiver.url(host="rebind.test")
+    async with sessions() as session:
+        rule_id = await make_rule(session, url)
+        item = await make_alert(session, rule_id)
+        await enqueue(session, item, "fire", url, T0)
+        extra = {"resolve": dns.resolve} if how == "injected" else {}
+        assert await deliver_due(session, client, T0, strict, **extra) == 0
+        (delivery,) = await store.alert_deliveries(session, item.id)
+        await session.commit()
+    assert receiver.received == []
+    assert dns.answers == [PUBLIC]  # looked up once: the request went to what was checked
+    assert not (delivery.error or "").startswith("refused")  # checked, passed, then unreachable
+
+
+async def test_pinned_to_the_resolved_address_with_the_host_header_kept(
+    setup, receiver, client
+) -> None:
+    """`hooks.test` is in no DNS: the request arrives only because it went to the address the
+    injected resolver gave, and the receiver still sees the name in `Host`."""
+    settings, sessions = setup
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["127.0.0.1"]
+
+    url = receiver.url("/hook?token=abc", host="hooks.test")
+    async with sessions() as session:
+        rule_id = await make_rule(session, url)
+        item = await make_alert(session, rule_id)
+        await enqueue(session, item, "fire", url, T0)
+        assert await deliver_due(session, client, T0, settings, resolve=resolve) == 1
+        await session.commit()
+    (got,) = receiver.received
+    assert got.path == "/hook?token=abc" and looked_up == ["hooks.test"]
+    assert got.headers["Host"] == f"hooks.test:{receiver.port}"
+    assert verify(got.body, SECRET, got.headers[SIGNATURE_HEADER])
+
+
+@pytest.fixture
+def tls_receiver(tmp_path: Path) -> Iterator[tuple[Receiver, ssl.SSLContext]]:
+    """An https receiver whose certificate names `hooks.test` only, and a client context
+    that trusts that certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = self_signed(tmp_path, "hooks.test")
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert, key)
+    running = Receiver(unused_port(), tls=server).start()
+    yield running, ssl.create_default_context(cafile=str(cert))
+    running.stop()
+
+
+async def test_https_presents_and_verifies_the_original_name(setup, tls_receiver) -> None:
+    """Sent to 127.0.0.1, yet TLS asks for `hooks.test` (SNI) and checks the certificate
+    against it: the certificate has no IP address, so a check against the IP would fail."""
+    settings, sessions = setup
+    receiver, trusting = tls_receiver
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    good, wrong = receiver.url(host="hooks.test"), receiver.url("/other", host="other.test")
+    async with httpx.AsyncClient(verify=trusting) as client, sessions() as session:
+        rule_id = await make_rule(session, good)
+        item = await make_alert(session, rule_id)
+        await enqueue(session, item, "fire", good, T0)
+        assert await deliver_due(session, client, T0, settings, resolve=resolve) == 1
+        other = await make_rule(session, wrong)
+        other_item = await make_alert(session, other)
+        await enqueue(session, other_item, "fire", wrong, T0)
+        assert await deliver_due(session, client, T0, settings, resolve=resolve) == 0
+        (refused,) = await store.alert_deliveries(session, other_item.id)
+        await session.commit()
+    (got,) = receiver.received
+    assert got.headers["Host"] == f"hooks.test:{receiver.port}"
+    assert verify(got.body, SECRET, got.headers[SIGNATURE_HEADER])
+    assert receiver.server_names[0] == "hooks.test"
+    assert "other.test" in receiver.server_names  # asked for, and not what the cert names
+    assert "CERTIFICATE_VERIFY_FAILED" in (refused.error or ""), refused.error
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quiet = {name: logging.getLogger(name).level for name in ("httpx", "httpcore")}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, was in quiet.items():
+        logging.getLogger(name).setLevel(was)
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+async def test_a_delivery_logs_no_url(
+    setup, receiver, client, caplog, restore_logging, level: str
+) -> None:
+    """At the default level and at DEBUG, nothing logged while delivering carries the URL
+    (its path and query are the secret of many webhooks)."""
+    settings, sessions = setup
+    settings = settings.model_copy(update={"log_level": level})
+    configure_logging(settings)
+    logging.getLogger().addHandler(caplog.handler)  # configure_logging replaced the handlers
+    caplog.handler.setLevel(logging.DEBUG)
+    url = receiver.url("/services/T0/B0/very-secret-path?token=abc")
+    async with sessions() as session:
+        rule_id = await make_rule(session, url)
+        item = await make_alert(session, rule_id)
+        await enqueue(session, item, "fire", url, T0)
+        assert await deliver_due(session, client, T0, settings) == 1
+        await session.commit()
+    logged = [f"{r.name} {r.getMessage()} {vars(r)}" for r in caplog.records]
+    assert any("webhook delivered" in line for line in logged)  # the capture works
+    leaks = [line for line in logged if "very-secret-path" in line or "token=abc" in line]
+    assert leaks == []

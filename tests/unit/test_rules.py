@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
+from sentiment_platform.rule_spec import (
+    RuleSpec,
+    is_masked_url,
+    mask_webhook_url,
+    rule_alert_type,
+)
 from sentiment_platform.services.alerting.explain import explain, terms_of
 from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 from sentiment_platform.services.alerting.webhooks import sign, verify
@@ -149,3 +154,20 @@ def test_signature_is_githubs() -> None:
     expected = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
     assert sign(body, secret) == expected and verify(body, secret, expected)
     assert not verify(body + b" ", secret, expected)
+
+
+@pytest.mark.parametrize(
+    ("url", "masked"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/XXXX", "https://hooks.slack.com/…"),
+        ("http://127.0.0.1:9/hook?token=abc#frag", "http://127.0.0.1:9/…"),
+        ("https://example.com", "https://example.com/…"),
+        ("https://example.com/?key=1", "https://example.com/…"),
+        ("http://[2001:db8::1]:8080/x", "http://[2001:db8::1]:8080/…"),
+        ("https://example.com/…", "https://example.com/…"),  # a mask masks to itself
+    ],
+)
+def test_a_webhook_url_is_masked_to_scheme_and_host(url: str, masked: str) -> None:
+    assert mask_webhook_url(url) == masked
+    assert is_masked_url(masked)
+    assert is_masked_url(url) == (url == masked)

@@ -157,6 +157,18 @@ async def require_api_key(api: ApiDep, key: ApiKey) -> None:
         )
 
 
+async def has_api_key(connection: HTTPConnection) -> bool:
+    """Whether the caller presented a valid X-API-Key: what a read needs to see a rule's
+    whole webhook URL. Never true while API_KEYS is unset (there is no key to present).
+    The header is read, not declared: declared, OpenAPI would say the read requires it."""
+    ring = _parts(connection).key_ring
+    key = connection.headers.get(api_key_header.model.name)
+    return key is not None and ring.enabled and ring.accepts(key)
+
+
+KeyHolderDep = Annotated[bool, Depends(has_api_key)]
+
+
 async def rate_limit(request: Request) -> None:
     """Per-caller limit on every API call: by valid key when one is sent, else by client IP.
     Declared only while the limit is on (`create_app`).

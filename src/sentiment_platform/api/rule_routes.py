@@ -2,7 +2,10 @@
 
 Writes need `X-API-Key` when `API_KEYS` is set. The built-in rule (id 0, from the ALERT_*
 settings) is listed and readable but not writable (409). A rule's `webhook_secret` is
-stored and never returned (`has_secret`). Mounted by `main` next to `routes.router`, with
+stored and never returned (`has_secret`); its `webhook_url` is shown whole only to a caller
+with a valid API key, to anyone else masked (`https://host/…`: the path and query of many
+webhook URLs are their credential), and a PUT that sends the rule's masked URL back keeps
+the stored one. Mounted by `main` next to `routes.router`, with
 the same rate limit. Errors are raised as `errors.py`'s classes (`NotFound`, `Conflict`).
 """
 
@@ -15,7 +18,13 @@ from fastapi import APIRouter, Body, Depends, Path, Response, status
 from fastapi.exceptions import RequestValidationError
 
 from sentiment_platform import store
-from sentiment_platform.api.deps import ApiDep, SessionDep, SettingsDep, require_api_key
+from sentiment_platform.api.deps import (
+    ApiDep,
+    KeyHolderDep,
+    SessionDep,
+    SettingsDep,
+    require_api_key,
+)
 from sentiment_platform.api.schemas import (
     MAX_ID,
     AlertDetail,
@@ -27,9 +36,15 @@ from sentiment_platform.api.schemas import (
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.errors import Conflict, NotFound
-from sentiment_platform.models.database import WebhookDelivery
-from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleSpec, RuleView
-from sentiment_platform.services.alerting.webhooks import UnsafeWebhookUrl, check_destination
+from sentiment_platform.models.database import AlertRule, WebhookDelivery
+from sentiment_platform.rule_spec import (
+    BUILTIN_RULE_ID,
+    RuleSpec,
+    RuleView,
+    is_masked_url,
+    mask_webhook_url,
+)
+from sentiment_platform.services.alerting.destinations import UnsafeWebhookUrl, check_destination
 
 log = logging.getLogger(__name__)
 
@@ -59,14 +74,39 @@ async def _check_webhook(spec: RuleSpec, settings: Settings) -> None:
             raise _invalid("webhook_url", str(error)) from None
 
 
+MASKED_URL = (
+    "is a masked URL (as the rules are shown without an API key); it can only stand for the "
+    "rule's own webhook_url, unchanged: send the full URL"
+)
+
+
+def _unmasked(spec: RuleSpec, stored: AlertRule | None) -> RuleSpec:
+    """The spec with a masked `webhook_url` replaced by the stored URL it stands for: a rule
+    read without a key and PUT back keeps its webhook. A masked URL that stands for nothing
+    (a new rule, another host) is a 422: saved, it would be a URL that reaches nobody."""
+    url = spec.webhook_url
+    if url is None or not is_masked_url(url):
+        return spec
+    if stored is None or stored.webhook_url is None or mask_webhook_url(stored.webhook_url) != url:
+        raise _invalid("webhook_url", MASKED_URL)
+    return spec.model_copy(update={"webhook_url": stored.webhook_url})
+
+
+def _shown(view: RuleView, key_holder: bool) -> RuleView:
+    return view if key_holder else view.masked()
+
+
 def _not_found(rule_id: int) -> NotFound:
     return NotFound(f"no alert rule {rule_id}")
 
 
 @router.get("/alert-rules", response_model=RulesPage)
-async def list_rules(session: SessionDep, settings: SettingsDep) -> RulesPage:
+async def list_rules(
+    session: SessionDep, settings: SettingsDep, key_holder: KeyHolderDep
+) -> RulesPage:
+    """Every rule; `webhook_url` masked unless the caller sends a valid `X-API-Key`."""
     rules = [store.rule_view(rule) for rule in await store.list_rules(session)]
-    items = [store.builtin_rule(settings), *rules]
+    items = [_shown(view, key_holder) for view in [store.builtin_rule(settings), *rules]]
     return RulesPage(items=items, total=len(items), max_rules=settings.max_alert_rules)
 
 
@@ -78,7 +118,10 @@ async def list_rules(session: SessionDep, settings: SettingsDep) -> RulesPage:
     responses=WRITE_ERRORS,
 )
 async def create_rule(
-    session: SessionDep, settings: SettingsDep, spec: Annotated[RuleSpec, Body()]
+    session: SessionDep,
+    settings: SettingsDep,
+    key_holder: KeyHolderDep,
+    spec: Annotated[RuleSpec, Body()],
 ) -> RuleView:
     """A new rule; it watches the posts analysed from now on."""
     if await store.count_rules(session) >= settings.max_alert_rules:
@@ -86,22 +129,26 @@ async def create_rule(
             None,
             f"at most {settings.max_alert_rules} alert rules (MAX_ALERT_RULES); delete one first",
         )
+    spec = _unmasked(spec, None)
     await _check_webhook(spec, settings)
     rule = await store.create_rule(session, spec, utcnow())
     view = store.rule_view(rule)
     await session.commit()
     log.info("alert rule created", extra={"event": "rules.created", "rule_id": view.id})
-    return view
+    return _shown(view, key_holder)
 
 
 @router.get("/alert-rules/{rule_id}", response_model=RuleView, responses=problems(404))
-async def get_rule(session: SessionDep, settings: SettingsDep, rule_id: RuleId) -> RuleView:
+async def get_rule(
+    session: SessionDep, settings: SettingsDep, key_holder: KeyHolderDep, rule_id: RuleId
+) -> RuleView:
+    """One rule; `webhook_url` masked unless the caller sends a valid `X-API-Key`."""
     if rule_id == BUILTIN_RULE_ID:
-        return store.builtin_rule(settings)
+        return _shown(store.builtin_rule(settings), key_holder)
     rule = await store.get_rule(session, rule_id)
     if rule is None:
         raise _not_found(rule_id)
-    return store.rule_view(rule)
+    return _shown(store.rule_view(rule), key_holder)
 
 
 @router.put(
@@ -110,20 +157,23 @@ async def get_rule(session: SessionDep, settings: SettingsDep, rule_id: RuleId) 
 async def replace_rule(
     session: SessionDep,
     settings: SettingsDep,
+    key_holder: KeyHolderDep,
     rule_id: RuleId,
     spec: Annotated[RuleSpec, Body()],
 ) -> RuleView:
-    """Replace a rule; a `webhook_secret` left out of the body is kept, `null` removes it."""
+    """Replace a rule; a `webhook_secret` left out of the body is kept, `null` removes it,
+    and a `webhook_url` sent back masked (as read without a key) keeps the stored URL."""
     if rule_id == BUILTIN_RULE_ID:
         raise Conflict(READ_ONLY)
     rule = await store.get_rule(session, rule_id)
     if rule is None:
         raise _not_found(rule_id)
+    spec = _unmasked(spec, rule)
     await _check_webhook(spec, settings)
     view = store.rule_view(await store.update_rule(session, rule, spec, utcnow()))
     await session.commit()
     log.info("alert rule replaced", extra={"event": "rules.replaced", "rule_id": rule_id})
-    return view
+    return _shown(view, key_holder)
 
 
 @router.delete(

@@ -37,7 +37,8 @@ function ruleNode(r) {
       el("span", { class: "muted", text: "keywords: " }),
       keywords ? keywords.map((k) => el("span", { class: "kw", text: k })) : el("span", { class: "muted", text: "all posts" }),
       r.source ? [el("span", { class: "muted", text: " · source: " }), el("span", { text: r.source })] : null,
-      r.webhook_url ? el("span", { class: "muted", text: ` · webhook${r.has_secret ? " (signed)" : ""}`, title: r.webhook_url }) : null),
+      // webhook_url is masked (https://host/…) unless the reader holds an API key: shown as is.
+      (r.has_webhook ?? r.webhook_url) ? el("span", { class: "muted", text: ` · webhook${r.has_secret ? " (signed)" : ""}`, title: r.webhook_url || "" }) : null),
     el("div", { class: "rule-actions" },
       latest ? el("button", {
         type: "button", class: "btn btn-small", text: firing ? "Why is it firing?" : "Latest alert",

@@ -41,7 +41,9 @@ class Notifier:
             return 0
         async with self._lock:
             if self._client is None:
-                self._client = httpx.AsyncClient()
+                # Direct, never through HTTP(S)_PROXY: the request goes to the address the
+                # check approved (destinations.py), which a proxy would resolve again.
+                self._client = httpx.AsyncClient(trust_env=False)
             async with self._session_factory() as session:
                 delivered = await webhooks.deliver_due(
                     session, self._client, self._clock(), self._settings

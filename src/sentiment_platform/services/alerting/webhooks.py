@@ -12,8 +12,10 @@ between sends it again). In order per rule: only the oldest pending row of a rul
 
 The URL and secret are the rule's at sending time (the built-in rule's: `ALERT_WEBHOOK_URL`,
 `ALERT_WEBHOOK_SECRET`). A URL whose host resolves to a loopback, private, link-local or
-otherwise non-public address is refused unless `WEBHOOK_ALLOW_PRIVATE=true`; redirects are
-not followed. Neither URL nor secret is ever logged.
+otherwise non-public address is refused unless `WEBHOOK_ALLOW_PRIVATE=true`, and the request
+goes to the address that was checked (`destinations.py`: no second lookup for DNS to answer
+differently); redirects are not followed. Neither URL nor secret is ever logged (the httpx
+loggers, which would write the URL, are held at WARNING by `telemetry`).
 """
 
 from __future__ import annotations
@@ -21,16 +23,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import random
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +40,13 @@ from sentiment_platform.domain import AlertItem
 from sentiment_platform.models.database import WebhookDelivery
 from sentiment_platform.retry import Backoff
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID
+from sentiment_platform.services.alerting.destinations import (
+    Destination,
+    Resolver,
+    UnsafeWebhookUrl,
+    check_destination,
+    resolve_host,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,32 +54,7 @@ SIGNATURE_HEADER = "X-Signature-256"
 MAX_LOGGED_ATTEMPTS = 100  # per delivery; the counters go on
 MAX_HEADS = 50  # rules served per round
 MAX_ROUNDS = 10  # rounds per call: a rule's backlog drains ten deep per tick
-
-
-class UnsafeWebhookUrl(ValueError):
-    """The URL's host does not resolve, or resolves to an address we refuse to call."""
-
-
-async def check_destination(url: str, allow_private: bool) -> None:
-    """Refuse a URL whose host resolves to a non-public address (SSRF), or does not resolve."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError) as error:
-        raise UnsafeWebhookUrl(f"host {host!r} does not resolve ({error})") from None
-    if allow_private:
-        return
-    for *_, address in infos:
-        ip = ipaddress.ip_address(address[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        if not ip.is_global or ip.is_multicast:
-            raise UnsafeWebhookUrl(
-                f"host {host!r} resolves to a non-public address ({ip}); "
-                "set WEBHOOK_ALLOW_PRIVATE=true to allow it"
-            )
+MAX_ADDRESSES = 3  # a name's checked addresses tried in turn while connecting fails
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -122,6 +103,7 @@ class Outcome:
     status: int | None = None
     error: str | None = None
     retry_after_s: float | None = None
+    unreached: bool = False  # the connection failed: nothing was sent
 
     @property
     def delivered(self) -> bool:
@@ -142,31 +124,71 @@ async def _destination(
 
 
 async def _send(
-    client: httpx.AsyncClient, url: str, secret: str | None, body: bytes, settings: Settings
+    client: httpx.AsyncClient,
+    url: str,
+    secret: str | None,
+    body: bytes,
+    settings: Settings,
+    resolve: Resolver,
 ) -> Outcome:
     try:
-        await check_destination(url, settings.webhook_allow_private)
+        destination = await check_destination(url, settings.webhook_allow_private, resolve)
     except UnsafeWebhookUrl as error:
         return Outcome(error=f"refused: {error}")
     headers = {"Content-Type": "application/json", "User-Agent": "sentiment-platform-webhook"}
     if secret:
         headers[SIGNATURE_HEADER] = sign(body, secret)
+    outcome = Outcome(error="no address")
+    for address in destination.addresses[:MAX_ADDRESSES]:
+        outcome = await _post(client, destination, address, headers, body, settings)
+        if not outcome.unreached:
+            break  # answered, or failed once connected: another address could send it twice
+    return outcome
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    destination: Destination,
+    address: str,
+    headers: dict[str, str],
+    body: bytes,
+    settings: Settings,
+) -> Outcome:
+    """One POST to one checked address of the destination (pinned: no second lookup)."""
+    try:
+        url, keep_name, extensions = destination.pinned(address)
+    except httpx.InvalidURL as error:  # a scoped IPv6 address, say (private: allowed only)
+        return Outcome(error=f"refused: cannot address {address} ({error})")
     try:
         response = await client.post(
             url,
             content=body,
-            headers=headers,
+            headers=headers | keep_name,
             timeout=settings.webhook_timeout_s,
             follow_redirects=False,
+            extensions=extensions,
         )
-    except httpx.HTTPError as error:  # never the URL: it may carry a token (Slack's do)
-        return Outcome(error=(f"{type(error).__name__}: {error}".replace(url, "<url>"))[:300])
+    except httpx.HTTPError as error:
+        return Outcome(
+            error=_scrubbed(f"{type(error).__name__}: {error}", destination.url, url),
+            unreached=isinstance(error, httpx.ConnectError),
+        )
     retry_after = response.headers.get("Retry-After", "")
     return Outcome(
         status=response.status_code,
         error=None if response.is_success else f"HTTP {response.status_code}",
         retry_after_s=float(retry_after) if retry_after.isdigit() else None,
     )
+
+
+def _scrubbed(text: str, *urls: httpx.URL) -> str:
+    """An error's text without the URL, its path or its query: they may carry a token
+    (Slack's do), and the deliveries are readable by anyone."""
+    for url in urls:
+        for part in (str(url), url.raw_path.decode("ascii", "replace")):
+            if len(part) > 1:
+                text = text.replace(part, "<url>")
+    return text[:300]
 
 
 def _record(
@@ -207,6 +229,7 @@ async def deliver_due(
     settings: Settings,
     *,
     rng: Callable[[], float] = random.random,
+    resolve: Resolver = resolve_host,
 ) -> int:
     """Send what is due: the oldest pending delivery of each rule, the rules concurrently,
     again while some succeed (up to `MAX_ROUNDS`). Returns how many were delivered.
@@ -222,7 +245,7 @@ async def deliver_due(
         targets = [await _destination(session, head.rule_id, settings) for head in heads]
         outcomes = await asyncio.gather(
             *(
-                _send(client, url, secret, body_of(head.payload), settings)
+                _send(client, url, secret, body_of(head.payload), settings, resolve)
                 if url
                 else _no_webhook()
                 for head, (url, secret) in zip(heads, targets, strict=True)
