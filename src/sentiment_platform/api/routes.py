@@ -34,8 +34,8 @@ from sentiment_platform.services.reporting.aggregator import Metrics, compute_me
 from sentiment_platform.services.reporting.export import (
     MEDIA_TYPES,
     ExportTooLarge,
-    check_size,
     export_chunks,
+    row_cap,
 )
 from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.telemetry import POSTS_INGESTED
@@ -107,15 +107,17 @@ async def export_posts(
     session: SessionDep, api: ApiDep, query: ExportQueryDep
 ) -> StreamingResponse:
     """Every matching post, newest first, as CSV or JSON Lines, streamed. Without
-    `since`/`until` an export over EXPORT_MAX_ROWS is refused (422)."""
+    `since`/`until` an export over EXPORT_MAX_ROWS is refused (422), and holds at most that
+    many rows. CSV cells that a spreadsheet would run as a formula start with `'`."""
     where = _post_filter(query)
+    settings = api.runtime.settings
     try:
-        await check_size(session, where, api.runtime.settings.export_max_rows)
+        cap = await row_cap(session, where, settings.export_max_rows, posts_cutoff(settings))
     except ExportTooLarge as error:
         raise Unprocessable(str(error)) from None
     await session.close()  # the stream opens its own session, for as long as it runs
     return StreamingResponse(
-        export_chunks(api.sessions, where, query.format),
+        export_chunks(api.sessions, where, query.format, max_rows=cap),
         media_type=MEDIA_TYPES[query.format],
         headers={"Content-Disposition": f'attachment; filename="posts.{query.format}"'},
     )
