@@ -16,6 +16,7 @@ from sentiment_platform.api.deps import (
     SessionDep,
     require_api_key,
 )
+from sentiment_platform.api.intake import already_stored, split_duplicates
 from sentiment_platform.api.query import document, from_query
 from sentiment_platform.api.schemas import (
     AlertsPage,
@@ -131,14 +132,25 @@ async def export_posts(
     responses=problems(400, 401, 413),
 )
 async def submit_posts(
+    api: ApiDep,
     bus: BusDep,
     body: Annotated[OneOrManyPosts, Body()],
 ) -> PostsAccepted:
-    """Queue posts for analysis; they appear in GET /api/posts once analysed."""
+    """Queue posts for analysis; they appear in GET /api/posts once analysed. A post whose
+    `post_id` is already stored, or repeated within the request, is not queued again: it is
+    listed in `duplicates`, so a retry with the same post_id is idempotent and says so."""
     posts = body if isinstance(body, list) else [body]
-    await bus.publish(posts)
-    POSTS_INGESTED.labels(producer="api").inc(len(posts))
-    return PostsAccepted(accepted=len(posts), post_ids=[post.post_id for post in posts])
+    stored = await already_stored(api, posts)
+    fresh, duplicates = split_duplicates(posts, stored or set())
+    if fresh:
+        await bus.publish(fresh)
+    POSTS_INGESTED.labels(producer="api").inc(len(fresh))
+    return PostsAccepted(
+        accepted=len(fresh),
+        post_ids=[post.post_id for post in posts],
+        duplicates=duplicates,
+        duplicates_checked=stored is not None,
+    )
 
 
 @router.get("/metrics", response_model=Metrics)
