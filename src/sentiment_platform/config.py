@@ -5,6 +5,7 @@ Nothing else in the code reads the environment: modules take a `Settings` instan
 
 from __future__ import annotations
 
+import ipaddress
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -74,6 +75,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(1_200, ge=0)  # per API key or client IP; 0 disables
     cors_origins: CommaList = []  # browser origins allowed on the API and /ws; "*": any
     allowed_hosts: CommaList = []  # Host headers served; unset: loopback names and API_HOST
+    forwarded_allow_ips: CommaList = []  # proxies whose X-Forwarded-For is believed; unset: none
 
     # --- analyzer ---
     analyzer_backends: CommaList = ["transformers", "embedded", "llm"]
@@ -127,8 +129,31 @@ class Settings(BaseSettings):
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
 
     _split = field_validator(
-        "analyzer_backends", "api_keys", "cors_origins", "allowed_hosts", mode="before"
+        "analyzer_backends",
+        "api_keys",
+        "cors_origins",
+        "allowed_hosts",
+        "forwarded_allow_ips",
+        mode="before",
     )(_split_commas)
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: list[str]) -> list[str]:
+        """Addresses, networks or `*` only: uvicorn takes anything else as a name that an
+        address never matches, so a typo would silently trust nobody."""
+        for item in value:
+            try:
+                if "/" in item:
+                    ipaddress.ip_network(item, strict=False)
+                elif item != "*":
+                    ipaddress.ip_address(item)
+            except ValueError:
+                raise ValueError(
+                    f"FORWARDED_ALLOW_IPS: {item!r} is not an IP address, a network "
+                    "(10.0.0.0/8) or *"
+                ) from None
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

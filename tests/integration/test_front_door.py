@@ -3,16 +3,18 @@ limited per IPv4 address or per IPv6 /64."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sentiment_platform.api.deps import client_network
 from sentiment_platform.api.hosts import allowed_hosts
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
 from sentiment_platform.main import create_app
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, serve_process
 
 POST = {"source": "test", "content": "hello"}
 
@@ -91,3 +93,38 @@ async def test_rotating_ipv6_addresses_buys_no_budget(tmp_path: Path) -> None:
         assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
         async with client("2001:db8:1:3::1") as other:  # another subscriber
             assert (await other.get("/api/alerts")).status_code == 200
+
+
+def _calls_from_loopback(base: str, forwarded_for: list[str]) -> list[int]:
+    """One read per X-Forwarded-For value, all from 127.0.0.1, inside one rate-limit window."""
+    if 60 - time.time() % 60 < 10:
+        time.sleep(60 - time.time() % 60 + 0.1)  # the fixed window would roll over mid-test
+    with httpx.Client(base_url=base, timeout=10) as http:
+        return [
+            http.get("/api/alerts", headers={"X-Forwarded-For": address}).status_code
+            for address in forwarded_for
+        ]
+
+
+@pytest.mark.parametrize("trusted", [None, "127.0.0.1"])
+def test_x_forwarded_for_names_the_caller_only_from_forwarded_allow_ips(
+    tmp_path: Path, trusted: str | None
+) -> None:
+    """`serve` with its defaults believes no proxy header: a local process (or a proxy that
+    passes the header through) cannot buy a fresh budget by naming a new address each time.
+    With FORWARDED_ALLOW_IPS naming the proxy, each forwarded address is a caller."""
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'f.db'}",
+        "RATE_LIMIT_PER_MINUTE": "3",
+        "EMBEDDED_WORKER": "false",
+    }
+    if trusted is not None:
+        env["FORWARDED_ALLOW_IPS"] = trusted
+    with serve_process(env, tmp_path) as base:
+        addresses = [f"203.0.113.{i}" for i in range(1, 6)]
+        codes = _calls_from_loopback(base, addresses)
+        if trusted is None:  # one caller, 127.0.0.1: one budget of three
+            assert codes == [200, 200, 200, 429, 429]
+        else:  # five callers, one call each; then one of them over its own three
+            assert codes == [200] * 5
+            assert _calls_from_loopback(base, ["203.0.113.9"] * 4) == [200, 200, 200, 429]

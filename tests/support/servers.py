@@ -17,6 +17,7 @@ import httpx
 import uvicorn
 
 from sentiment_platform.api.deps import parts_of
+from sentiment_platform.api.security import proxy_options
 from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
 from sentiment_platform.bus import Event, Events
 from sentiment_platform.config import Settings
@@ -38,7 +39,11 @@ class ThreadedServer:
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="on", **UVICORN_WEBSOCKET_OPTIONS
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            **proxy_options(settings),  # as `serve` runs it
+            **UVICORN_WEBSOCKET_OPTIONS,
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -79,6 +84,7 @@ class ThreadedServer:
 
 
 SCRIPT = Path(sys.executable).with_name("sentiment-platform")
+SOURCE = Path(__file__).resolve().parents[2] / "src"  # this checkout's code, not an install's
 
 
 @contextmanager
@@ -94,7 +100,7 @@ def serve_process(
         port = sock.getsockname()[1]
     base = f"http://127.0.0.1:{port}"
     log_path = workdir / "serve.log"
-    environment = {"PATH": os.environ["PATH"], **env}
+    environment = {"PATH": os.environ["PATH"], "PYTHONPATH": str(SOURCE), **env}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [str(SCRIPT), "serve", "--port", str(port), *args],

@@ -191,3 +191,29 @@ async def test_a_journal_that_cannot_be_written_refuses_with_503_and_keeps_nothi
         await bus.publish(_posts(1, "q"))
     assert refused.value.status_code == 503
     assert (await bus.stats()).backlog == 1  # nothing half-taken
+
+
+async def test_a_write_racing_the_journal_load_is_taken_and_every_post_delivered_once(
+    tmp_path: Path,
+) -> None:
+    """The first write after a restart, while a large journal is still being read back: it
+    used to be numbered from zero, over the recovered entries (IntegrityError, a 503)."""
+    path = tmp_path / "q.db"
+    bus = MemoryBus(journal=Journal(path))
+    for chunk in range(10):
+        await bus.publish(_posts(5_000, f"old{chunk}-"))
+    bus.close()  # 50,000 unacknowledged: loading them back takes a while
+
+    again = MemoryBus(journal=Journal(path))
+    reader = asyncio.create_task(again.read("w", count=1_000, block_ms=5_000))  # starts the load
+    await asyncio.sleep(0)  # the load is under way, off the loop
+    taken = await again.publish(_posts(3, "new"))
+    assert len(taken) == 3
+    delivered = [decode_post(entry.fields).post_id for entry in await reader]
+    while entries := await again.read("w", count=5_000, block_ms=10):
+        delivered += [decode_post(entry.fields).post_id for entry in entries]
+        await again.ack([entry.entry_id for entry in entries])
+    expected = {f"old{chunk}-{i}" for chunk in range(10) for i in range(5_000)}
+    assert len(delivered) == len(set(delivered)) == 50_003  # none doubled
+    assert set(delivered) == expected | {"new0", "new1", "new2"}  # none lost
+    again.close()

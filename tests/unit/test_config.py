@@ -122,3 +122,14 @@ def test_rollups_kept_shorter_than_posts_fail_naming_both(posts: int | None, rol
 def test_rollups_may_outlive_posts() -> None:
     settings = Settings(_env_file=None, retention_days=30, rollup_retention_days=400)
     assert settings.rollup_retention_days == 400
+
+
+def test_forwarded_allow_ips_takes_addresses_networks_or_a_star() -> None:
+    def trusted(value: str) -> list[str]:
+        return Settings(_env_file=None, forwarded_allow_ips=value).forwarded_allow_ips  # type: ignore[call-arg]
+
+    assert Settings(_env_file=None).forwarded_allow_ips == []  # type: ignore[call-arg]
+    assert trusted("10.0.0.5, 10.1.0.0/16,::1") == ["10.0.0.5", "10.1.0.0/16", "::1"]
+    assert trusted("*") == ["*"]
+    with pytest.raises(ValueError, match="FORWARDED_ALLOW_IPS: 'proxy.local'"):
+        trusted("10.0.0.5,proxy.local")

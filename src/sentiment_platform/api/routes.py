@@ -16,6 +16,7 @@ from sentiment_platform.api.deps import (
     SessionDep,
     require_api_key,
 )
+from sentiment_platform.api.intake import already_stored, split_duplicates
 from sentiment_platform.api.query import document, from_query
 from sentiment_platform.api.schemas import (
     AlertsPage,
@@ -34,8 +35,8 @@ from sentiment_platform.services.reporting.aggregator import Metrics, compute_me
 from sentiment_platform.services.reporting.export import (
     MEDIA_TYPES,
     ExportTooLarge,
-    check_size,
     export_chunks,
+    row_cap,
 )
 from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.telemetry import POSTS_INGESTED
@@ -107,15 +108,17 @@ async def export_posts(
     session: SessionDep, api: ApiDep, query: ExportQueryDep
 ) -> StreamingResponse:
     """Every matching post, newest first, as CSV or JSON Lines, streamed. Without
-    `since`/`until` an export over EXPORT_MAX_ROWS is refused (422)."""
+    `since`/`until` an export over EXPORT_MAX_ROWS is refused (422), and holds at most that
+    many rows. CSV cells that a spreadsheet would run as a formula start with `'`."""
     where = _post_filter(query)
+    settings = api.runtime.settings
     try:
-        await check_size(session, where, api.runtime.settings.export_max_rows)
+        cap = await row_cap(session, where, settings.export_max_rows, posts_cutoff(settings))
     except ExportTooLarge as error:
         raise Unprocessable(str(error)) from None
     await session.close()  # the stream opens its own session, for as long as it runs
     return StreamingResponse(
-        export_chunks(api.sessions, where, query.format),
+        export_chunks(api.sessions, where, query.format, max_rows=cap),
         media_type=MEDIA_TYPES[query.format],
         headers={"Content-Disposition": f'attachment; filename="posts.{query.format}"'},
     )
@@ -129,14 +132,25 @@ async def export_posts(
     responses=problems(400, 401, 413),
 )
 async def submit_posts(
+    api: ApiDep,
     bus: BusDep,
     body: Annotated[OneOrManyPosts, Body()],
 ) -> PostsAccepted:
-    """Queue posts for analysis; they appear in GET /api/posts once analysed."""
+    """Queue posts for analysis; they appear in GET /api/posts once analysed. A post whose
+    `post_id` is already stored, or repeated within the request, is not queued again: it is
+    listed in `duplicates`, so a retry with the same post_id is idempotent and says so."""
     posts = body if isinstance(body, list) else [body]
-    await bus.publish(posts)
-    POSTS_INGESTED.labels(producer="api").inc(len(posts))
-    return PostsAccepted(accepted=len(posts), post_ids=[post.post_id for post in posts])
+    stored = await already_stored(api, posts)
+    fresh, duplicates = split_duplicates(posts, stored or set())
+    if fresh:
+        await bus.publish(fresh)
+    POSTS_INGESTED.labels(producer="api").inc(len(fresh))
+    return PostsAccepted(
+        accepted=len(fresh),
+        post_ids=[post.post_id for post in posts],
+        duplicates=duplicates,
+        duplicates_checked=stored is not None,
+    )
 
 
 @router.get("/metrics", response_model=Metrics)

@@ -143,8 +143,16 @@ class PostsPage(BaseModel):
 
 
 class PostsAccepted(BaseModel):
-    accepted: int
+    """What `POST /api/posts` took: `accepted` posts queued; `post_ids` every post of the
+    request in its order (generated ones filled in); `duplicates` those not queued again."""
+
+    accepted: int  # posts queued by this request
     post_ids: list[str]
+    # already stored when the request came, or repeated within it (each once, in order)
+    duplicates: list[str] = []
+    # false: the store could not be asked in time, so `duplicates` holds only the repeats
+    # within the request (the worker still stores each post_id once)
+    duplicates_checked: bool = True
 
 
 class AlertsPage(BaseModel):

@@ -1,8 +1,10 @@
 """Who may write, and how often anyone may call: API keys and a per-caller rate limit.
 
 Keys are kept only as SHA-256 digests and compared in constant time. The rate limit is a
-fixed one-minute window per caller (API key, else client IP), counted in Redis when the
-platform runs on Redis, so every API process shares one budget, and in memory otherwise.
+fixed one-minute window per caller (API key, else client IP: the connection's, or from a
+proxy named in FORWARDED_ALLOW_IPS its `X-Forwarded-For`, `proxy_options`), counted in
+Redis when the platform runs on Redis, so every API process shares one budget, and in
+memory otherwise.
 
 Writes are counted in Redis one by one. Reads are counted in the process and told to Redis
 in batches of 1 % of the limit (`READ_BATCH_SHARE`; 12 at the default 1,200 a minute): a
@@ -18,13 +20,14 @@ import hmac
 import logging
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import redis.asyncio as redis
 from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
+from sentiment_platform.config import Settings
 from sentiment_platform.errors import TooManyRequests
 
 WINDOW_S = 60
@@ -34,6 +37,18 @@ READ_BATCH_SHARE = 0.01  # reads told to the shared counter in batches of this s
 log = logging.getLogger(__name__)
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="one of API_KEYS")
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's proxy-header options, from FORWARDED_ALLOW_IPS alone.
+
+    The client address is who the rate limit counts. Left to itself uvicorn believes
+    `X-Forwarded-For` from 127.0.0.1 (or from its own reading of the same variable), so any
+    local process, or a proxy that passes the header through untouched, could name a fresh
+    caller on every request. Unset, no proxy is believed; set, only those addresses are.
+    """
+    trusted = settings.forwarded_allow_ips
+    return {"proxy_headers": bool(trusted), "forwarded_allow_ips": trusted}
 
 
 def digest(key: str) -> bytes:

@@ -60,6 +60,7 @@ class MemoryBus:
         self.max_bytes = max_bytes
         self._journal = journal
         self._loaded = journal is None
+        self._loading = asyncio.Lock()
         self._entries: dict[int, dict[str, str]] = {}
         self._bytes = 0
         self._unread: deque[int] = deque()
@@ -70,24 +71,32 @@ class MemoryBus:
         self.dead: deque[dict[str, str]] = deque(maxlen=maxlen)  # REDIS_STREAM_MAXLEN
 
     async def _load(self) -> None:
-        """Read the journal back once, before the first use: what a crash left unacked."""
+        """Read the journal back once, before the first use: what a crash left unacked.
+
+        Every caller waits until the load is done, and it is marked done only then: a
+        publish that went ahead while the journal was being read numbered its entries from
+        zero, over the recovered ones (IntegrityError, a 503 at start), and could have been
+        read back a second time by the load itself. A load cut short (its caller cancelled)
+        leaves nothing kept, and the next caller loads again."""
         if self._loaded or self._journal is None:
             return
-        self._loaded = True
-        rows = await asyncio.to_thread(self._journal.load)
-        self.dead.extend(await asyncio.to_thread(self._journal.load_dead, self.dead.maxlen or 0))
-        for seq, data in rows:
-            self._keep(seq, {POST_FIELD: data})
+        async with self._loading:
+            if self._loaded:
+                return
+            journal = self._journal
+            rows = await asyncio.to_thread(journal.load)
+            dead = await asyncio.to_thread(journal.load_dead, self.dead.maxlen or 0)
+            self.dead.extend(dead)
+            for seq, data in rows:
+                self._keep(seq, {POST_FIELD: data})
+            if rows:
+                self._last_seq = max(self._last_seq, rows[-1][0])
+                self._arrived.set()
+            self._loaded = True
         if rows:
-            self._last_seq = max(self._last_seq, rows[-1][0])
-            self._arrived.set()
             log.info(
                 "queued posts recovered from the journal",
-                extra={
-                    "event": "bus.recovered",
-                    "count": len(rows),
-                    "path": str(self._journal.path),
-                },
+                extra={"event": "bus.recovered", "count": len(rows), "path": str(journal.path)},
             )
 
     def _keep(self, seq: int, fields: dict[str, str]) -> None:

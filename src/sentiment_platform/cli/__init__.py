@@ -57,6 +57,7 @@ def serve(
     """Run the API (and, on the embedded default, the worker and the alert monitor)."""
     import uvicorn
 
+    from sentiment_platform.api.security import proxy_options
     from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
     from sentiment_platform.main import create_app
 
@@ -85,6 +86,7 @@ def serve(
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,  # uvicorn's records go through our one logging setup
+        **proxy_options(settings),
         **UVICORN_WEBSOCKET_OPTIONS,
     )
 
@@ -96,6 +98,7 @@ def _serve_processes(settings: Settings, workers: int, host: str | None, port: i
     cannot be shared), and the SQLite file takes one writer at a time."""
     import uvicorn
 
+    from sentiment_platform.api.security import proxy_options
     from sentiment_platform.api.websocket import UVICORN_WEBSOCKET_OPTIONS
 
     if not settings.uses_redis:
@@ -115,6 +118,7 @@ def _serve_processes(settings: Settings, workers: int, host: str | None, port: i
         port=port or settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,
+        **proxy_options(settings),
         **UVICORN_WEBSOCKET_OPTIONS,
     )
 

@@ -142,14 +142,15 @@ def export(
     emotion: Annotated[str | None, typer.Option()] = None,
     q: Annotated[str | None, typer.Option(help="case-insensitive substring")] = None,
 ) -> None:
-    """Every matching post, newest first, as CSV or JSON Lines, with a progress bar."""
+    """Every matching post, newest first, as CSV or JSON Lines, with a progress bar (not
+    capped by EXPORT_MAX_ROWS, which guards the HTTP endpoint)."""
     import sys
 
     from rich.console import Console
     from rich.progress import Progress
 
     from sentiment_platform.domain import Emotion, Sentiment
-    from sentiment_platform.services.reporting.export import check_size, export_chunks
+    from sentiment_platform.services.reporting.export import expected_rows, export_chunks
     from sentiment_platform.store import PostFilter
 
     if fmt not in ("csv", "jsonl"):
@@ -170,7 +171,7 @@ def export(
 
     async def work(session_factory: Any) -> int:
         async with session_factory() as session:
-            expected = await check_size(session, where, max_rows=2**62)  # the CLI has no cap
+            expected = await expected_rows(session, where)  # the CLI has no cap
         counted = [0]
         sink = out.open("wb") if out else sys.stdout.buffer
         try:

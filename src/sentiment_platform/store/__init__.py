@@ -45,7 +45,7 @@ from sentiment_platform.store.post_pages import (
     posts_page,
     stream_posts,
 )
-from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch
+from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch, stored_post_ids
 from sentiment_platform.store.prepared import Reader, ping
 from sentiment_platform.store.rule_counts import (
     BASELINE,
@@ -99,6 +99,7 @@ __all__ = [
     "rule_posts",
     "rule_view",
     "save_batch",
+    "stored_post_ids",
     "stream_posts",
     "update_alert",
     "update_rule",

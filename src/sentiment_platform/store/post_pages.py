@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
@@ -88,15 +88,20 @@ async def _page(
 
 
 async def count_matches(
-    reader: Reader, where: PostFilter, retained_since: datetime | None = None
+    reader: Reader,
+    where: PostFilter,
+    retained_since: datetime | None = None,
+    text_cap: int | None = None,
 ) -> tuple[int, bool]:
     """How many posts match, and whether that is capped: exact from the rollups (plus the
     partial minutes at the edges of a range, counted on the index) — except for a text
-    search, which counts its matches up to TEXT_COUNT_CAP. `retained_since`
-    (RETENTION_DAYS) keeps the rollups' older counts, whose posts are deleted, out of it."""
+    search, which counts its matches up to `text_cap` (None: TEXT_COUNT_CAP).
+    `retained_since` (RETENTION_DAYS) keeps the rollups' older counts, whose posts are
+    deleted, out of it."""
     if where.text:
-        found = await _count(reader, where, TEXT_COUNT_CAP + 1)
-        return min(found, TEXT_COUNT_CAP), found > TEXT_COUNT_CAP
+        cap = TEXT_COUNT_CAP if text_cap is None else text_cap
+        found = await _count(reader, where, cap + 1)
+        return min(found, cap), found > cap
     return await _total(reader, where, retained_since), False
 
 
@@ -258,7 +263,7 @@ def _text_match(dialect: str, indexed: bool) -> Any:
 
 async def stream_posts(
     reader: Reader, where: PostFilter, chunk: int = 1_000
-) -> AsyncIterator[PostItem]:
+) -> AsyncGenerator[PostItem, None]:
     """Every matching post, newest first, as keyset pages of `chunk` (constant memory).
 
     Each page is the page statement: an index walk that stops at `chunk` rows, whatever the

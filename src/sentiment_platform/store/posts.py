@@ -8,9 +8,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import fields
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, or_, select, update
+from sqlalchemy import any_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform.domain import Analysis, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
 from sentiment_platform.store import rollups
-from sentiment_platform.store.prepared import dialect_name
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 
 async def save_batch(
@@ -159,6 +160,24 @@ async def _insert_new(
         )
         params = rows
     return list((await session.execute(statement, params)).all())
+
+
+async def stored_post_ids(reader: Reader, post_ids: Sequence[str]) -> set[str]:
+    """Which of these post_ids the store holds: one read of the unique post_id index (on
+    PostgreSQL `= ANY` of one array parameter, so one prepared statement serves any count)."""
+    if not post_ids:
+        return set()
+    statement = _stored_statement(dialect_name(reader))
+    rows = await fetch_rows(reader, statement, {"ids": list(post_ids)})
+    return {post_id for (post_id,) in rows}
+
+
+@cache
+def _stored_statement(dialect: str) -> Any:
+    post_id = SocialMediaPost.post_id
+    if dialect == "postgresql":
+        return select(post_id).where(post_id == any_(bindparam("ids", type_=ARRAY(post_id.type))))
+    return select(post_id).where(post_id.in_(bindparam("ids", expanding=True)))
 
 
 async def posts_by_ids(session: AsyncSession, post_ids: Sequence[str]) -> list[PostView]:
