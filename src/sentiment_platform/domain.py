@@ -29,6 +29,10 @@ MAX_BATCH_POSTS = 1_000
 # How far ahead of this machine's clock a post's `created_at` may be: a producer's clock may
 # run fast, but a post from next year would sit on top of "newest first" for a year.
 MAX_CLOCK_SKEW = timedelta(days=1)
+# The earliest `created_at` a post may carry. Nothing posted on a social network is older,
+# and the calendar's edge is unsafe to store: asyncpg writes 0001-01-01T00:00:00Z as
+# PostgreSQL's `-infinity`, which no datetime reads back. The same rule on both stores.
+EARLIEST_CREATED_AT = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Sentiment(StrEnum):
@@ -171,8 +175,12 @@ class Post(BaseModel):
 
     @field_validator("created_at")
     @classmethod
-    def _created_at_not_ahead(cls, value: datetime) -> datetime:
+    def _created_at_in_range(cls, value: datetime) -> datetime:
+        """From 1970 to a day ahead of now: checked here, where every way in (the API, a
+        file, a stream entry) validates a post, so no store holds a post outside it."""
         value = as_utc(value)
+        if value < EARLIEST_CREATED_AT:
+            raise ValueError("must not be before 1970-01-01T00:00:00Z")
         if value > utcnow() + MAX_CLOCK_SKEW:
             raise ValueError(
                 f"must not be more than {MAX_CLOCK_SKEW.days} day ahead of the server's clock"

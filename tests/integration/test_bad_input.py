@@ -53,6 +53,13 @@ BEFORE_YEAR_1 = "0001-01-01T00:00:00+05:00"
         ("/api/metrics", {"end": PAST_9999}, "end"),
         ("/api/metrics", {"start": BEFORE_YEAR_1, "end": "2026-01-01T00:00:00Z"}, "start"),
         ("/api/metrics", {"start": "0001-01-01T00:00:00Z", "end": "0001-01-01T00:00:00Z"}, "end"),
+        # The timeline's last bucket would end past the calendar (once a 500: OverflowError).
+        ("/api/metrics", {"end": "9999-12-31T23:59:59Z"}, "end"),
+        ("/api/metrics", {"end": "9999-12-31T23:59:59Z", "bucket": "minute"}, "end"),
+        ("/api/metrics", {"start": "9999-12-01T00:00:00Z", "bucket": "month"}, "end"),
+        ("/api/metrics", {"start": "9999-12-02T00:00:00Z", "end": "9999-12-31T00:00:00Z"}, "end"),
+        ("/api/metrics", {"end": "9999-12-30T00:00:00Z", "bucket": "week"}, "end"),
+        ("/api/metrics", {"end": "0001-01-02T00:00:00Z", "window_minutes": 5000}, "window_minutes"),
         ("/api/alerts", {"since": PAST_9999}, "since"),
         # PostgreSQL cannot compare text with a NUL: refused in any parameter, not a 500.
         ("/api/posts", {"q": "fine\x00not"}, "q"),
@@ -175,6 +182,10 @@ GOOD = {"source": "x", "content": "fine"}
         (GOOD | {"created_at": PAST_9999}, ["body", "post", "created_at"]),
         (GOOD | {"created_at": BEFORE_YEAR_1}, ["body", "post", "created_at"]),
         (GOOD | {"created_at": "2999-01-01T00:00:00Z"}, ["body", "post", "created_at"]),
+        # Before 1970: 0001-01-01T00:00:00Z was stored as PostgreSQL's -infinity (issue 29).
+        (GOOD | {"created_at": "0001-01-01T00:00:00Z"}, ["body", "post", "created_at"]),
+        (GOOD | {"created_at": "1969-12-31T23:59:59.999999Z"}, ["body", "post", "created_at"]),
+        ([GOOD, GOOD | {"created_at": "1900-01-01T00:00:00Z"}], ["body", "batch", 1, "created_at"]),
         ([GOOD, GOOD | {"created_at": PAST_9999}], ["body", "batch", 1, "created_at"]),
         ([GOOD, GOOD | {"source": "x\x00"}], ["body", "batch", 1, "source"]),
         (GOOD | {"author": "\x00"}, ["body", "post", "author"]),
@@ -205,4 +216,17 @@ async def test_created_at_may_be_ahead_by_the_clock_skew_allowance_but_no_more(
         "/api/posts", json=GOOD | {"created_at": _ahead(MAX_CLOCK_SKEW - timedelta(minutes=5))}
     )
     assert skewed.status_code == 202, skewed.text
+    assert (await parts_of(served.app).runtime.bus.stats()).length == 1
+
+
+async def test_created_at_may_be_the_epoch_itself_but_not_a_moment_before(served: Served) -> None:
+    before = await served.client.post(
+        "/api/posts", json=GOOD | {"created_at": "1969-12-31T23:59:59Z"}
+    )
+    assert before.status_code == 422, before.text
+    assert "before 1970-01-01T00:00:00Z" in before.json()["detail"][0]["msg"]
+    epoch = await served.client.post(
+        "/api/posts", json=GOOD | {"created_at": "1970-01-01T00:00:00Z"}
+    )
+    assert epoch.status_code == 202, epoch.text
     assert (await parts_of(served.app).runtime.bus.stats()).length == 1

@@ -8,7 +8,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pydantic import ValidationError
 
-from sentiment_platform.domain import MAX_CLOCK_SKEW, Post, as_utc, parse_iso_8601, utcnow
+from sentiment_platform.domain import (
+    EARLIEST_CREATED_AT,
+    MAX_CLOCK_SKEW,
+    Post,
+    as_utc,
+    parse_iso_8601,
+    utcnow,
+)
+from sentiment_platform.store.post_pages import _api_stamp, _api_stamp_of
+from sentiment_platform.store.prepared import instant_of_text
 
 EDGES = [
     "9999-12-31T23:59:59-05:00",  # past 9999-12-31 in UTC
@@ -69,3 +78,31 @@ def test_nul_is_refused_in_every_text_field(field: str) -> None:
     with pytest.raises(ValidationError, match="NUL") as caught:
         Post.model_validate(row)
     assert [error["loc"] for error in caught.value.errors()] == [(field,)]
+
+
+def test_created_at_may_be_the_epoch_but_not_a_microsecond_before() -> None:
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert epoch == EARLIEST_CREATED_AT
+    assert Post(source="x", content="y", created_at=epoch).created_at == epoch
+    for early in (epoch - timedelta(microseconds=1), datetime(1, 1, 1, tzinfo=UTC)):
+        with pytest.raises(ValidationError, match="before 1970-01-01") as caught:
+            Post(source="x", content="y", created_at=early)
+        assert [error["loc"] for error in caught.value.errors()] == [("created_at",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "instant"),
+    [
+        ("2026-12-03 18:08:36.5+00", datetime(2026, 12, 3, 18, 8, 36, 500000, tzinfo=UTC)),
+        ("0001-01-01 00:00:00+00", datetime(1, 1, 1, tzinfo=UTC)),
+        ("2026-12-03 18:08:00.000000", datetime(2026, 12, 3, 18, 8, tzinfo=UTC)),  # SQLite's
+        ("-infinity", datetime.min.replace(tzinfo=UTC)),
+        ("infinity", datetime.max.replace(tzinfo=UTC)),
+        ("0044-03-15 12:00:00+00 BC", datetime.min.replace(tzinfo=UTC)),
+        ("10000-01-01 00:00:00+00", datetime.max.replace(tzinfo=UTC)),
+    ],
+)
+def test_a_stored_timestamps_text_reads_as_an_instant(text: str, instant: datetime) -> None:
+    assert instant_of_text(text) == instant
+    if not text[-1].isdigit() or "+00" in text:  # PostgreSQL's text: the API writes it so
+        assert _api_stamp(text) == _api_stamp_of(instant)

@@ -19,7 +19,7 @@ from sentiment_platform.domain import (
     utcnow,
 )
 from sentiment_platform.rule_spec import RuleView
-from sentiment_platform.services.reporting.aggregator import Bucket
+from sentiment_platform.services.reporting.aggregator import LAST_END, Bucket
 from sentiment_platform.store.post_pages import MIN_TEXT, decode_cursor
 
 MAX_PAGE = 100
@@ -105,11 +105,15 @@ class MetricsQuery(_Range):
             raise ValueError("window_minutes: give either start/end or window_minutes, not both")
         self._relative = self.start is None and self.end is None
         self.end = self.end or utcnow()
+        if self.end > LAST_END:
+            raise ValueError(f"end: must not be after {LAST_END:%Y-%m-%dT%H:%M:%SZ}")
         if self.start is None:
             try:
                 self.start = self.end - timedelta(minutes=self.window_minutes or 60)
             except OverflowError:
-                raise ValueError("window_minutes: the window reaches before year 1") from None
+                # name what the caller sent: the window, or the end the default window ends at
+                name = "window_minutes" if self.window_minutes is not None else "end"
+                raise ValueError(f"{name}: the window reaches before year 1") from None
         if self.start > self.end:
             raise ValueError("start: start must not be after end (now, when end is not given)")
         if self.end == THE_FIRST_MOMENT:  # an empty range at the very start of the calendar

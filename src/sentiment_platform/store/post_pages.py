@@ -17,7 +17,7 @@ from sqlalchemy import text as sql_text
 from sentiment_platform.domain import Emotion, PostView, Sentiment
 from sentiment_platform.models.database import SocialMediaPost, UTCDateTime
 from sentiment_platform.store import rollups
-from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
 
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
 
@@ -84,7 +84,12 @@ async def _page(
     items = _items(rows[: where.limit], stamp)
     if len(rows) <= where.limit:
         return items, None
-    return items, (datetime.fromisoformat(items[-1]["created_at"]), rows[where.limit - 1][0])
+    last = (datetime.fromisoformat(items[-1]["created_at"]), rows[where.limit - 1][0])
+    if where.cursor is not None and last >= where.cursor:
+        # A cursor that would not move down: an instant past 9999 that raw SQL stored reads
+        # as the last one, which binds as `infinity` and finds it again. End the walk.
+        return items, None
+    return items, last
 
 
 async def count_matches(
@@ -316,7 +321,11 @@ def _api_stamp_of(moment: datetime) -> str:
 
 def _api_stamp(text: str) -> str:
     """PostgreSQL's text of a UTC timestamp ('2026-12-03 18:08:36.5+00') as the API writes
-    it, which is how orjson writes the datetime ('2026-12-03T18:08:36.500000Z')."""
+    it, which is how orjson writes the datetime ('2026-12-03T18:08:36.500000Z'). What is
+    not a calendar instant (`-infinity`, written for 0001-01-01 before posts were held to
+    1970 on) is written as the instant asyncpg reads it as (`instant_of_text`)."""
+    if text[-1] != "0" or text[4] != "-":  # -infinity, infinity, … BC, a year past 9999
+        return _api_stamp_of(instant_of_text(text))
     stamp = text.removesuffix("+00")
     if len(stamp) > 19:  # a fraction, which PostgreSQL writes without trailing zeros
         stamp = stamp.ljust(26, "0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
@@ -12,9 +13,31 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from sentiment_platform.domain import as_utc
+
 # What a read runs on: a session, or for a request that only reads, a bare connection (the
 # API's `ApiParts.reading`), which spares a read the ORM session's own cost.
 Reader = AsyncSession | AsyncConnection
+
+
+# What asyncpg reads PostgreSQL's infinities as, and what the store's text reads give for them.
+FIRST_INSTANT = datetime.min.replace(tzinfo=UTC)
+LAST_INSTANT = datetime.max.replace(tzinfo=UTC)
+
+
+def instant_of_text(text: str) -> datetime:
+    """A stored timestamp's text as an aware UTC datetime: PostgreSQL's ('2026-12-03
+    18:08:36.5+00', the session's zone is UTC) or SQLite's (naive, UTC).
+
+    `-infinity` and `infinity` read as the calendar's first and last instants, as asyncpg
+    reads them (and writes them back, so a cursor keeps its place); so do the instants before
+    year 1 ('… BC') and after 9999 that raw SQL alone can store, rather than failing a whole
+    page over one row."""
+    if text[4:5] == "-" and text[-1:].isdigit():
+        return as_utc(datetime.fromisoformat(text))
+    if text.startswith("-") or text.endswith("BC"):
+        return FIRST_INSTANT
+    return LAST_INSTANT
 
 
 def dialect_name(reader: Reader) -> str:

@@ -45,7 +45,7 @@ from sentiment_platform import timegrain
 from sentiment_platform.domain import as_utc
 from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
 from sentiment_platform.store.counts import add_counts
-from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
 from sentiment_platform.timegrain import Grain
 
 UNANALYSED = ""  # sentiment and emotion of a post not analysed yet
@@ -312,5 +312,8 @@ async def purge(session: AsyncSession, before: datetime) -> int:
 
 
 def _moment(value: datetime | str) -> datetime:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    """A bucket start as each store reads it: PostgreSQL's text (an infinity included,
+    `instant_of_text`), SQLite's naive UTC datetime."""
+    if isinstance(value, str):
+        return instant_of_text(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

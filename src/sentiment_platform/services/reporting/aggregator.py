@@ -26,6 +26,10 @@ from sentiment_platform.store import Reader, rollups
 from sentiment_platform.timegrain import Grain
 
 MAX_BUCKETS = 1_500  # timeline points at most; a longer range gets a coarser bucket
+# The latest `end` a timeline can draw to, whatever its bucket: every bucket that starts
+# before it ends within the calendar (December 9999's month, and the week holding
+# 9999-12-31, would end in year 10000, which no datetime holds).
+LAST_END = datetime(9999, 12, 1, tzinfo=UTC)
 
 
 # A timeline's bucket is a time grain (timegrain.Grain), floored in UTC there. No docstring:
