@@ -233,6 +233,50 @@ class RuleCount(Base):
     count: Mapped[int] = mapped_column(Integer)
 
 
+class AnalysisModel(Base):
+    """A model in the registry (0008), one row per task it serves: the embedded model serves
+    both (two rows), an imported classifier one. Its files are `MODELS_DIR/<name>/` (an
+    imported one) or inside the package (the embedded one); `details` is its `model.json`."""
+
+    __tablename__ = "analysis_models"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    task: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "embedded" | "onnx"
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(Text)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    agreement: Mapped[float | None] = mapped_column(Float)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ModelActivation(Base):
+    """Which model serves a task for a language (0008); language "*" is every language no row
+    names. No row for a task: the embedded model. Workers poll these rows and switch."""
+
+    __tablename__ = "model_activations"
+
+    task: Mapped[str] = mapped_column(String(16), primary_key=True)
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelRollup(Base):
+    """Analysed posts per bucket (grain m / h / d, UTC start of the post's `created_at`),
+    source and model (0008): which models a metrics window's counts come from, O(buckets).
+    Kept beside `PostRollup` by the same writes (and by `rescore`)."""
+
+    __tablename__ = "model_rollups"
+
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 # --- bucket arithmetic in SQL, shared by the rollup writes, reads and the 0003 backfill -----
 
 # SQLite keeps UTCDateTime as 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket start must be written in
