@@ -6,7 +6,9 @@ and publishes `post.analyzed` events on the events channel at a fixed rate, each
 with its send time, exactly as a worker announces a stored post. It reports the latency
 from publish to receipt (p50/p99, over a sample of clients that decode every message; the
 other clients read and frame-parse everything but skip the JSON), how many clients the
-server dropped as too slow, and the server's CPU.
+server dropped as too slow (their connection reset: the hub aborts them) or refused (close
+1013: the server is started with `MAX_WS_CLIENTS` at the client count, so none should be),
+and the server's CPU.
 
     .venv/bin/python benchmarks/ws.py --clients 100,1000,2000 [--rate 200] [--seconds 15]
         [--mode post|batch|both]
@@ -66,6 +68,8 @@ class Reader(asyncio.Protocol):
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:  # a reset: the hub aborted a client it found too slow
+            self.result.resets += 1
         if not self.upgraded.done():
             self.upgraded.set_exception(ConnectionError("closed during the handshake"))
 
@@ -132,6 +136,7 @@ class ClientResult:
     latencies: list[float] = field(default_factory=list)
     frames: int = 0
     closes: list[int] = field(default_factory=list)
+    resets: int = 0
     failed: int = 0
 
 
@@ -177,6 +182,7 @@ def run_clients(
                 "latencies": [x for r in results for x in r.latencies],
                 "frames": sum(r.frames for r in results),
                 "closes": [c for r in results for c in r.closes],
+                "resets": sum(r.resets for r in results),
                 "failed": sum(r.failed for r in results),
             }
         )
@@ -188,7 +194,7 @@ def run_clients(
 
 
 def start_server(
-    port: int, database: Path, channel: str, flush_ms: int, log: Path
+    port: int, database: Path, channel: str, flush_ms: int, clients: int, log: Path
 ) -> subprocess.Popen[bytes]:
     env = os.environ | {
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
@@ -198,6 +204,7 @@ def start_server(
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "0",
         "WS_FLUSH_MS": str(flush_ms),
+        "MAX_WS_CLIENTS": str(max(clients, 1)),
     }
     server = subprocess.Popen(
         [
@@ -298,7 +305,7 @@ def run(
     readies = []
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "server.log"
-        server = start_server(port, Path(tmp) / "bench.db", channel, flush_ms, log)
+        server = start_server(port, Path(tmp) / "bench.db", channel, flush_ms, clients, log)
         if nice:
             os.setpriority(os.PRIO_PROCESS, server.pid, nice)
         try:
@@ -344,7 +351,8 @@ def run(
         "seconds": seconds,
         "sent": sent,
         "connect_failed": sum(part["failed"] for part in parts),
-        "dropped_1013": closes.count(1013),
+        "dropped": sum(part["resets"] for part in parts),
+        "refused_1013": closes.count(1013),
         "skipped_posts": skipped,  # per-post clients, while the hub was behind
         "frames_per_s": round(sum(part["frames"] for part in parts) / (seconds + 1.2)),
         "delivered_share": round(len(latencies) / max(1, sent * sampled), 3),

@@ -124,7 +124,9 @@ class Settings(BaseSettings):
         return (value.strip() or None) if isinstance(value, str) else value
 
     # --- websocket ---
-    ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (1013)
+    ws_queue_size: int = Field(512, ge=1)  # a client lagging by more is dropped (aborted)
+    ws_send_timeout_s: float = Field(10.0, ge=0.1)  # a socket taking nothing this long: aborted
+    max_ws_clients: int = Field(2_000, ge=1)  # per API process; one more is closed with 1013
     ws_metrics_interval_s: float = Field(2.0, gt=0.0)
     ws_flush_ms: int = Field(50, ge=1, le=1_000)  # analysed posts are fanned out in batches
 

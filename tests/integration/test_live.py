@@ -213,12 +213,13 @@ async def test_slow_client_is_dropped_without_delaying_a_fast_one(tmp_path: Path
             assert parts_of(server.app).hub.dropped_total == 1
             assert parts_of(server.app).hub.client_count == 1
 
-            # The slow client now reads what was buffered, then the close frame.
+            # The slow client's connection was aborted (reset), not closed: no close frame
+            # could have reached it behind what it had not read.
             with pytest.raises(ConnectionClosed) as closed:
                 async with asyncio.timeout(10):
                     while True:
                         await slow.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            assert closed.value.rcvd is None
 
 
 async def test_a_hub_that_falls_behind_skips_old_posts_instead_of_dropping_clients(

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -34,7 +35,8 @@ def free_socket() -> socket.socket:
 class ThreadedServer:
     """The app under uvicorn on its own loop in a thread; `publish` goes onto its events."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, **uvicorn_options: Any) -> None:
+        """`uvicorn_options` override `serve`'s (`ws="websockets-sansio"`: uvicorn's own)."""
         self.app = create_app(settings)
         self.sock = free_socket()
         self.port = self.sock.getsockname()[1]
@@ -43,7 +45,7 @@ class ThreadedServer:
             log_level="warning",
             lifespan="on",
             **proxy_options(settings),  # as `serve` runs it
-            **UVICORN_WEBSOCKET_OPTIONS,
+            **(UVICORN_WEBSOCKET_OPTIONS | uvicorn_options),
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -10,8 +10,19 @@ Why it is shaped this way:
   writer wakes once per flush rather than once per post.
 - Every client has a bounded queue drained by its own writer task. A client whose queue
   overflows (`WS_QUEUE_SIZE` messages) while its socket is backed up (the writer waits for
-  it to drain) is dropped with close code 1013 (try again later): a slow client never slows
-  the others and never grows memory.
+  it to drain) is dropped: a slow client never slows the others and never grows memory.
+- A client that takes nothing for `WS_SEND_TIMEOUT_S` is ended too, traffic or none: by the
+  kernel (`TCP_USER_TIMEOUT`), which also sees the megabytes waiting in its own buffers
+  that no send of ours ever waited for, and by the hub's sweep of sends that have waited
+  that long (the same rule where the kernel cannot help).
+- A dropped client's connection is aborted (a TCP reset), not closed: a close frame would
+  queue behind everything the client has not read, and a graceful close waits for it to
+  read all that, so a client that reads nothing would keep its socket and the kernel's
+  send buffer behind it for as long as it liked (`api.ws_protocol` has the how).
+- At most `MAX_WS_CLIENTS` clients per process: each one costs a writer task, a queue and
+  up to a kernel send buffer, so a flood of connections cannot take the process's memory or
+  slow every client's fan-out. One more is accepted and closed at once with 1013 (try
+  again later), which clients read as "reconnect later, maybe elsewhere".
 - When the hub itself falls behind (more than `WS_QUEUE_SIZE` posts gathered in one flush:
   the process is out of CPU, no client is to blame), one-message-per-post clients get the
   newest `WS_QUEUE_SIZE` of them and the skip is counted and logged; dropping every client
@@ -43,6 +54,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.websockets import WebSocketDisconnected
 
+from sentiment_platform.api.ws_protocol import abort_websocket, set_send_timeout
 from sentiment_platform.bus import ALERT, POST_ANALYZED, Events, encode_envelope
 from sentiment_platform.config import Settings
 from sentiment_platform.services.reporting.aggregator import compute_metrics, window
@@ -51,15 +63,14 @@ from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
 log = logging.getLogger(__name__)
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-CLOSE_TIMEOUT_S = 10.0  # how long a dropped client gets to read up to its close frame
 RESUBSCRIBE_DELAY_S = 1.0
-CLOSE_TOO_SLOW = 1013  # "try again later"
+CLOSE_TRY_AGAIN_LATER = 1013
 
 
 class _Client:
     """One connection: its pending texts and the event that wakes its writer."""
 
-    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "blocked", "dropped")
+    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "sending_since", "dropped")
 
     def __init__(self, websocket: WebSocket, batch: bool) -> None:
         self.websocket = websocket
@@ -67,7 +78,9 @@ class _Client:
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
-        self.blocked = False  # the writer waits for the socket to drain: the client lags
+        # When the writer's send began; not None while it waits for the socket to drain,
+        # that is while the client lags (a send that does not wait is never seen).
+        self.sending_since: float | None = None
         self.dropped = False
 
 
@@ -88,6 +101,9 @@ class Hub:
         self._metrics_interval_s = settings.ws_metrics_interval_s
         self._flush_s = settings.ws_flush_ms / 1000
         self._queue_size = settings.ws_queue_size
+        self._send_timeout_s = settings.ws_send_timeout_s
+        self._sweep_s = min(1.0, settings.ws_send_timeout_s / 10)
+        self._max_clients = settings.max_ws_clients
         self._allowed_origins = frozenset(o.rstrip("/").lower() for o in settings.cors_origins)
         self._clients: set[_Client] = set()
         self._posts: list[dict[str, Any]] = []  # analysed posts waiting for the next flush
@@ -95,6 +111,7 @@ class Hub:
         self._metrics: tuple[float, str] | None = None  # (monotonic time, text) of the last tick
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped_total = 0
+        self.refused_total = 0  # past MAX_WS_CLIENTS
         self.skipped_posts_total = 0
 
     @property
@@ -108,6 +125,7 @@ class Hub:
             asyncio.create_task(self._consume(), name="ws-consume"),
             asyncio.create_task(self._flush_posts(), name="ws-flush"),
             asyncio.create_task(self._tick_metrics(), name="ws-metrics"),
+            asyncio.create_task(self._sweep(), name="ws-sweep"),
         ]
         return self._tasks
 
@@ -128,6 +146,10 @@ class Hub:
             await websocket.close(code=status.WS_1008_POLICY_VIOLATION)
             return
         await websocket.accept()
+        if len(self._clients) >= self._max_clients:
+            await self._refuse(websocket)
+            return
+        set_send_timeout(websocket, self._send_timeout_s)
         client = _Client(websocket, batch=websocket.query_params.get("batch") in ("1", "true"))
         self._clients.add(client)
         if self._metrics is not None and time.monotonic() - self._metrics[0] < 2 * (
@@ -143,12 +165,23 @@ class Hub:
             for task in (client.writer, reader):
                 task.cancel()
             await asyncio.gather(client.writer, reader, return_exceptions=True)
-        if client.dropped:
+        if client.dropped and not abort_websocket(websocket):
+            # A server without the abort (not `serve`'s uvicorn): close, with a deadline.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(
-                    websocket.close(code=CLOSE_TOO_SLOW, reason="client too slow"),
-                    CLOSE_TIMEOUT_S,
+                    websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="client too slow"),
+                    self._send_timeout_s,
                 )
+
+    async def _refuse(self, websocket: WebSocket) -> None:
+        """One client past MAX_WS_CLIENTS: 1013 (try again later), right after the handshake."""
+        self.refused_total += 1
+        log.warning(
+            "ws refused",
+            extra={"event": "ws.refused", "reason": "max_clients", "clients": self.client_count},
+        )
+        with contextlib.suppress(Exception):
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many clients")
 
     def origin_allowed(self, origin: str | None, headers: Headers) -> bool:
         """No Origin, the server's own host, loopback, or one of CORS_ORIGINS."""
@@ -168,21 +201,25 @@ class Hub:
                 await client.wake.wait()
                 client.wake.clear()
                 while client.pending:
-                    client.blocked = True  # only seen by others if the send has to wait
-                    await websocket.send_text(client.pending.popleft())
-                    client.blocked = False
+                    client.sending_since = time.monotonic()
+                    try:
+                        await websocket.send_text(client.pending.popleft())
+                    finally:
+                        client.sending_since = None
 
     # --- fan-out -----------------------------------------------------------------------
 
     def _push(self, client: _Client, texts: Sequence[str]) -> None:
-        if client.blocked and len(client.pending) + len(texts) > self._queue_size:
-            self._drop(client)
+        if client.sending_since is not None and (
+            len(client.pending) + len(texts) > self._queue_size
+        ):
+            self._drop(client, "queue_full")
             return
         client.pending.extend(texts)
         client.wake.set()
 
-    def _drop(self, client: _Client) -> None:
-        """Stop feeding a client that fell behind; its handler closes it with 1013."""
+    def _drop(self, client: _Client, reason: str) -> None:
+        """Stop feeding a client that fell behind; its handler aborts the connection."""
         client.dropped = True
         client.pending.clear()
         self._clients.discard(client)
@@ -194,11 +231,23 @@ class Hub:
             "ws client dropped",
             extra={
                 "event": "ws.dropped",
-                "reason": "too_slow",
+                "reason": reason,
                 "peer": peer,
                 "queue": self._queue_size,
+                "send_timeout_s": self._send_timeout_s,
             },
         )
+
+    async def _sweep(self) -> None:
+        """Every tenth of WS_SEND_TIMEOUT_S (at most every second), drop the clients whose
+        send has waited that long for their socket, traffic or none."""
+        while True:
+            await asyncio.sleep(self._sweep_s)
+            stale = time.monotonic() - self._send_timeout_s
+            for client in [
+                c for c in self._clients if c.sending_since is not None and c.sending_since <= stale
+            ]:
+                self._drop(client, "send_timeout")
 
     def broadcast(self, texts: Sequence[str]) -> None:
         for client in list(self._clients):
