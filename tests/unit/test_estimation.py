@@ -1,4 +1,5 @@
-"""Share estimators from the model's counts plus random labels (`services/analysis/estimation.py`).
+"""Share estimators from the model's counts plus random labels (`services/analysis/estimation.py`,
+`estimation_acc.py`).
 
 Synthetic feeds with a known confusion and known true shares: the window is large, so its
 counts are exactly what the confusion makes of the true shares, and each seed draws its own
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from sentiment_platform.services.analysis import estimation as est
+from sentiment_platform.services.analysis import estimation_acc as acc
 
 K = 3
 TRUE = np.array([0.45, 0.35, 0.20])  # a shifted feed: far more negative than training
@@ -47,7 +49,7 @@ def _run(method: str, n: int, **kwargs: object) -> tuple[np.ndarray, np.ndarray]
         elif method == "stratified":
             results.append(est.stratified_estimate(_counts(), confusion, n_min=n, **kwargs))
         elif method == "acc":
-            results.append(est.acc_estimate(_counts(), confusion, n_min=n, draws=200, **kwargs))
+            results.append(acc.acc_estimate(_counts(), confusion, n_min=n, draws=200, **kwargs))
         else:
             results.append(est.sample_estimate(confusion, n_min=n))
     assert all(r.enough and r.intervals is not None for r in results)
@@ -113,9 +115,9 @@ def test_too_few_labels_is_an_outcome_not_an_estimate() -> None:
     for result in (
         est.difference_estimate([10, 20, 30], confusion, n_min=200),
         est.stratified_estimate([10, 20, 30], confusion, n_min=200),
-        est.acc_estimate([10, 20, 30], confusion, n_min=200),
+        acc.acc_estimate([10, 20, 30], confusion, n_min=200),
         est.sample_estimate(confusion, n_min=200),
-        est.pacc_estimate([1.0, 2.0, 3.0], [0] * 198, np.full((198, K), 1 / 3), n_min=200),
+        acc.pacc_estimate([1.0, 2.0, 3.0], [0] * 198, np.full((198, K), 1 / 3), n_min=200),
     ):
         assert not result.enough
         assert result.shares is None and result.intervals is None
@@ -149,9 +151,9 @@ def test_a_class_the_model_never_predicts() -> None:
         result = estimate(counts, sample, n_min=200)
         assert result.shares is not None and result.intervals is not None
         assert result.intervals[0][0] <= TRUE[0] <= result.intervals[0][1]
-    acc = est.acc_estimate(counts, sample, n_min=200)  # M is singular: least squares
-    assert acc.shares is not None and sum(acc.shares) == pytest.approx(1.0)
-    assert all(0 <= s <= 1 for s in acc.shares)
+    adjusted = acc.acc_estimate(counts, sample, n_min=200)  # M is singular: least squares
+    assert adjusted.shares is not None and sum(adjusted.shares) == pytest.approx(1.0)
+    assert all(0 <= s <= 1 for s in adjusted.shares)
 
 
 def test_a_class_never_labelled() -> None:
@@ -167,9 +169,9 @@ def test_a_class_never_labelled() -> None:
     ):
         assert result.shares is not None and result.intervals is not None
         assert result.shares[0] < 0.02 and result.intervals[0][0] == 0.0
-    acc = est.acc_estimate(counts, sample, n_min=200)
-    assert acc.shares is not None and acc.intervals is not None
-    assert acc.shares[0] == 0.0 and acc.intervals[0] == (0.0, 0.0)
+    adjusted = acc.acc_estimate(counts, sample, n_min=200)
+    assert adjusted.shares is not None and adjusted.intervals is not None
+    assert adjusted.shares[0] == 0.0 and adjusted.intervals[0] == (0.0, 0.0)
 
 
 def test_a_predicted_class_with_no_labelled_post_keeps_its_word_and_a_wide_interval() -> None:
@@ -190,7 +192,7 @@ def test_pacc_centres_on_the_truth() -> None:
     gamma = rng.gamma(alphas[labels])  # a Dirichlet draw per post, normalised below
     shares, covered = [], []
     for y, g in zip(labels, gamma / gamma.sum(axis=-1, keepdims=True), strict=True):
-        result = est.pacc_estimate(sums, y, g, n_min=200, draws=200)
+        result = acc.pacc_estimate(sums, y, g, n_min=200, draws=200)
         assert result.shares is not None and result.intervals is not None
         shares.append(result.shares)
         bounds = np.array(result.intervals)

@@ -12,10 +12,8 @@ estimators here combine that sample with the model's counts over the whole windo
   Unbiased whatever the model's errors are, with a CLT interval.
 - `stratified_estimate`: the same correction made per predicted class: each class of the
   count is split by what the labelled posts the model put in it turned out to be.
-- `acc_estimate`: adjusted classify-and-count with the confusion matrix estimated from
-  the labelled posts themselves (in-domain), bootstrap interval.
-- `pacc_estimate`: the same with mean probabilities instead of hard labels (probabilistic
-  ACC), for when the window's summed probabilities are known.
+- `estimation_acc`: adjusted classify-and-count with the confusion matrix estimated from
+  the labelled posts themselves (in-domain), and its probabilistic twin, PACC.
 - `sample_estimate`: the labels alone, ignoring the model (what the model adds is the gap).
 - `counted_estimate`: the model's count, no labels, no interval.
 
@@ -25,7 +23,8 @@ probabilities) over the window, and the labelled sample as confusion counts
 Classes are positions 0..K-1 in the caller's order. The labelled posts must be a uniform
 random draw from the same window, predicted by the same model that made the counts;
 posts chosen any other way (the uncertain ones, skipped ones left out) bias every
-estimate here.
+estimate here. The platform uses `stratified_estimate`: docs/models.md ("Estimates") has
+the measurement that chose it.
 
 What an interval means: the window's true shares are the target. The model's count is
 then exact (every post in the window was predicted), so the uncertainty is the labelled
@@ -44,7 +43,6 @@ import numpy as np
 import numpy.typing as npt
 
 ArrayLike = npt.ArrayLike
-BOOTSTRAP_DRAWS = 1000
 
 
 @dataclass(frozen=True)
@@ -83,7 +81,7 @@ def counted_estimate(counts: ArrayLike) -> Estimate:
     No interval: the count has no sampling error on its own window, and its real error,
     the model's bias on this feed, cannot be measured without labels.
     """
-    q = _shares(counts)
+    q = window_shares(counts)
     if q is None:
         return Estimate("counted", 0, None, None, "no posts in the window")
     return Estimate("counted", 0, _tuple(q), None, "no labels: no interval")
@@ -95,14 +93,14 @@ def sample_estimate(confusion: ArrayLike, *, n_min: int, level: float = 0.95) ->
     The yardstick for the estimators that use the model: they are worth it only where
     they beat this.
     """
-    c = _confusion(confusion)
+    c = checked_confusion(confusion)
     n = int(c.sum())
     if n < max(n_min, 1):
-        return _too_few("sample", n, n_min)
-    p, z = c.sum(axis=1) / n, _z(level)
+        return too_few("sample", n, n_min)
+    p, z = c.sum(axis=1) / n, z_score(level)
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return _estimate("sample", n, p, centre - half, centre + half)
+    return finished("sample", n, p, centre - half, centre + half)
 
 
 def difference_estimate(
@@ -124,22 +122,22 @@ def difference_estimate(
     of class k is +1 where k is the label but not the prediction, −1 the reverse, else 0.
     The interval is the normal one (CLT), clipped to [0, 1]; the shares always sum to 1.
     """
-    q = _shares(counts)
-    c = _confusion(confusion, like=q)
+    q = window_shares(counts)
+    c = checked_confusion(confusion, like=q)
     n = int(c.sum())
     if q is None:
         return Estimate("difference", n, None, None, "no posts in the window")
     if n < max(n_min, 2):
-        return _too_few("difference", n, n_min)
+        return too_few("difference", n, n_min)
     labelled, predicted, agreed = c.sum(axis=1), c.sum(axis=0), np.diag(c)
     mean = (labelled - predicted) / n
     second = (labelled + predicted - 2 * agreed) / n
     variance = np.maximum(second - mean**2, 0.0) * n / (n - 1) / n
     if superpopulation:
-        variance = variance + q * (1 - q) / _total(counts)
+        variance = variance + q * (1 - q) / window_total(counts)
     share = q + mean
-    half = _z(level) * np.sqrt(variance)
-    return _estimate("difference", n, share, share - half, share + half)
+    half = z_score(level) * np.sqrt(variance)
+    return finished("difference", n, share, share - half, share + half)
 
 
 def stratified_estimate(
@@ -158,17 +156,18 @@ def stratified_estimate(
     overall (post-stratification by the prediction; the regression estimator with the
     predictions as controls). Like it, it is unbiased under a uniform draw whatever the
     confusion, and its variance, Σ_j q_j² P(k|j)(1 − P(k|j)) / (n_j − 1), is never
-    larger for large n. No matrix is inverted. A predicted class with no labelled post
-    is taken at its word (P(k|j) = 1 for k = j) with the largest variance a share can
-    have (q_j² / 4); one with a single post gets that variance too.
+    larger than the difference estimator's for large n. No matrix is inverted. A
+    predicted class with no labelled post is taken at its word (P(k|j) = 1 for k = j)
+    with the largest variance a share can have (q_j² / 4); one with a single post gets
+    that variance too.
     """
-    q = _shares(counts)
-    c = _confusion(confusion, like=q).astype(float)
+    q = window_shares(counts)
+    c = checked_confusion(confusion, like=q).astype(float)
     n = int(c.sum())
     if q is None:
         return Estimate("stratified", n, None, None, "no posts in the window")
     if n < max(n_min, 2):
-        return _too_few("stratified", n, n_min)
+        return too_few("stratified", n, n_min)
     per_prediction = c.sum(axis=0)
     seen = per_prediction > 0
     given = np.where(seen, c / np.where(seen, per_prediction, 1.0), np.eye(q.size))
@@ -180,114 +179,15 @@ def stratified_estimate(
     )
     variance = spread @ q**2
     if superpopulation:
-        variance = variance + q * (1 - q) / _total(counts)
-    half = _z(level) * np.sqrt(variance)
-    return _estimate("stratified", n, share, share - half, share + half)
+        variance = variance + q * (1 - q) / window_total(counts)
+    half = z_score(level) * np.sqrt(variance)
+    return finished("stratified", n, share, share - half, share + half)
 
 
-def acc_estimate(
-    counts: ArrayLike,
-    confusion: ArrayLike,
-    *,
-    n_min: int,
-    level: float = 0.95,
-    draws: int = BOOTSTRAP_DRAWS,
-    seed: int = 0,
-    superpopulation: bool = False,
-) -> Estimate:
-    """Adjusted classify-and-count with the confusion matrix measured on the labelled posts.
-
-    P(prediction j | label i) from the sample; the counted shares q satisfy q = Mᵀp, so p
-    solves it (least squares through the pseudo-inverse: a class never labelled gets 0),
-    clipped to [0, 1] and renormalised. It assumes the sample's confusion is the window's,
-    which a uniform draw from the window gives; but each row of M rests on the few labels
-    of its class, and inverting M magnifies their noise, most for rare classes and models
-    that mix classes up. The interval is the bootstrap's percentile interval: the labelled
-    pairs resampled `draws` times (multinomially over the confusion cells), and the
-    counts too with `superpopulation`.
-    """
-    q = _shares(counts)
-    c = _confusion(confusion, like=q)
-    n = int(c.sum())
-    if q is None:
-        return Estimate("acc", n, None, None, "no posts in the window")
-    if n < max(n_min, 1):
-        return _too_few("acc", n, n_min)
-    rng = np.random.default_rng(seed)
-    cells = rng.multinomial(n, c.ravel() / n, size=draws).reshape(draws, *c.shape)
-    total = _total(counts)
-    qs = rng.multinomial(total, q, size=draws) / total if superpopulation else q[None, :]
-    point = _adjust(q[None, :], c[None].astype(float))[0]
-    low, high = _percentiles(_adjust(qs, cells.astype(float)), level)
-    return _estimate("acc", n, point, low, high, renormalised=True)
+# Helpers shared with estimation_acc.
 
 
-def pacc_estimate(
-    probability_sums: ArrayLike,
-    labels: ArrayLike,
-    probabilities: ArrayLike,
-    *,
-    n_min: int,
-    level: float = 0.95,
-    draws: int = BOOTSTRAP_DRAWS,
-    seed: int = 0,
-) -> Estimate:
-    """Probabilistic ACC: ACC with the model's mean probabilities in place of its labels.
-
-    `probability_sums` are the model's class probabilities summed over the window (K);
-    `labels` (n) and `probabilities` (n×K) are the labelled posts'. M[i][j] is the mean
-    probability of j over the posts labelled i. Soft counts waste less of what the model
-    knows than argmax labels (Bella et al. 2010), but it needs every post's full
-    probabilities rolled up, which the platform stores only as the top one's confidence.
-    Bootstrap interval over the labelled posts.
-    """
-    q = _shares(probability_sums)
-    y = np.asarray(labels, dtype=np.int64)
-    p = np.asarray(probabilities, dtype=float)
-    n = int(y.size)
-    if q is None:
-        return Estimate("pacc", n, None, None, "no posts in the window")
-    if p.shape != (n, q.size):
-        raise ValueError(f"probabilities must be n×K = {n}×{q.size}, got {p.shape}")
-    if n < max(n_min, 1):
-        return _too_few("pacc", n, n_min)
-    onehot = np.eye(q.size)[y]
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, n, size=(draws, n)) + n * np.arange(draws)[:, None]
-    weights = np.bincount(picks.ravel(), minlength=draws * n).reshape(draws, n).astype(float)
-    outer = (onehot[:, :, None] * p[:, None, :]).reshape(n, -1)  # each post's cell weights
-    soft = (weights @ outer).reshape(draws, q.size, q.size)
-    point = _adjust(q[None, :], (onehot.T @ p)[None])[0]
-    low, high = _percentiles(_adjust(q[None, :], soft), level)
-    return _estimate("pacc", n, point, low, high, renormalised=True)
-
-
-def _adjust(q: np.ndarray, confusion: np.ndarray) -> np.ndarray:
-    """Shares p with Mᵀp = q for stacks of confusion counts (B×K×K) and shares (B×K or 1×K).
-
-    Rows with no labels stay zero, so the pseudo-inverse gives their class no share; a
-    solution clipped to nothing falls back to the count.
-    """
-    rows = confusion.sum(axis=2, keepdims=True)
-    m = np.divide(confusion, rows, out=np.zeros_like(confusion), where=rows > 0)
-    a = np.swapaxes(m, 1, 2)
-    q = np.broadcast_to(q, (a.shape[0], q.shape[1]))
-    p = np.empty_like(q)
-    regular = np.abs(np.linalg.det(a)) > 1e-9
-    p[regular] = np.linalg.solve(a[regular], q[regular][..., None])[..., 0]
-    if (singular := ~regular).any():
-        p[singular] = np.einsum("bij,bj->bi", np.linalg.pinv(a[singular]), q[singular])
-    p = np.clip(p, 0.0, 1.0)
-    total = p.sum(axis=1, keepdims=True)
-    return np.where(total > 0, p / np.where(total > 0, total, 1.0), q)
-
-
-def _percentiles(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    low, high = np.percentile(samples, [50 * (1 - level), 50 * (1 + level)], axis=0)
-    return low, high
-
-
-def _estimate(
+def finished(
     method: str,
     n: int,
     share: np.ndarray,
@@ -305,7 +205,7 @@ def _estimate(
     return Estimate(method, n, _tuple(share), intervals)
 
 
-def _too_few(method: str, n: int, n_min: int) -> Estimate:
+def too_few(method: str, n: int, n_min: int) -> Estimate:
     return Estimate(
         method,
         n,
@@ -315,7 +215,7 @@ def _too_few(method: str, n: int, n_min: int) -> Estimate:
     )
 
 
-def _shares(counts: ArrayLike) -> np.ndarray | None:
+def window_shares(counts: ArrayLike) -> np.ndarray | None:
     values = np.asarray(counts, dtype=float)
     if values.ndim != 1 or values.size < 2:
         raise ValueError("counts must be one number per class, at least two classes")
@@ -325,11 +225,11 @@ def _shares(counts: ArrayLike) -> np.ndarray | None:
     return None if total <= 0 else values / total
 
 
-def _total(counts: ArrayLike) -> int:
+def window_total(counts: ArrayLike) -> int:
     return int(round(float(np.asarray(counts, dtype=float).sum())))
 
 
-def _confusion(confusion: ArrayLike, like: np.ndarray | None = None) -> np.ndarray:
+def checked_confusion(confusion: ArrayLike, like: np.ndarray | None = None) -> np.ndarray:
     c = np.asarray(confusion, dtype=np.int64)
     k = c.shape[0] if c.ndim == 2 else -1
     if c.ndim != 2 or c.shape != (k, k) or (like is not None and k != like.size):
@@ -339,7 +239,7 @@ def _confusion(confusion: ArrayLike, like: np.ndarray | None = None) -> np.ndarr
     return c
 
 
-def _z(level: float) -> float:
+def z_score(level: float) -> float:
     if not 0 < level < 1:
         raise ValueError(f"level must be between 0 and 1 (got {level})")
     return NormalDist().inv_cdf((1 + level) / 2)
