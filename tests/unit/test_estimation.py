@@ -125,6 +125,13 @@ def test_too_few_labels_is_an_outcome_not_an_estimate() -> None:
         assert result.note == "too few random labels: 198, at least 200 needed for an estimate"
 
 
+def test_one_label_is_too_few_for_a_variance_whatever_the_minimum() -> None:
+    one = est.confusion_counts([0], [1], K)
+    result = est.difference_estimate([10, 20, 30], one, n_min=0)
+    assert result.note == "too few random labels: 1, at least 2 needed for an estimate"
+    assert not est.stratified_estimate([10, 20, 30], one, n_min=0).enough
+
+
 def test_labels_that_all_agree_leave_only_the_counts_own_width() -> None:
     counts = np.array([2_000, 5_000, 3_000])
     agreed = np.diag([60, 150, 90])

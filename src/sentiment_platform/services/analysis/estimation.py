@@ -95,8 +95,8 @@ def sample_estimate(confusion: ArrayLike, *, n_min: int, level: float = 0.95) ->
     """
     c = checked_confusion(confusion)
     n = int(c.sum())
-    if n < max(n_min, 1):
-        return too_few("sample", n, n_min)
+    if n < (needed := max(n_min, 1)):
+        return too_few("sample", n, needed)
     p, z = c.sum(axis=1) / n, z_score(level)
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
@@ -117,9 +117,9 @@ def difference_estimate(
     matters, so the estimate is unbiased whatever the confusion is, including on text
     unlike the training data; it only needs the labelled posts to be a uniform draw from
     the window. Its variance is the rectifier's over n (plus the count's over N with
-    `superpopulation`): small where the model is mostly right, never larger than the
-    rectifier's range allows. Every term comes from the confusion counts: the rectifier
-    of class k is +1 where k is the label but not the prediction, −1 the reverse, else 0.
+    `superpopulation`), small where the model is mostly right. Every term comes from the
+    confusion counts: the rectifier of class k is +1 where k is the label but not the
+    prediction, −1 the reverse, else 0.
     The interval is the normal one (CLT), clipped to [0, 1]; the shares always sum to 1.
     """
     q = window_shares(counts)
@@ -127,8 +127,8 @@ def difference_estimate(
     n = int(c.sum())
     if q is None:
         return Estimate("difference", n, None, None, "no posts in the window")
-    if n < max(n_min, 2):
-        return too_few("difference", n, n_min)
+    if n < (needed := max(n_min, 2)):
+        return too_few("difference", n, needed)
     labelled, predicted, agreed = c.sum(axis=1), c.sum(axis=0), np.diag(c)
     mean = (labelled - predicted) / n
     second = (labelled + predicted - 2 * agreed) / n
@@ -166,8 +166,8 @@ def stratified_estimate(
     n = int(c.sum())
     if q is None:
         return Estimate("stratified", n, None, None, "no posts in the window")
-    if n < max(n_min, 2):
-        return too_few("stratified", n, n_min)
+    if n < (needed := max(n_min, 2)):
+        return too_few("stratified", n, needed)
     per_prediction = c.sum(axis=0)
     seen = per_prediction > 0
     given = np.where(seen, c / np.where(seen, per_prediction, 1.0), np.eye(q.size))
@@ -205,14 +205,9 @@ def finished(
     return Estimate(method, n, _tuple(share), intervals)
 
 
-def too_few(method: str, n: int, n_min: int) -> Estimate:
-    return Estimate(
-        method,
-        n,
-        None,
-        None,
-        f"too few random labels: {n}, at least {max(n_min, 1)} needed for an estimate",
-    )
+def too_few(method: str, n: int, needed: int) -> Estimate:
+    note = f"too few random labels: {n}, at least {needed} needed for an estimate"
+    return Estimate(method, n, None, None, note)
 
 
 def window_shares(counts: ArrayLike) -> np.ndarray | None:

@@ -53,8 +53,8 @@ def acc_estimate(
     n = int(c.sum())
     if q is None:
         return Estimate("acc", n, None, None, "no posts in the window")
-    if n < max(n_min, 1):
-        return too_few("acc", n, n_min)
+    if n < (needed := max(n_min, 1)):
+        return too_few("acc", n, needed)
     rng = np.random.default_rng(seed)
     cells = rng.multinomial(n, c.ravel() / n, size=draws).reshape(draws, *c.shape)
     total = window_total(counts)
@@ -91,8 +91,8 @@ def pacc_estimate(
         return Estimate("pacc", n, None, None, "no posts in the window")
     if p.shape != (n, q.size):
         raise ValueError(f"probabilities must be n×K = {n}×{q.size}, got {p.shape}")
-    if n < max(n_min, 1):
-        return too_few("pacc", n, n_min)
+    if n < (needed := max(n_min, 1)):
+        return too_few("pacc", n, needed)
     onehot = np.eye(q.size)[y]
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, n, size=(draws, n)) + n * np.arange(draws)[:, None]
