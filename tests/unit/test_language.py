@@ -136,10 +136,11 @@ def test_umsab_val_meets_the_targets(detector: LanguageDetector) -> None:
         found = detector.detect_batch(texts[language])
         accuracy = sum(c == code for c in found) / len(found)
         assert accuracy >= floor, f"{language}: {accuracy:.3f} < {floor}"
-    # One thread's CPU time, so other load on the box does not count; the best of three.
+    # One thread's CPU time, so other load on the box mostly does not count; the best of five
+    # passes, as a shared virtual machine's CPU time still swings from pass to pass.
     every = [t for lines in texts.values() for t in lines]
     rates = []
-    for _ in range(3):
+    for _ in range(5):
         started = time.thread_time()
         detector.detect_batch(every)
         rates.append(len(every) / (time.thread_time() - started))
