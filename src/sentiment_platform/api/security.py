@@ -65,6 +65,8 @@ class KeyRing:
 
 
 class Counter(Protocol):
+    breaker: CircuitBreaker | None  # the shared store's, where there is one
+
     async def hit(self, bucket: str, window_s: int, calls: int = 1) -> int:
         """Count `calls` in `bucket` (which expires after `window_s`); return the count."""
         ...
@@ -72,6 +74,8 @@ class Counter(Protocol):
 
 class MemoryCounter:
     """One process's counts; windows older than the current one are dropped as they pass."""
+
+    breaker: CircuitBreaker | None = None  # nothing to wait on
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
@@ -92,12 +96,17 @@ class RedisCounter:
 
     def __init__(self, client: redis.Redis, breaker: CircuitBreaker | None = None) -> None:
         self._redis = client
-        self.breaker = breaker or CircuitBreaker("redis rate limiter", 1, OUTAGE_RETRY_S)
+        self.breaker: CircuitBreaker | None = breaker or CircuitBreaker(
+            "redis rate limiter", 1, OUTAGE_RETRY_S
+        )
 
     async def hit(self, bucket: str, window_s: int, calls: int = 1) -> int:
-        self.breaker.before_call()
+        breaker = self.breaker
+        if breaker is None:
+            return await self._hit(bucket, window_s, calls)
+        breaker.before_call()
         return await call_within(
-            self.breaker,
+            breaker,
             lambda: self._hit(bucket, window_s, calls),
             COUNTER_DEADLINE_S,
             (RedisError, OSError),
@@ -118,6 +127,7 @@ class BatchedCounter:
 
     def __init__(self, shared: Counter, batch: int) -> None:
         self.shared = shared
+        self.breaker = shared.breaker
         self.batch = max(1, batch)
         self._heard: dict[str, int] = {}  # the shared count, as last heard
         self._untold: dict[str, int] = {}  # calls counted here, not yet told
@@ -175,7 +185,7 @@ class RateLimiter:
                     extra={"event": "ratelimit.fail_open", "error": type(error).__name__},
                 )
             return
-        if self._down_since is not None:
+        if self._down_since is not None and self._store_answers():
             log.info(
                 "rate limiter back",
                 extra={
@@ -190,3 +200,9 @@ class RateLimiter:
                 f"rate limit of {self.per_minute} requests a minute exceeded",
                 retry_after_s=retry_after,
             )
+
+    def _store_answers(self) -> bool:
+        """Back only once the store itself answered: a read counted here, without asking it,
+        says nothing of the outage."""
+        breaker = self.counter.breaker
+        return breaker is None or breaker.state == "closed"
