@@ -300,8 +300,9 @@ def one_fault(deployment: Deployment, kind: str, outage_s: float, log: list[dict
         deployment.redis.pause()
         time.sleep(outage_s)
         during = served(deployment.base)  # before SIGCONT: what the API answered meanwhile
+        back = time.monotonic()  # taken first: nothing answered before it saw Redis back
         deployment.redis.resume()
-        log.append({"fault": kind, "down_at": down, "back_at": time.monotonic(),
+        log.append({"fault": kind, "down_at": down, "back_at": back,
                     "served": {key: _minus(during.get(key, {}), before.get(key, {}))
                                for key in during}})  # fmt: skip
         return
