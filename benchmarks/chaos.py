@@ -298,9 +298,10 @@ def one_fault(deployment: Deployment, kind: str, outage_s: float, log: list[dict
     elif kind == "redis-pause":
         before = served(deployment.base)
         deployment.redis.pause()
+        down = time.monotonic()  # after the scrape: the pause starts here
         time.sleep(outage_s)
         during = served(deployment.base)  # before SIGCONT: what the API answered meanwhile
-        back = time.monotonic()  # taken first: nothing answered before it saw Redis back
+        back = time.monotonic()  # before SIGCONT: nothing answered before it saw Redis back
         deployment.redis.resume()
         log.append({"fault": kind, "down_at": down, "back_at": back,
                     "served": {key: _minus(during.get(key, {}), before.get(key, {}))
