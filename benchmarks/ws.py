@@ -244,7 +244,8 @@ def cpu_seconds(pid: int) -> float:
 async def publish(channel: str, rate: int, seconds: float, warm_up: bool = False) -> int:
     """`post.analyzed` events at `rate` per second (10 ms ticks), each stamped at send."""
     from sentiment_platform.bus import Event
-    from sentiment_platform.bus.redis import RedisEvents, redis_client
+    from sentiment_platform.bus.redis import redis_client
+    from sentiment_platform.bus.redis_events import RedisEvents
     from sentiment_platform.config import Settings
 
     client = redis_client(Settings(redis_host="127.0.0.1"))

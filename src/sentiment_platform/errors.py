@@ -79,3 +79,14 @@ class BacklogFull(ServiceUnavailable):
 
     def __init__(self, detail: str, *, retry_after_s: int = 2) -> None:
         super().__init__(detail, retry_after_s=retry_after_s)
+
+
+class OutcomeUnknown(ServiceUnavailable):
+    """A write's deadline passed before Redis answered: the posts may or may not be on the
+    stream (a paused Redis runs the command once it resumes). Retrying with the same
+    `post_id`s is safe, since the store keeps one row per `post_id`."""
+
+    DETAIL = "outcome unknown: retry with the same post_id"
+
+    def __init__(self, detail: str = DETAIL, *, retry_after_s: int = 2) -> None:
+        super().__init__(detail, retry_after_s=retry_after_s)

@@ -26,7 +26,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sentiment_platform.bus import Bus, Events
 from sentiment_platform.bus.journal import Journal
 from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
-from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
+from sentiment_platform.bus.redis_events import RedisEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
 from sentiment_platform.services.analysis.backends import Analyzer

@@ -29,7 +29,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from sentiment_platform import store
 from sentiment_platform.api.deps import parts_of
 from sentiment_platform.bus import POST_ANALYZED, Event
-from sentiment_platform.bus.redis import RedisEvents, redis_client
+from sentiment_platform.bus.redis import redis_client
+from sentiment_platform.bus.redis_events import RedisEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, PostView, Sentiment, utcnow

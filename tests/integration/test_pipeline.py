@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.bus import POST_ANALYZED
 from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
-from sentiment_platform.bus.redis import RedisEvents, RedisStreamBus, redis_client
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
+from sentiment_platform.bus.redis_events import RedisEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post, Prediction

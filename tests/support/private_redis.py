@@ -10,6 +10,7 @@ dies, not the process).
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -69,6 +70,17 @@ class PrivateRedis:
             self._process.kill()
             self._process.wait(10)
             self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the process hangs with its sockets open, as behind a network partition
+        (connections are still accepted by the kernel; nothing is answered)."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: it runs what it was sent meanwhile, and answers again."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def remove(self) -> None:
         self.kill()

@@ -11,6 +11,11 @@ in batches of 1 % of the limit (`READ_BATCH_SHARE`; 12 at the default 1,200 a mi
 read pays a Redis round trip once in twelve, not every time, and each API process may let
 through at most a batch less one that the others have not heard of yet (with two processes,
 1,222 reads instead of 1,200 at worst). A limit under 200 a minute batches by one: exact.
+
+Every call to Redis has a deadline of `COUNTER_DEADLINE_S` and a circuit breaker: a Redis that
+hangs (a partition, a paused process) costs one request a quarter of a second, and the
+limiter then lets calls through uncounted, without asking, until a trial call a second later
+finds Redis answering. A rate limit is not worth a request that waits.
 """
 
 from __future__ import annotations
@@ -27,11 +32,13 @@ from fastapi.security import APIKeyHeader
 from pydantic import SecretStr
 from redis.exceptions import RedisError
 
+from sentiment_platform.circuit import CircuitBreaker, CircuitOpen, call_within
 from sentiment_platform.config import Settings
 from sentiment_platform.errors import TooManyRequests
 
 WINDOW_S = 60
-OUTAGE_RETRY_S = 1.0
+OUTAGE_RETRY_S = 1.0  # the breaker's cool-off: Redis is asked again at most once a second
+COUNTER_DEADLINE_S = 0.25  # how long a request waits on the shared counter
 READ_BATCH_SHARE = 0.01  # reads told to the shared counter in batches of this share
 
 log = logging.getLogger(__name__)
@@ -73,6 +80,8 @@ class KeyRing:
 
 
 class Counter(Protocol):
+    breaker: CircuitBreaker | None  # the shared store's, where there is one
+
     async def hit(self, bucket: str, window_s: int, calls: int = 1) -> int:
         """Count `calls` in `bucket` (which expires after `window_s`); return the count."""
         ...
@@ -80,6 +89,8 @@ class Counter(Protocol):
 
 class MemoryCounter:
     """One process's counts; windows older than the current one are dropped as they pass."""
+
+    breaker: CircuitBreaker | None = None  # nothing to wait on
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
@@ -95,12 +106,28 @@ class MemoryCounter:
 
 
 class RedisCounter:
-    """Counts shared by every API process: INCR plus an expiry, in one round trip."""
+    """Counts shared by every API process: INCR plus an expiry, in one round trip, within
+    `COUNTER_DEADLINE_S`; while its breaker is open, `CircuitOpen` at once."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker | None = None) -> None:
         self._redis = client
+        self.breaker: CircuitBreaker | None = breaker or CircuitBreaker(
+            "redis rate limiter", 1, OUTAGE_RETRY_S
+        )
 
     async def hit(self, bucket: str, window_s: int, calls: int = 1) -> int:
+        breaker = self.breaker
+        if breaker is None:
+            return await self._hit(bucket, window_s, calls)
+        breaker.before_call()
+        return await call_within(
+            breaker,
+            lambda: self._hit(bucket, window_s, calls),
+            COUNTER_DEADLINE_S,
+            (RedisError, OSError),
+        )
+
+    async def _hit(self, bucket: str, window_s: int, calls: int) -> int:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incrby(bucket, calls)
             pipe.expire(bucket, window_s + 1)
@@ -115,6 +142,7 @@ class BatchedCounter:
 
     def __init__(self, shared: Counter, batch: int) -> None:
         self.shared = shared
+        self.breaker = shared.breaker
         self.batch = max(1, batch)
         self._heard: dict[str, int] = {}  # the shared count, as last heard
         self._untold: dict[str, int] = {}  # calls counted here, not yet told
@@ -142,16 +170,15 @@ class BatchedCounter:
 
 
 class RateLimiter:
-    """Fails open: when the counter's store (Redis) is down, calls go through uncounted —
-    reads keep answering from the database — with one log line per outage, and the store is
-    asked again at most once a second meanwhile."""
+    """Fails open: when the counter's store (Redis) is down or does not answer in time, calls
+    go through uncounted — reads keep answering from the database — with one log line per
+    outage; the counter's breaker asks the store again at most once a second meanwhile."""
 
     def __init__(self, counter: Counter, per_minute: int) -> None:
         self.counter = counter  # writes: every call told to the (shared) counter
         self.reads = BatchedCounter(counter, int(per_minute * READ_BATCH_SHARE))
         self.per_minute = per_minute
         self._down_since: float | None = None
-        self._next_try = 0.0
 
     @property
     def enabled(self) -> bool:
@@ -162,13 +189,10 @@ class RateLimiter:
             return
         now = time.time()
         window = int(now // WINDOW_S)
-        if self._down_since is not None and time.monotonic() < self._next_try:
-            return
         try:
             counter = self.counter if write else self.reads
             count = await counter.hit(f"ratelimit:{caller}:{window}", WINDOW_S)
-        except (RedisError, OSError) as error:
-            self._next_try = time.monotonic() + OUTAGE_RETRY_S
+        except (RedisError, OSError, CircuitOpen) as error:  # a timeout is an OSError
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning(
@@ -176,7 +200,7 @@ class RateLimiter:
                     extra={"event": "ratelimit.fail_open", "error": type(error).__name__},
                 )
             return
-        if self._down_since is not None:
+        if self._down_since is not None and self._store_answers():
             log.info(
                 "rate limiter back",
                 extra={
@@ -191,3 +215,9 @@ class RateLimiter:
                 f"rate limit of {self.per_minute} requests a minute exceeded",
                 retry_after_s=retry_after,
             )
+
+    def _store_answers(self) -> bool:
+        """Back only once the store itself answered: a read counted here, without asking it,
+        says nothing of the outage."""
+        breaker = self.counter.breaker
+        return breaker is None or breaker.state == "closed"

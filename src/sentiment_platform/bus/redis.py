@@ -2,40 +2,50 @@
 
 Only commands Redis 7.0 has are used. One client (one connection pool) per process is
 shared by every Redis user: the bus, the events channel, the rate limiter and the lease.
+
+What a request waits on here (`publish`, `health`, `stats`) has a deadline well under a
+client's patience and a circuit breaker (`sentiment_platform.circuit`): a Redis that hangs
+costs one request one deadline, and the requests after it are answered at once until a
+trial call, once the cool-off has passed, finds it answering. redis-py closes a connection
+whose command was cancelled mid-flight, so the pool never hands out one with a stale reply
+on it. The worker's calls (reads that block, acks, claims) keep the socket timeout alone:
+the worker backs off on errors and no client is waiting on it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+import math
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sentiment_platform.bus import (
     DEAD_SUFFIX,
     POST_FIELD,
     Entry,
-    Event,
     PendingPage,
     StreamStats,
     dead_fields,
-    decode_event,
-    encode_event,
 )
 from sentiment_platform.bus import scripts as lua
+from sentiment_platform.circuit import CircuitBreaker, call_within
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Post
-from sentiment_platform.errors import BacklogFull
-from sentiment_platform.retry import Backoff
+from sentiment_platform.errors import BacklogFull, OutcomeUnknown, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 2.0
+PUBLISH_DEADLINE_S = 2.0  # a write answers within it (503 past it), with the limiter's 0.25 s
+STATS_DEADLINE_S = 2.0
+COOL_OFF_S = 2.0  # after a timeout, calls are refused at once this long, then one trial
+OUTAGES = (RedisError, OSError)  # what counts against the breaker (timeouts included)
 # Must outlast the longest XREADGROUP BLOCK (Settings caps worker_block_ms at 5 s).
 REDIS_SOCKET_TIMEOUT_S = 10.0
 
@@ -86,8 +96,10 @@ class RedisStreamBus:
         group: str,
         maxlen: int = 1_000_000,
         max_backlog: int = 1_000_000,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._redis = client
+        self.breaker = breaker or CircuitBreaker("redis", 1, COOL_OFF_S)
         self.stream = stream
         self.group = group
         self.dead_stream = stream + DEAD_SUFFIX
@@ -111,14 +123,28 @@ class RedisStreamBus:
         )
 
     async def publish(self, posts: Sequence[Post]) -> list[str]:
-        """One script: the backlog check and every XADD, atomically (all or none)."""
+        """One script: the backlog check and every XADD, atomically (all or none). Past its
+        deadline the outcome is unknown (`OutcomeUnknown`): the script may run when Redis
+        resumes, so the caller retries with the same post_ids."""
         if not posts:
             return []
         payloads = [post.model_dump_json() for post in posts]
-        reply = await self._publish_script(
-            keys=[self.stream],
-            args=[self.group, self.max_backlog, POST_FIELD, *payloads],
-        )
+        self._refuse_while_open()
+        try:
+            reply = await call_within(
+                self.breaker,
+                lambda: self._publish_script(
+                    keys=[self.stream], args=[self.group, self.max_backlog, POST_FIELD, *payloads]
+                ),
+                PUBLISH_DEADLINE_S,
+                OUTAGES,
+            )
+        except (TimeoutError, RedisTimeoutError) as error:
+            log.warning(
+                "publish timed out, outcome unknown",
+                extra={"event": "bus.publish_timeout", "stream": self.stream, "posts": len(posts)},
+            )
+            raise OutcomeUnknown(retry_after_s=math.ceil(self.breaker.cooldown_s)) from error
         backlog, *ids = reply
         if not ids:
             raise BacklogFull(
@@ -246,72 +272,38 @@ class RedisStreamBus:
         return [str(name) for name in pruned]
 
     async def health(self) -> str:
+        if not self.breaker.allows():
+            return f"down: not answering (circuit open, next try in {self._retry_in()} s)"
         try:
-            await asyncio.wait_for(self._redis.ping(), HEALTH_TIMEOUT_S)
-        except (RedisError, OSError, TimeoutError) as error:
+            await call_within(self.breaker, self._redis.ping, HEALTH_TIMEOUT_S, OUTAGES)
+        except OUTAGES as error:  # TimeoutError is an OSError
             return f"down: {_reason(error)}"
         return "ok"
 
     async def stats(self) -> StreamStats:
         """XLEN and the group's pending and lag (XINFO GROUPS); a lag Redis cannot tell
         counts every kept entry as unread (an over-count, never an under-count)."""
-        length, pending, lag = await self._stats_script(keys=[self.stream], args=[self.group])
+        self._refuse_while_open()
+        length, pending, lag = await call_within(
+            self.breaker,
+            lambda: self._stats_script(keys=[self.stream], args=[self.group]),
+            STATS_DEADLINE_S,
+            OUTAGES,
+        )
         return StreamStats(int(length), int(pending), int(length) if int(lag) < 0 else int(lag))
 
+    def _refuse_while_open(self) -> None:
+        """503 at once while the breaker is open: nothing was sent, so nothing was taken."""
+        if not self.breaker.allows():
+            retry_in = self._retry_in()
+            raise ServiceUnavailable(
+                f"Redis is not answering (circuit open): nothing was accepted; "
+                f"retry in {retry_in} s",
+                retry_after_s=retry_in,
+            )
 
-class RedisEvents:
-    """Redis pub/sub: every API process hears every worker. Subscribers resubscribe on errors."""
-
-    def __init__(self, client: redis.Redis, channel: str) -> None:
-        self._redis = client
-        self.channel = channel
-        self._publish_script = client.register_script(lua.PUBLISH_MANY)
-
-    async def publish(self, event: Event) -> None:
-        await self._redis.publish(self.channel, encode_event(event))
-
-    async def publish_many(self, events: Sequence[Event]) -> None:
-        """One EVALSHA for the lot: a command per event cost the worker more than its insert."""
-        if events:
-            await self._publish_script(args=[self.channel, *map(encode_event, events)])
-
-    def subscribe(self) -> AsyncIterator[Event]:
-        return self._listen()
-
-    async def _listen(self) -> AsyncIterator[Event]:
-        backoff = Backoff()
-        while True:
-            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(self.channel)
-                backoff.reset()
-                while True:
-                    message = await pubsub.get_message(timeout=1.0)
-                    if message is None:
-                        continue
-                    try:
-                        event = decode_event(message["data"])
-                    except (ValueError, KeyError, TypeError):
-                        log.warning(
-                            "undecodable event skipped",
-                            extra={"event": "events.undecodable", "channel": self.channel},
-                        )
-                        continue
-                    yield event
-            except (RedisError, OSError) as error:
-                delay = backoff.next_delay()
-                log.warning(
-                    "events subscription lost",
-                    extra={
-                        "event": "events.subscription_lost",
-                        "channel": self.channel,
-                        "error": type(error).__name__,
-                        "retry_in_s": round(delay, 2),
-                    },
-                )
-                await asyncio.sleep(delay)
-            finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]  # typed since 8.2
+    def _retry_in(self) -> int:
+        return max(1, math.ceil(self.breaker.retry_in_s()))
 
 
-__all__ = ["RedisEvents", "RedisStreamBus", "redis_client"]
+__all__ = ["RedisStreamBus", "redis_client"]
