@@ -258,3 +258,40 @@ async def test_the_polled_version_moves_with_every_change_a_worker_must_see(
         "emotion": "embedded",
     }
     assert ANY_LANGUAGE == "*"
+
+
+async def test_get_api_models_lists_the_registry_and_what_serves_each_language(
+    database: Database, embedded_name: str
+) -> None:
+    from tests.support.app_client import app_client
+
+    settings, sessions = database
+    async with app_client(settings, sessions) as (_, client):
+        before = (await client.get("/api/models")).json()
+        assert [item["name"] for item in before["items"]] == [embedded_name]
+        await in_transaction(sessions, lambda s: registry.register(s, manifest("tiny")))
+        await in_transaction(sessions, lambda s: registry.activate(s, "tiny", None, "de"))
+        answer = await client.get("/api/models")
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["active"] == {
+        "sentiment": {"*": embedded_name, "de": "tiny"},
+        "emotion": {"*": embedded_name},
+    }
+    embedded, tiny = body["items"]
+    assert embedded["name"] == embedded_name and embedded["kind"] == "embedded"
+    assert sorted(embedded["tasks"]) == ["emotion", "sentiment"]
+    assert {(a["task"], a["language"]) for a in embedded["active"]} == {
+        ("sentiment", "*"),
+        ("emotion", "*"),
+    }
+    assert {key: tiny[key] for key in ("name", "kind", "tasks", "languages", "source")} == {
+        "name": "tiny",
+        "kind": "onnx",
+        "tasks": ["sentiment"],
+        "languages": ["en", "de"],
+        "source": "hub/tiny",
+    }
+    assert (tiny["size_bytes"], tiny["agreement"]) == (1234, 0.99)
+    assert tiny["active"] == [{"task": "sentiment", "language": "de"}]
+    assert tiny["imported_at"].endswith(("Z", "+00:00"))
