@@ -107,9 +107,11 @@ class Settler:
             await self.models.start(self.session_factory)
 
     async def idle(self) -> None:
-        """Nothing to read: still notice a new activation (and load it) within a poll."""
+        """Nothing to read: still notice a new activation, load it and (no batch being in
+        hand) swap it in, so the next post meets the new model."""
         if self.models is not None:
             await self.models.poll_alone(self.session_factory)
+            self.models.swap()
 
     async def stop(self) -> None:
         if self.models is not None:
