@@ -153,7 +153,11 @@ async def _named(session: AsyncSession, name: str) -> list[AnalysisModel]:
     rows = await store.model_rows(session, name)
     if not rows:
         raise NotFound(f"no model named {name!r}: `sentiment-platform model list` shows them")
-    return rows
+    return sorted(rows, key=lambda row: _task_order(row.task))
+
+
+def _task_order(task: str) -> int:
+    return TASKS.index(task) if task in TASKS else len(TASKS)
 
 
 def _language(language: str) -> str:
@@ -307,7 +311,7 @@ async def catalogue(session: AsyncSession) -> ModelsView:
     written (a process that could not reach the store at start)."""
     active = await active_names(session)
     by_name: dict[str, list[AnalysisModel]] = {}
-    for row in await store.list_models(session):
+    for row in sorted(await store.list_models(session), key=lambda r: _task_order(r.task)):
         by_name.setdefault(row.name, []).append(row)
     items = [_view(rows, active) for rows in by_name.values()]
     identity = embedded_identity()
