@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -122,3 +124,22 @@ def test_rollups_kept_shorter_than_posts_fail_naming_both(posts: int | None, rol
 def test_rollups_may_outlive_posts() -> None:
     settings = Settings(_env_file=None, retention_days=30, rollup_retention_days=400)
     assert settings.rollup_retention_days == 400
+
+
+@pytest.mark.parametrize(
+    ("database_url", "models_dir", "expected"),
+    [
+        ("sqlite+aiosqlite:///./sentiment.db", None, Path("models")),
+        ("sqlite:////var/lib/sentiment/posts.db", None, Path("/var/lib/sentiment/models")),
+        ("sqlite+aiosqlite:///data/x.db", None, Path("data/models")),
+        ("sqlite+aiosqlite:///:memory:", None, Path("models")),
+        ("postgresql://u@db/posts", None, Path("models")),
+        ("postgresql://u@db/posts", "/shared/models", Path("/shared/models")),
+        ("sqlite:///./x.db", "elsewhere", Path("elsewhere")),
+    ],
+)
+def test_models_dir_defaults_beside_the_sqlite_store(
+    database_url: str, models_dir: str | None, expected: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=database_url, models_dir=models_dir)
+    assert settings.models_path == expected
