@@ -15,6 +15,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import utcnow
 from sentiment_platform.errors import Conflict, NotFound, Unprocessable
 from sentiment_platform.services.analysis import registry
+from sentiment_platform.services.analysis.model_catalogue import catalogue
 from sentiment_platform.services.analysis.registry import ANY_LANGUAGE, embedded_identity
 
 pytestmark = pytest.mark.asyncio
@@ -62,7 +63,7 @@ async def test_the_embedded_model_is_the_first_entry_and_serves_both_tasks(
     assert await in_transaction(sessions, registry.ensure_embedded) == embedded_name
     assert await in_transaction(sessions, registry.ensure_embedded) == embedded_name  # idempotent
     await in_transaction(sessions, lambda s: registry.register(s, manifest("tiny")))
-    view = await in_transaction(sessions, registry.catalogue)
+    view = await in_transaction(sessions, catalogue)
     first, second = view.items
     assert (first.name, first.kind, first.tasks) == (
         embedded_name,
@@ -98,7 +99,7 @@ async def test_activation_per_task_and_language_and_its_refusals(
     # A model that serves one task needs no --task.
     assert await activate("tiny") == [("sentiment", "*")]
     assert await activate("feel", language="DE") == [("emotion", "de")]
-    view = await in_transaction(sessions, registry.catalogue)
+    view = await in_transaction(sessions, catalogue)
     assert view.active == {
         "sentiment": {"*": "tiny"},
         "emotion": {"*": embedded_name, "de": "feel"},
@@ -118,7 +119,7 @@ async def test_activation_per_task_and_language_and_its_refusals(
     with pytest.raises(Unprocessable, match="--language de: model '.*' is registered for en"):
         await activate(embedded_name, "sentiment", "de")
     assert await activate(embedded_name, "sentiment", "en") == [("sentiment", "en")]
-    view = await in_transaction(sessions, registry.catalogue)
+    view = await in_transaction(sessions, catalogue)
     assert view.active == {
         "sentiment": {"*": embedded_name, "en": embedded_name},
         "emotion": {"*": embedded_name, "de": "feel"},
@@ -161,7 +162,7 @@ async def test_removal_refuses_the_active_and_the_embedded_model(
         await remove("ghost")
     await in_transaction(sessions, lambda s: registry.activate(s, "embedded", "sentiment", "en"))
     assert await remove("tiny") == "tiny"
-    view = await in_transaction(sessions, registry.catalogue)
+    view = await in_transaction(sessions, catalogue)
     assert [item.name for item in view.items] == [embedded_name]
 
 

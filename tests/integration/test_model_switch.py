@@ -47,16 +47,15 @@ SWITCHED = f"{TINY}+{EMBEDDED}"  # the imported sentiment model beside the embed
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """MODELS_DIR holding `tiny-sent`, imported from a random 2-layer RoBERTa classifier by
-    `model import`'s code (`--force`: random weights need not survive int8 at 97 %), and
-    `tiny-broken`, a copy whose model.onnx is garbage."""
+    """MODELS_DIR holding `tiny-sent`, imported from a random 1-layer RoBERTa classifier by
+    `model import`'s code, and `tiny-broken`, a copy whose model.onnx is garbage."""
     from sentiment_platform.training.hf_import import ImportRequest, import_model
 
     root = tmp_path_factory.mktemp("models")
-    source = build_tiny_classifier(tmp_path_factory.mktemp("hf") / "tiny", SENTIMENT_LABELS)
-    request = ImportRequest(
-        source=str(source), task=Task.SENTIMENT, models_dir=root, name=TINY, force=True
+    source = build_tiny_classifier(
+        tmp_path_factory.mktemp("hf") / "tiny", SENTIMENT_LABELS, layers=1, seed=0
     )
+    request = ImportRequest(source=str(source), task=Task.SENTIMENT, models_dir=root, name=TINY)
     import_model(request)
     shutil.copytree(root / TINY, root / BROKEN)
     manifest = json.loads((root / BROKEN / "model.json").read_text())

@@ -67,6 +67,8 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def models_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     folder = tmp_path / "models"
     monkeypatch.setenv("MODELS_DIR", str(folder))
+    # `model import` registers what it wrote in the store's registry: a store of its own.
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
     monkeypatch.setenv("MODEL_LOCAL_FILES_ONLY", "true")
     config.get_settings.cache_clear()
     yield folder

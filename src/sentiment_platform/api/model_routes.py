@@ -12,7 +12,7 @@ from fastapi import APIRouter
 
 from sentiment_platform.api.deps import SessionDep
 from sentiment_platform.api.schemas import problems
-from sentiment_platform.services.analysis.registry import ModelsView, catalogue
+from sentiment_platform.services.analysis.model_catalogue import ModelsView, catalogue
 
 router = APIRouter(prefix="/api", responses=problems(429, 503), tags=["models"])
 

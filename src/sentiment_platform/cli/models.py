@@ -1,16 +1,19 @@
-"""`model`: the models a user brings, registered by `cli` (`model import`)."""
+"""`model`: the models a user brings and the registry that serves them, registered by `cli`
+(`model import|list|activate|remove`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
 
+T = TypeVar("T")
 model_app = typer.Typer(no_args_is_help=True, help="Models brought from Hugging Face.")
 
 
@@ -98,5 +101,98 @@ def import_model(
     typer.echo(f"int8 speed: {manifest['posts_per_s']} posts/s (batch 32)")
     if result.fused is None:
         typer.echo(f"note: no transformer fusion for {manifest['architecture']}", err=True)
-    typer.echo(f"imported {manifest['name']!r} into {result.path}")
+    from sentiment_platform.services.analysis.registry import register
+
+    _registry(settings, lambda session: register(session, manifest))
+    typer.echo(f"imported {manifest['name']!r} into {result.path}; `model activate` serves it")
     typer.echo(json.dumps(manifest))
+
+
+# --- the registry: list, activate, remove (and registering what `import` wrote) ----------
+
+
+def _registry(settings: Settings, work: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Run `work(session)` in one transaction on the configured store (schema at head, the
+    embedded model's rows written first); a refusal is one line on stderr and exit 1."""
+    from sentiment_platform.cli.store import _run_store
+    from sentiment_platform.errors import PlatformError
+    from sentiment_platform.services.analysis.registry import ensure_embedded
+
+    async def run(sessions: Any) -> T:
+        async with sessions() as session, session.begin():
+            await ensure_embedded(session)
+            return await work(session)
+
+    try:
+        return _run_store(settings, run)
+    except PlatformError as error:
+        typer.echo(f"model: {error.detail}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _size(size_bytes: int) -> str:
+    return f"{size_bytes / 1_000_000:.1f} MB" if size_bytes >= 100_000 else f"{size_bytes} B"
+
+
+@model_app.command("list")
+def list_models() -> None:
+    """The registry: every model (the embedded one first), and where each is active."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from sentiment_platform.services.analysis.model_catalogue import catalogue
+
+    settings = get_settings()
+    _configure_logging(settings)
+    view = _registry(settings, catalogue)
+    table = Table("name", "task", "languages", "source", "size", "agreement", "imported", "active")
+    for item in view.items:
+        active = ", ".join(f"{a.task} ({a.language})" for a in item.active) or "-"
+        agreement = "-" if item.agreement is None else f"{item.agreement:.1%}"
+        table.add_row(
+            item.name,
+            ", ".join(item.tasks),
+            ", ".join(item.languages),
+            item.source,
+            _size(item.size_bytes),
+            agreement,
+            item.imported_at.strftime("%Y-%m-%d %H:%M UTC"),
+            active,
+        )
+    Console(width=200).print(table)
+
+
+@model_app.command("activate")
+def activate_model(
+    name: Annotated[
+        str, typer.Argument(help="a model of `model list` (`embedded`: the shipped one)")
+    ],
+    task: Annotated[
+        Task | None, typer.Option(help="needed only for a model serving both (the embedded one)")
+    ] = None,
+    language: Annotated[
+        str, typer.Option(help="an ISO 639-1 code the model is registered for, or * for the rest")
+    ] = "*",
+) -> None:
+    """Serve NAME for a task and language; every worker switches within seconds, no restart."""
+    from sentiment_platform.services.analysis.registry import activate
+
+    settings = get_settings()
+    _configure_logging(settings)
+    task_name = task.value if task is not None else None
+    served = _registry(settings, lambda session: activate(session, name, task_name, language))
+    where = ", ".join(f"{each} ({code})" for each, code in served)
+    typer.echo(f"activated {name!r} for {where}; the workers switch within 10 s")
+
+
+@model_app.command("remove")
+def remove_model(name: Annotated[str, typer.Argument(help="a model of `model list`")]) -> None:
+    """Delete an imported model from the registry and MODELS_DIR; refused while it is active."""
+    from sentiment_platform.services.analysis.registry import remove, remove_files
+
+    settings = get_settings()
+    _configure_logging(settings)
+    removed = _registry(settings, lambda session: remove(session, name))
+    files = remove_files(settings, removed)
+    where = f" and {settings.models_path / removed}" if files else ""
+    typer.echo(f"removed {removed!r} from the registry{where}")

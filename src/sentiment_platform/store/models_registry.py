@@ -64,14 +64,13 @@ async def put_model(
         "imported_at": imported_at,
         "details": details,
     }
-    table = AnalysisModel.__table__
     changed = {key: value for key, value in values.items() if key not in ("name", "task")}
     statement: Any
     if dialect_name(session) == "postgresql":
-        pg = postgresql.insert(table).values(values)
+        pg = postgresql.insert(AnalysisModel).values(values)
         statement = pg.on_conflict_do_update(index_elements=["name", "task"], set_=changed)
     else:
-        lite = sqlite.insert(table).values(values)
+        lite = sqlite.insert(AnalysisModel).values(values)
         statement = lite.on_conflict_do_update(index_elements=["name", "task"], set_=changed)
     await session.execute(statement)
 
@@ -95,14 +94,13 @@ async def set_activation(
 ) -> None:
     """`name` serves `task` for `language` from `at` on (replacing whichever model did)."""
     values = {"task": task, "language": language, "name": name, "activated_at": at}
-    table = ModelActivation.__table__
     changed = {"name": name, "activated_at": at}
     statement: Any
     if dialect_name(session) == "postgresql":
-        pg = postgresql.insert(table).values(values)
+        pg = postgresql.insert(ModelActivation).values(values)
         statement = pg.on_conflict_do_update(index_elements=["task", "language"], set_=changed)
     else:
-        lite = sqlite.insert(table).values(values)
+        lite = sqlite.insert(ModelActivation).values(values)
         statement = lite.on_conflict_do_update(index_elements=["task", "language"], set_=changed)
     await session.execute(statement)
 

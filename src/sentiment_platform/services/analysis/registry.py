@@ -24,7 +24,6 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
@@ -153,10 +152,10 @@ async def _named(session: AsyncSession, name: str) -> list[AnalysisModel]:
     rows = await store.model_rows(session, name)
     if not rows:
         raise NotFound(f"no model named {name!r}: `sentiment-platform model list` shows them")
-    return sorted(rows, key=lambda row: _task_order(row.task))
+    return sorted(rows, key=lambda row: task_order(row.task))
 
 
-def _task_order(task: str) -> int:
+def task_order(task: str) -> int:
     return TASKS.index(task) if task in TASKS else len(TASKS)
 
 
@@ -273,90 +272,6 @@ def remove_files(settings: Settings, name: str) -> bool:
         return False
     shutil.rmtree(directory)
     return True
-
-
-# --- what `model list` and GET /api/models show ------------------------------------------
-
-
-class Activation(BaseModel):
-    task: str
-    language: str
-
-
-class ModelView(BaseModel):
-    """One model: the tasks it serves, and where it is active."""
-
-    name: str
-    kind: str
-    tasks: list[str]
-    languages: list[str]
-    source: str
-    size_bytes: int
-    agreement: float | None
-    imported_at: datetime
-    active: list[Activation]
-    details: dict[str, Any]
-
-
-class ModelsView(BaseModel):
-    """`GET /api/models`: every model (the embedded one first) and, per task, the model
-    serving each language (`*`: every language no other entry names)."""
-
-    items: list[ModelView]
-    active: dict[str, dict[str, str]]
-
-
-async def catalogue(session: AsyncSession) -> ModelsView:
-    """The registry as users see it. The embedded model is listed even before its rows are
-    written (a process that could not reach the store at start)."""
-    active = await active_names(session)
-    by_name: dict[str, list[AnalysisModel]] = {}
-    for row in sorted(await store.list_models(session), key=lambda r: _task_order(r.task)):
-        by_name.setdefault(row.name, []).append(row)
-    items = [_view(rows, active) for rows in by_name.values()]
-    identity = embedded_identity()
-    if identity is not None and identity.name not in by_name:
-        items.append(
-            ModelView(
-                name=identity.name,
-                kind=EMBEDDED,
-                tasks=list(TASKS),
-                languages=["en"],
-                source=EMBEDDED,
-                size_bytes=identity.size_bytes,
-                agreement=None,
-                imported_at=utcnow(),
-                active=_where(identity.name, active),
-                details=identity.details,
-            )
-        )
-    items.sort(key=lambda item: (item.kind != EMBEDDED, item.imported_at, item.name))
-    return ModelsView(items=items, active=active)
-
-
-def _where(name: str, active: dict[str, dict[str, str]]) -> list[Activation]:
-    return [
-        Activation(task=task, language=language)
-        for task, languages in active.items()
-        for language, serving in languages.items()
-        if serving == name
-    ]
-
-
-def _view(rows: list[AnalysisModel], active: dict[str, dict[str, str]]) -> ModelView:
-    first = rows[0]
-    return ModelView(
-        name=first.name,
-        kind=first.kind,
-        tasks=[row.task for row in rows],
-        languages=list(first.languages),
-        source=first.source,
-        size_bytes=first.size_bytes,
-        agreement=first.agreement,
-        imported_at=first.imported_at,
-        active=_where(first.name, active),
-        details=dict(first.details),
-    )
 
 
 # --- what a worker serves ------------------------------------------------------------------

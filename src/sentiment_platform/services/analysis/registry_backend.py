@@ -109,11 +109,8 @@ class RegistryBackend:
         self.embedded = embedded
         plain = Served(embedded.name, None)
         self._models = ModelSet(embedded, plain, plain)
+        self.name: str = self._models.name  # what the chain's logs and status call it
         self.problem: str | None = None  # why the activated pair is not the one serving
-
-    @property
-    def name(self) -> str:
-        return self._models.name
 
     @property
     def models(self) -> ModelSet:
@@ -175,6 +172,7 @@ class RegistryBackend:
         kept = {id(c) for c in models.classifiers()}
         old = self._models
         self._models = models
+        self.name = models.name
         self.problem = None
         for classifier in old.classifiers():
             if id(classifier) not in kept:
