@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -21,6 +25,7 @@ from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
+from sentiment_platform.bus.redis import RedisStreamBus, redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post, Task
@@ -126,7 +131,7 @@ async def models_of(sessions: Sessions, after: int = 0) -> list[tuple[int, str, 
 
 
 @contextlib.asynccontextmanager
-async def feeding(bus: MemoryBus) -> AsyncIterator[list[int]]:
+async def feeding(bus: MemoryBus | RedisStreamBus) -> AsyncIterator[list[int]]:
     """Posts onto the bus, five every 50 ms, numbered in order; yields how many so far."""
     sent = [0]
 
@@ -160,15 +165,17 @@ async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
         await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
-async def first_post_by(sessions: Sessions, model: str, after: int) -> int:
-    """Wait (10 s at most) for a post numbered above `after` analysed by `model`."""
+async def first_post_by(
+    sessions: Sessions, model: str, after: int, timeout_s: float = SWITCH_S
+) -> int:
+    """Wait (10 s unless told) for a post numbered above `after` analysed by `model`."""
     found: list[int] = []
 
     async def seen() -> bool:
         found.extend(n for n, m, _ in await models_of(sessions, after) if m == model)
         return bool(found)
 
-    await wait_until(seen, SWITCH_S, f"a post analysed by {model!r}")
+    await wait_until(seen, timeout_s, f"a post analysed by {model!r}")
     return min(found)
 
 
@@ -267,3 +274,61 @@ async def test_a_corrupt_model_is_not_swapped_in_and_health_says_why(
             return (await client.get("/api/health")).json()["model"] == f"ok: {EMBEDDED}"
 
         await wait_until(recovered, SWITCH_S, "/api/health ok once the embedded one is active")
+
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = str(Path(sys.executable).with_name("sentiment-platform"))
+
+
+def start(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`sentiment-platform ARGS` as a process of its own, its output in `log_path`."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen([CLI, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_worker_process_switches_when_another_process_activates(
+    pg_sessions: Sessions, redis_settings: Settings, models_dir: Path, tmp_path: Path
+) -> None:
+    """Real processes: a `worker` on Redis and PostgreSQL, and `model activate` run as a
+    command; nothing is sent to the worker, and it serves the new model within 10 s."""
+    async with pg_sessions() as session, session.begin():
+        await session.execute(delete(ModelActivation))
+        await session.execute(delete(AnalysisModel))
+    manifest = json.loads((models_dir / TINY / "model.json").read_text())
+    await committed(pg_sessions, lambda s: registry.register(s, manifest))
+    settings = redis_settings.model_copy(
+        update={
+            "analyzer_backends": ["embedded"],
+            "models_dir": str(models_dir),
+            "embedded_threads": 1,
+            "worker_batch_size": 20,
+            "worker_block_ms": 100,
+            "log_level": "WARNING",
+        }
+    )
+    env = os.environ | settings.environment() | {"PYTHONPATH": f"{REPO / 'src'}:{REPO}"}
+    bus = RedisStreamBus.from_settings(settings, redis_client(settings))
+    log_path = tmp_path / "worker.log"
+    worker = start(["worker", "--name", "proc"], env, log_path)
+    try:
+        async with feeding(bus) as sent:
+            await first_post_by(pg_sessions, EMBEDDED, 0, timeout_s=60)  # the process starts
+            mark = sent[0]
+            started = time.monotonic()
+            activated = await asyncio.to_thread(
+                subprocess.run,
+                [CLI, "model", "activate", TINY],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert activated.returncode == 0, activated.stderr
+            await first_post_by(pg_sessions, SWITCHED, mark)
+            assert time.monotonic() - started < SWITCH_S + 5  # the command's own start-up
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(worker.wait, 20)
+    assert worker.returncode == 0, log_path.read_text()[-2000:]
