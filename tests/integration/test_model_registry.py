@@ -259,6 +259,14 @@ async def test_the_polled_version_moves_with_every_change_a_worker_must_see(
         "emotion": "embedded",
     }
     assert ANY_LANGUAGE == "*"
+    # A rescore with --model NAME: that model for its task, the active one for the other.
+    named = await in_transaction(sessions, lambda s: registry.serving_choice(s, "tiny"))
+    assert {task: (c.name, c.kind) for task, c in named.items()} == {
+        "sentiment": ("tiny", "onnx"),
+        "emotion": (embedded_identity().name, "embedded"),  # type: ignore[union-attr]
+    }
+    with pytest.raises(NotFound):
+        await in_transaction(sessions, lambda s: registry.serving_choice(s, "ghost"))
 
 
 async def test_get_api_models_lists_the_registry_and_what_serves_each_language(

@@ -234,7 +234,7 @@ async def test_running_workers_switch_to_an_activated_model_and_back_without_res
 
 
 async def test_a_corrupt_model_is_not_swapped_in_and_health_says_why(
-    workers_store: tuple[Settings, Sessions],
+    workers_store: tuple[Settings, Sessions], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings, sessions = workers_store
     settings = settings.model_copy(update={"embedded_worker": True, "worker_block_ms": 100})
@@ -265,9 +265,12 @@ async def test_a_corrupt_model_is_not_swapped_in_and_health_says_why(
         assert f"model '{BROKEN}' (sentiment) failed to load" in health["model"]
         assert "model.onnx" in health["model"]
         assert health["model"].endswith(f"still serving {EMBEDDED}")
+        assert str(settings.models_path) not in health["model"]  # no paths to the world
         await post(21, 30)
         await wait_until(lambda: analysed(50), 20, "the posts sent after the activation")
         assert {m for _, m, _ in await models_of(sessions)} == {EMBEDDED}
+        failures = [r for r in caplog.records if getattr(r, "event", "") == "registry.load_failed"]
+        assert len(failures) == 1, "the failure is logged once, not at every poll"
         await activate(sessions, "embedded")
 
         async def recovered() -> bool:

@@ -288,18 +288,25 @@ class Choice:
     imported_at: datetime | None
 
 
-async def serving_choice(session: AsyncSession) -> dict[str, Choice]:
-    """{task: Choice} for language `*`. Per-language routing reads the other activations."""
+async def serving_choice(session: AsyncSession, name: str | None = None) -> dict[str, Choice]:
+    """{task: Choice}: the models active for language `*` (per-language routing reads the
+    other activations), or with `name` serving the task(s) it serves (a rescore with
+    `--model NAME`: the other task keeps its active model). NotFound for an unknown name."""
     active = await active_names(session)
+    named = {row.task: row for row in await _named(session, name)} if name else {}
     choices: dict[str, Choice] = {}
+    identity = embedded_identity()
     for task in TASKS:
-        name = active[task][ANY_LANGUAGE]
-        row = next((r for r in await store.model_rows(session, name) if r.task == task), None)
-        identity = embedded_identity()
-        if row is None and identity is not None and name == identity.name:
-            choices[task] = Choice(task, name, EMBEDDED, None)
+        row = named.get(task)
+        serving = row.name if row is not None else active[task][ANY_LANGUAGE]
+        if row is None:
+            row = next(
+                (r for r in await store.model_rows(session, serving) if r.task == task), None
+            )
+        if row is None and identity is not None and serving == identity.name:
+            choices[task] = Choice(task, serving, EMBEDDED, None)
         elif row is None:
-            choices[task] = Choice(task, name, None, None)
+            choices[task] = Choice(task, serving, None, None)
         else:
-            choices[task] = Choice(task, name, row.kind, row.imported_at)
+            choices[task] = Choice(task, serving, row.kind, row.imported_at)
     return choices

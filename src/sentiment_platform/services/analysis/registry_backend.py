@@ -153,11 +153,13 @@ class RegistryBackend:
             raise ModelLoadFailed(choice, "it is not in the registry (`model list`)")
         from sentiment_platform.services.analysis.onnx_classifier import OnnxClassifier
 
+        directory = model_directory(self.settings, choice.name)
         try:
-            directory = model_directory(self.settings, choice.name)
             classifier = OnnxClassifier(directory, threads=self.settings.embedded_threads)
         except Exception as exc:  # whatever is wrong with the files, it must not serve
-            raise ModelLoadFailed(choice, " ".join(str(exc).split())[:500]) from exc
+            # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
+            reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
+            raise ModelLoadFailed(choice, " ".join(reason.split())[:500]) from exc
         if classifier.task.value != choice.task or classifier.name != choice.name:
             classifier.close()
             raise ModelLoadFailed(
