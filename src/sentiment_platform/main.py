@@ -35,6 +35,7 @@ from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting.leadership import lease_for
 from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.analysis.model_switch import ModelCheck
 from sentiment_platform.services.analysis.registry import ensure_embedded
 from sentiment_platform.services.retention import run_retention
 
@@ -126,6 +127,7 @@ async def _start(
         counts_cache=SingleFlightCache(settings.metrics_cache_s, serve_stale=True),
         session_gate=asyncio.Semaphore(settings.db_pool_size),
         fresh_answers=fresh_answers,
+        model_check=ModelCheck(settings) if settings.uses_redis else None,
     )
     warn_if_open(settings)
     await _register_embedded_model(app.state.api.sessions)

@@ -22,9 +22,14 @@ from collections.abc import Callable, Mapping
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
+from sentiment_platform.config import Settings
 from sentiment_platform.services.analysis.backends import Analyzer
 from sentiment_platform.services.analysis.registry import Choice, ensure_embedded, serving_choice
-from sentiment_platform.services.analysis.registry_backend import ModelSet, RegistryBackend
+from sentiment_platform.services.analysis.registry_backend import (
+    ModelSet,
+    RegistryBackend,
+    check_loads,
+)
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 from sentiment_platform.telemetry import MODEL_LOAD_FAILED
 
@@ -154,6 +159,50 @@ class ModelSwitch:
         if self._ready is not None:
             self.backend.discard(self._ready)
             self._ready = None
+
+
+class ModelCheck:
+    """For a process that runs no worker (the API in Redis mode): whether the models the
+    workers are told to serve load, so /api/health can say what the workers meet. Asked on
+    each health request, it reads the activations at most every `POLL_S` and, when they
+    moved, loads the imported models once in a thread and lets them go."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        poll_s: float = POLL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.poll_s = poll_s
+        self.clock = clock
+        self._version: store.ActivationVersion | None = None
+        self._next_poll = 0.0
+        self._checking: asyncio.Task[None] | None = None
+        self._problem: str | None = None
+
+    async def problem(self, sessions: async_sessionmaker[AsyncSession]) -> str | None:
+        """Why the active models cannot serve (None: they load, or are being checked)."""
+        if self.clock() >= self._next_poll:
+            self._next_poll = self.clock() + self.poll_s
+            try:
+                async with sessions() as session:
+                    version = await store.activation_version(session)
+                    if version != self._version:
+                        choices = await serving_choice(session)
+                        self._version = version
+                        self._checking = asyncio.create_task(self._check(version, choices))
+            except Exception as error:  # noqa: BLE001 - the database's own check says so
+                log.debug(
+                    "activation check failed",
+                    extra={"event": "registry.check_failed", "error": type(error).__name__},
+                )
+        return self._problem
+
+    async def _check(self, version: store.ActivationVersion, choices: Mapping[str, Choice]) -> None:
+        problem = await asyncio.to_thread(check_loads, self.settings, choices)
+        if version == self._version:
+            self._problem = problem
 
 
 def model_switch_for(analyzer: Analyzer) -> ModelSwitch | None:

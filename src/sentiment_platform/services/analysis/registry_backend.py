@@ -101,6 +101,41 @@ class ModelLoadFailed(BackendUnavailable):
         self.choice = choice
 
 
+def load_classifier(settings: Settings, choice: Choice) -> Classifier:
+    """The imported model `choice` names, loaded from MODELS_DIR, or ModelLoadFailed saying
+    why. Blocking: call it off the event loop."""
+    if choice.kind is None:
+        raise ModelLoadFailed(choice, "it is not in the registry (`model list`)")
+    from sentiment_platform.services.analysis.onnx_classifier import OnnxClassifier
+
+    directory = model_directory(settings, choice.name)
+    try:
+        classifier = OnnxClassifier(directory, threads=settings.embedded_threads)
+    except Exception as exc:  # whatever is wrong with the files, it must not serve
+        # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
+        reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
+        raise ModelLoadFailed(choice, " ".join(reason.split())[:500]) from exc
+    if classifier.task.value != choice.task or classifier.name != choice.name:
+        classifier.close()
+        raise ModelLoadFailed(
+            choice, f"its model.json says {classifier.name!r} for {classifier.task.value}"
+        )
+    return classifier
+
+
+def check_loads(settings: Settings, choices: Mapping[str, Choice]) -> str | None:
+    """Why the imported models `choices` name cannot serve (None: they load), for a process
+    that runs no worker (the API in Redis mode) to report what its workers meet."""
+    for choice in choices.values():
+        if choice.kind == EMBEDDED:
+            continue
+        try:
+            load_classifier(settings, choice).close()
+        except ModelLoadFailed as error:
+            return str(error)
+    return None
+
+
 class RegistryBackend:
     """Sentiment and emotion from the registry's active models (see the module's docstring)."""
 
@@ -139,7 +174,7 @@ class RegistryBackend:
                 elif current[task].same_as(choice):
                     served[task] = current[task]
                 else:
-                    classifier = self._classifier(choice)
+                    classifier = load_classifier(self.settings, choice)
                     loaded.append(classifier)
                     served[task] = Served(choice.name, classifier, choice.imported_at)
         except BaseException:
@@ -147,26 +182,6 @@ class RegistryBackend:
                 classifier.close()
             raise
         return ModelSet(self.embedded, served[Task.SENTIMENT.value], served[Task.EMOTION.value])
-
-    def _classifier(self, choice: Choice) -> Classifier:
-        if choice.kind is None:
-            raise ModelLoadFailed(choice, "it is not in the registry (`model list`)")
-        from sentiment_platform.services.analysis.onnx_classifier import OnnxClassifier
-
-        directory = model_directory(self.settings, choice.name)
-        try:
-            classifier = OnnxClassifier(directory, threads=self.settings.embedded_threads)
-        except Exception as exc:  # whatever is wrong with the files, it must not serve
-            # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
-            reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
-            raise ModelLoadFailed(choice, " ".join(reason.split())[:500]) from exc
-        if classifier.task.value != choice.task or classifier.name != choice.name:
-            classifier.close()
-            raise ModelLoadFailed(
-                choice,
-                f"its model.json says {classifier.name!r} for {classifier.task.value}",
-            )
-        return classifier
 
     def swap(self, models: ModelSet) -> None:
         """Serve `models` from the next batch on (call it between batches) and release the

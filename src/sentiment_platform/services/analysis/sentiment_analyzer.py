@@ -180,6 +180,12 @@ class SentimentAnalyzer:
             return f"down: {problem}"
         return self._status
 
+    @property
+    def answering(self) -> str:
+        """`status` from the last batch alone: whether posts get labels (what /readyz asks),
+        whichever model gives them."""
+        return self._status
+
     async def analyze(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in order, computed in the analyzer's thread."""
         if not texts:
