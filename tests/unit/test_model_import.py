@@ -263,7 +263,7 @@ def test_bad_options_are_clear_errors(
 
 
 def test_a_source_that_is_not_there_is_a_clear_error(tmp_path: Path, models_dir: Path) -> None:
-    refused(model_import(tmp_path / "nowhere", "--task", "sentiment"), "no model config.json")
+    refused(model_import(tmp_path / "nowhere", "--task", "sentiment"), "no such directory")
     refused(
         model_import("someone/not-in-the-cache", "--task", "sentiment"),
         "MODEL_LOCAL_FILES_ONLY=false",

@@ -89,10 +89,15 @@ def load_source(source: str, local_only: bool) -> tuple[Any, Any, Any]:
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
     where = "on disk or in the local Hugging Face cache" if local_only else "on disk or the hub"
+    if source.startswith(("/", "./", "../", "~")):
+        if not Path(source).expanduser().is_dir():
+            raise ModelImportError(f"{source!r}: no such directory")
+        source = str(Path(source).expanduser())
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as exc:
-        hint = " (set MODEL_LOCAL_FILES_ONLY=false to download it)" if local_only else ""
+        on_hub = local_only and not Path(source).is_dir()
+        hint = " (set MODEL_LOCAL_FILES_ONLY=false to download it)" if on_hub else ""
         raise ModelImportError(f"{source!r}: no model config.json {where}{hint}: {exc}") from None
     architectures = list(getattr(config, "architectures", None) or [])
     if architectures and not any(a.endswith("ForSequenceClassification") for a in architectures):
