@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 PLACEHOLDER_SECRETS = frozenset({"changethis", "changeme", "your-api-key", "xxx", "secret", ""})
 
@@ -86,6 +88,7 @@ class Settings(BaseSettings):
     model_local_files_only: bool = True  # False lets the transformers backend download
     model_batch_size: int = Field(32, ge=1)
     embedded_threads: int | None = Field(None, ge=1)  # chunks run at once; None: all cores
+    models_dir: str | None = None  # imported models; None: `models/` beside the SQLite file
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None
@@ -244,6 +247,22 @@ class Settings(BaseSettings):
     @property
     def uses_redis(self) -> bool:
         return bool(self.redis_host)
+
+    @property
+    def models_path(self) -> Path:
+        """Where imported models live: MODELS_DIR, else `models/` beside the SQLite store
+        (`./sentiment.db` -> `./models`), else (PostgreSQL, an in-memory SQLite) `./models`.
+
+        Every process that serves a model reads it from here, so in Redis mode it must be a
+        path that every worker sees (a shared volume).
+        """
+        if self.models_dir:
+            return Path(self.models_dir)
+        if self.is_sqlite:
+            database = make_url(self.async_database_url).database
+            if database and database != ":memory:" and not database.startswith("file:"):
+                return Path(database).parent / "models"
+        return Path("models")
 
 
 @lru_cache

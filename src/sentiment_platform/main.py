@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api import probes, routes, rule_routes, websocket
+from sentiment_platform.api import model_routes, probes, routes, rule_routes, websocket
 from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
@@ -35,6 +35,8 @@ from sentiment_platform.pipeline.worker import Worker
 from sentiment_platform.runtime import embedded_queue_path, load_analyzer, open_runtime
 from sentiment_platform.services.alerting.leadership import lease_for
 from sentiment_platform.services.alerting.monitor import AlertMonitor
+from sentiment_platform.services.analysis.model_switch import ModelCheck
+from sentiment_platform.services.analysis.registry import ensure_embedded
 from sentiment_platform.services.retention import run_retention
 
 log = logging.getLogger(__name__)
@@ -73,6 +75,7 @@ def create_app(
     limited = [Depends(rate_limit)] if settings.rate_limit_per_minute > 0 else []
     app.include_router(routes.router, dependencies=limited)
     app.include_router(rule_routes.router, dependencies=limited)
+    app.include_router(model_routes.router, dependencies=limited)
     app.include_router(websocket.router)
     if not limited:  # innermost: the host check, CORS and the request metrics see every answer
         app.add_middleware(FreshAnswersMiddleware, answers=fresh_answers)
@@ -124,8 +127,10 @@ async def _start(
         counts_cache=SingleFlightCache(settings.metrics_cache_s, serve_stale=True),
         session_gate=asyncio.Semaphore(settings.db_pool_size),
         fresh_answers=fresh_answers,
+        model_check=ModelCheck(settings) if settings.uses_redis else None,
     )
     warn_if_open(settings)
+    await _register_embedded_model(app.state.api.sessions)
     if not settings.uses_redis and embedded_queue_path(settings) is None:
         log.warning(
             "the in-process queue is not journaled: a crash loses posts not yet analysed; "
@@ -149,3 +154,17 @@ async def _start(
         if settings.serve_demo:
             publisher = PatientPublisher(runtime.bus)
             background.supervise(stack, partial(feed_demo, publisher), "demo")
+
+
+async def _register_embedded_model(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """The embedded model's rows in the registry (the workers write them too); a store that
+    cannot answer now does not keep the API from starting: `/api/models` lists the embedded
+    model anyway, and the first command or worker writes its rows."""
+    try:
+        async with sessions() as session, session.begin():
+            await ensure_embedded(session)
+    except Exception as error:  # noqa: BLE001 - best effort, see above
+        log.warning(
+            "the embedded model's registry rows were not written",
+            extra={"event": "registry.embedded_unwritten", "error": type(error).__name__},
+        )

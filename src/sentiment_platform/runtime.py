@@ -49,6 +49,15 @@ class Runtime:
         """What `/api/health` says of the model in this process."""
         if isinstance(self.analyzer, SentimentAnalyzer):
             return self.analyzer.status
+        return self.model_answering
+
+    @property
+    def model_answering(self) -> str:
+        """What `/readyz` asks of the model here: that posts get labels. An activated model
+        that failed to load is not a reason to take the process out of service: the previous
+        one answers."""
+        if isinstance(self.analyzer, SentimentAnalyzer):
+            return self.analyzer.answering
         if self.analyzer is not None:
             return "ok"
         return "runs in the workers" if self.settings.uses_redis else "off"

@@ -38,6 +38,10 @@ STREAM_PENDING = Gauge("sentiment_stream_pending", "Entries delivered but not ac
 STREAM_LAG = Gauge("sentiment_stream_lag", "Entries not yet delivered to the consumer group")
 WEBSOCKET_CLIENTS = Gauge("sentiment_websocket_clients", "Connected WebSocket clients")
 ALERTS_FIRING = Gauge("sentiment_alerts_firing", "Alerts currently firing")
+MODEL_LOAD_FAILED = Gauge(
+    "sentiment_model_load_failed",
+    "1 while the activated models failed to load here (the previous ones still serve)",
+)
 
 
 # What every LogRecord has; anything else on a record came in through `extra=`.

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AlbertConfig,
+    AutoModel,
     AutoModelForSequenceClassification,
     BertConfig,
     PreTrainedTokenizerFast,
@@ -69,17 +72,29 @@ def _train_tokenizer(arch: str) -> PreTrainedTokenizerFast:
     )
 
 
-def build_tiny_classifier(out: Path, labels: list[str], arch: str = "roberta") -> Path:
-    """Save a random 2-layer classifier with these `id2label` names (and its tokenizer) to `out`."""
+def build_tiny_classifier(
+    out: Path,
+    labels: list[str],
+    arch: str = "roberta",
+    *,
+    layers: int = 2,
+    hidden: int = 32,
+    initializer_range: float = 0.5,
+    seed: int | None = None,
+    bare: bool = False,
+) -> Path:
+    """Save a random classifier (2 layers unless told) with these `id2label` names, and its
+    tokenizer, to `out`. `seed` makes the weights the same on every run; `bare` saves the
+    encoder alone (AutoModel: no classification head), as a user might by mistake."""
     tokenizer = _train_tokenizer(arch)
     common = {
         "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "num_hidden_layers": 2,
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
         "num_attention_heads": 2,
-        "intermediate_size": 64,
+        "intermediate_size": 2 * hidden,
         # Large random weights so different texts get visibly different answers.
-        "initializer_range": 0.5,
+        "initializer_range": initializer_range,
         "id2label": dict(enumerate(labels)),
         "label2id": {name: i for i, name in enumerate(labels)},
     }
@@ -91,9 +106,15 @@ def build_tiny_classifier(out: Path, labels: list[str], arch: str = "roberta") -
             bos_token_id=0,
             eos_token_id=2,
         )
+    elif arch == "albert":  # an architecture ONNX Runtime's optimiser has no fusions for
+        config = AlbertConfig(
+            **common, embedding_size=16, max_position_embeddings=MAX_LENGTH, pad_token_id=0
+        )
     else:
         config = BertConfig(**common, max_position_embeddings=MAX_LENGTH, pad_token_id=0)
-    model = AutoModelForSequenceClassification.from_config(config)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = (AutoModel if bare else AutoModelForSequenceClassification).from_config(config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out

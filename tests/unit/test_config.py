@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -133,3 +135,22 @@ def test_forwarded_allow_ips_takes_addresses_networks_or_a_star() -> None:
     assert trusted("*") == ["*"]
     with pytest.raises(ValueError, match="FORWARDED_ALLOW_IPS: 'proxy.local'"):
         trusted("10.0.0.5,proxy.local")
+
+
+@pytest.mark.parametrize(
+    ("database_url", "models_dir", "expected"),
+    [
+        ("sqlite+aiosqlite:///./sentiment.db", None, Path("models")),
+        ("sqlite:////var/lib/sentiment/posts.db", None, Path("/var/lib/sentiment/models")),
+        ("sqlite+aiosqlite:///data/x.db", None, Path("data/models")),
+        ("sqlite+aiosqlite:///:memory:", None, Path("models")),
+        ("postgresql://u@db/posts", None, Path("models")),
+        ("postgresql://u@db/posts", "/shared/models", Path("/shared/models")),
+        ("sqlite:///./x.db", "elsewhere", Path("elsewhere")),
+    ],
+)
+def test_models_dir_defaults_beside_the_sqlite_store(
+    database_url: str, models_dir: str | None, expected: Path
+) -> None:
+    settings = Settings(_env_file=None, database_url=database_url, models_dir=models_dir)
+    assert settings.models_path == expected

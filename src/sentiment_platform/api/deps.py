@@ -29,6 +29,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import POOL_TIMEOUT_S
 from sentiment_platform.errors import ServiceUnavailable, Unauthorized
 from sentiment_platform.runtime import Runtime
+from sentiment_platform.services.analysis.model_switch import ModelCheck
 
 HEALTH_CACHE_S = 1.0  # how long /api/health shares a clean answer, per process
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # counted in batches (api/security.py)
@@ -60,6 +61,8 @@ class ApiParts:
     counts_cache: SingleFlightCache[object] = field(default_factory=lambda: SingleFlightCache(0))
     # Which of those answers a GET's query string, for `FreshAnswersMiddleware`
     fresh_answers: FreshAnswers = field(default_factory=FreshAnswers)
+    # Redis mode: whether the workers' activated models load, for /api/health (api/probes.py)
+    model_check: ModelCheck | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -54,7 +54,7 @@ async def run_checks(api: ApiParts) -> Checks:
     return Checks(
         database=database,
         redis=bus,
-        model=runtime.model_status,
+        model=runtime.model_answering,
         backlog=backlog,
         tasks=api.background.status(),
     )
@@ -100,10 +100,21 @@ async def health(api: ApiDep, response: Response) -> Health:
     A clean answer from the store and the bus is shared for up to a second (see above)."""
     shared = await api.health_cache.get("health", lambda: run_checks(api), keep=_clean)
     # What this process knows of itself costs nothing: read now, never shared.
-    checks = replace(shared, model=api.runtime.model_status, tasks=api.background.status())
+    checks = replace(shared, model=await _model(api), tasks=api.background.status())
     if checks.verdict == "down":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status=checks.verdict, **_fields(checks))
+
+
+async def _model(api: ApiParts) -> str:
+    """The model's status here; in Redis mode, whether the models the workers were told to
+    serve load (`ModelCheck`), since no model runs in this process."""
+    status = api.runtime.model_status
+    if api.model_check is not None:
+        problem = await api.model_check.problem(api.sessions)
+        if problem:
+            return f"down: {problem}"
+    return status
 
 
 @router.get("/metrics", include_in_schema=False)

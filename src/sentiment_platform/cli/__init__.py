@@ -1,5 +1,5 @@
 """`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate · export ·
-rollups · bench."""
+rollups · bench · model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from sentiment_platform.cli import models as cli_models
 from sentiment_platform.cli import store as cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
@@ -24,6 +25,7 @@ ingest_app = typer.Typer(no_args_is_help=True, help="Put posts onto the bus.")
 app.add_typer(ingest_app, name="ingest")
 app.add_typer(cli_store.rollups_app, name="rollups")
 app.add_typer(cli_store.bench_app, name="bench")
+app.add_typer(cli_models.model_app, name="model")
 app.command("init-db")(cli_store.init_db)
 app.command("export")(cli_store.export)
 

@@ -26,6 +26,7 @@ from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless
 from sentiment_platform.services.alerting.rule_hits import RulesCache, rule_hits, stored_pairs
 from sentiment_platform.services.analysis.backends import Analyzer
 from sentiment_platform.services.analysis.circuit_breaker import ProviderOutage
+from sentiment_platform.services.analysis.model_switch import model_switch_for
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +99,30 @@ class Settler:
         self.session_factory = session_factory
         self.name = name
         self.rules = RulesCache()  # the compiled keyword matcher over every rule
+        self.models = model_switch_for(analyzer)  # None: an analyzer outside the registry
+
+    async def start(self) -> None:
+        """Before the first batch: serve what the registry has active."""
+        if self.models is not None:
+            await self.models.start(self.session_factory)
+
+    async def idle(self) -> None:
+        """Nothing to read: still notice a new activation, load it and (no batch being in
+        hand) swap it in, so the next post meets the new model."""
+        if self.models is not None:
+            await self.models.poll_alone(self.session_factory)
+            self.models.swap()
+
+    async def stop(self) -> None:
+        if self.models is not None:
+            await self.models.close()
 
     async def settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
         """Settle the batch. When every post of it failed in the analyzer and a harmless probe
         text fails too, the analyzer is down rather than the posts bad: wait and retry in
         place, so an outage costs no deliveries and sends nothing to the dead letters."""
+        if self.models is not None:
+            self.models.swap()  # between batches: this one is analysed by one pair throughout
         backoff = Backoff(0.5, 30.0)
         while True:
             stored, failed = await self._settle(items, stop)
@@ -190,6 +210,8 @@ class Settler:
                     pairs = stored_pairs(posts, analyses, new)
                     matcher = await self.rules.matcher(session)
                     await store.add_rule_counts(session, rule_hits(matcher, pairs))
+                    if self.models is not None:  # new activations, read as the rules are
+                        await self.models.poll(session)
                     return new
             except Exception as error:
                 if _is_row_error(error):

@@ -130,6 +130,16 @@ class Worker:
             await self._bus_call(self.bus.ensure_group, stop, "create group")
         except Stopped:
             return
+        await self.settler.start()  # the models the registry has active, loaded first
+        try:
+            await self._consume(stop)
+        finally:
+            await self.settler.stop()
+        stats = {"stored": self.stored, "dead_lettered": self.dead_lettered}
+        log.info("worker stopped", extra={"event": "worker.stop", "consumer": self.name, **stats})
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        cfg = self.config
         pending_after: str | None = "0"  # a restarted worker first finishes what it held
         retry_at: float | None = None
         next_claim = time.monotonic() + cfg.claim_interval_s
@@ -159,6 +169,7 @@ class Worker:
                 await sleep_unless_stopped(delay, stop)
                 continue
             if not entries:
+                await self.settler.idle()
                 continue
             try:
                 retry_deliveries = await self.handle(entries, stop)
@@ -167,15 +178,6 @@ class Worker:
             if retry_deliveries:
                 delay = min(30.0, cfg.retry_base_s * 2 ** (retry_deliveries - 1))
                 retry_at = min(retry_at or math.inf, time.monotonic() + delay)
-        log.info(
-            "worker stopped",
-            extra={
-                "event": "worker.stop",
-                "consumer": self.name,
-                "stored": self.stored,
-                "dead_lettered": self.dead_lettered,
-            },
-        )
 
     async def _claim(self) -> list[Entry]:
         """The janitor's turn: take over a dead consumer's entries, delete what the group has

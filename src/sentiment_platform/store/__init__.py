@@ -9,6 +9,7 @@ request makes alone take a `Reader`: that session, or a bare connection.
 - `alert_rules`: the user's rules and the built-in one.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
 - `deliveries`: the webhook delivery queue and its records.
+- `models_registry`: the model registry and its activations (which model serves what).
 - `bulk`: synthetic history written in bulk (`bench load`).
 - `prepared`: the hot reads, straight on asyncpg on PostgreSQL (`Reader`).
 """
@@ -36,6 +37,18 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.models_registry import (
+    ActivationVersion,
+    activation_version,
+    clear_activation,
+    delete_models,
+    list_activations,
+    list_models,
+    model_rows,
+    put_model,
+    rename_activations,
+    set_activation,
+)
 from sentiment_platform.store.post_pages import (
     PostFilter,
     PostItem,
@@ -60,6 +73,16 @@ from sentiment_platform.store.rule_counts import (
 )
 
 __all__ = [
+    "ActivationVersion",
+    "activation_version",
+    "clear_activation",
+    "delete_models",
+    "list_activations",
+    "list_models",
+    "model_rows",
+    "put_model",
+    "rename_activations",
+    "set_activation",
     "BASELINE",
     "FIRING",
     "PostFilter",

@@ -48,7 +48,7 @@ def length_sorted_chunks(encodings: Sequence[Any], size: int) -> list[np.ndarray
     return [order[i : i + size] for i in range(0, len(order), size)]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return probabilities
@@ -100,7 +100,7 @@ class OnnxEncoder:
         def run_chunk(rows: np.ndarray) -> None:
             ids, mask = pad([encodings[i] for i in rows])
             logits, pooled = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-            probs[rows] = _softmax(logits + self.sentiment_bias)
+            probs[rows] = softmax(logits + self.sentiment_bias)
             features[rows] = pooled
 
         size = min(self.chunk_size, -(-len(texts) // self.threads))  # small batches: all threads
@@ -137,7 +137,7 @@ class EmbeddedBackend:
         if not texts:
             return []
         sentiment, features = self.encoder.run(texts)
-        emotion = _softmax(features @ self.emotion_weight + self.emotion_bias)
+        emotion = softmax(features @ self.emotion_weight + self.emotion_bias)
         s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
         return [
             Prediction(

@@ -53,14 +53,19 @@ class Escalation:
 
 
 def _load_embedded(settings: Settings) -> Backend:
-    """Imported here: the embedded backend is optional and ships separately from this chain."""
+    """The registry's active models, the shipped one until something else is activated
+    (`registry_backend`). Imported here: the embedded backend is optional and ships
+    separately from this chain."""
     try:
-        from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
+        from sentiment_platform.services.analysis.registry_backend import load_registry_backend
     except ModuleNotFoundError as exc:
-        if exc.name != "sentiment_platform.services.analysis.embedded_backend":
+        if exc.name not in (
+            "sentiment_platform.services.analysis.embedded_backend",
+            "sentiment_platform.services.analysis.registry_backend",
+        ):
             raise
         raise BackendUnavailable("the embedded backend is not part of this install") from exc
-    return load_embedded_backend(settings)
+    return load_registry_backend(settings)
 
 
 LOADERS: dict[str, Callable[[Settings], Backend]] = {
@@ -161,8 +166,24 @@ class SentimentAnalyzer:
         return [backend.name for backend in self._backends]
 
     @property
+    def backends(self) -> tuple[Backend, ...]:
+        """The loaded chain, in order."""
+        return tuple(self._backends)
+
+    @property
     def status(self) -> str:
-        """`ok: <backend>`, `degraded: <fallback> (...)` or `down: ...`, from the last batch."""
+        """`ok: <backend>`, `degraded: <fallback> (...)` or `down: ...`, from the last batch;
+        `down: <why>` while the first backend cannot serve what was asked of it (an activated
+        model that failed to load, the previous one still serving)."""
+        problem = getattr(self._backends[0], "problem", None)
+        if problem and self._status.startswith("ok"):
+            return f"down: {problem}"
+        return self._status
+
+    @property
+    def answering(self) -> str:
+        """`status` from the last batch alone: whether posts get labels (what /readyz asks),
+        whichever model gives them."""
         return self._status
 
     async def analyze(self, texts: Sequence[str]) -> list[Prediction]:

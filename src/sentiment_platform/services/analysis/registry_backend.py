@@ -1,0 +1,216 @@
+"""The `embedded` entry of ANALYZER_BACKENDS: the registry's active models, switchable live.
+
+It answers sentiment from the model active for sentiment and emotion from the one active for
+emotion: the embedded model (one encoder pass gives both) or an imported int8 ONNX classifier
+(`OnnxClassifier`, whose labels are already the platform's). With nothing activated it is
+exactly the embedded model, so a store that never used the registry sees no change.
+
+The pair serving now is one immutable `ModelSet`. A batch reads it once, so it is analysed
+wholly by one pair; `services.analysis.model_switch` loads the next pair off the event loop
+and swaps it in between batches. A pair that fails to load never replaces the one serving:
+`problem` says why, and the analyzer's status (what /api/health shows) reports it as down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+from sentiment_platform.config import Settings
+from sentiment_platform.domain import Emotion, Prediction, Sentiment, Task
+from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.embedded_backend import EmbeddedBackend
+from sentiment_platform.services.analysis.registry import (
+    EMBEDDED,
+    Choice,
+    model_directory,
+    served_name,
+)
+
+
+class Classifier(Protocol):
+    """One imported model: labels for one task (`OnnxClassifier`)."""
+
+    name: str
+    task: Task
+
+    def predict(self, texts: Sequence[str]) -> list[tuple[StrEnum, float]]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Served:
+    """What serves one task: the embedded model (classifier None) or an imported one."""
+
+    name: str
+    classifier: Classifier | None
+    imported_at: datetime | None = None
+
+    def same_as(self, choice: Choice) -> bool:
+        return self.name == choice.name and self.imported_at == choice.imported_at
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSet:
+    """The models serving sentiment and emotion together; `name` is what analyses store."""
+
+    embedded: EmbeddedBackend
+    sentiment: Served
+    emotion: Served
+
+    @property
+    def name(self) -> str:
+        return served_name(self.sentiment.name, self.emotion.name)
+
+    def classifiers(self) -> list[Classifier]:
+        return [s.classifier for s in (self.sentiment, self.emotion) if s.classifier is not None]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        sentiment, emotion = self.sentiment.classifier, self.emotion.classifier
+        if sentiment is None and emotion is None:
+            return self.embedded.predict(texts)  # already named after the embedded model
+        both = self.embedded.predict(texts) if None in (sentiment, emotion) else None
+        if sentiment is not None:
+            sentiments = [(Sentiment(label), p) for label, p in sentiment.predict(texts)]
+        else:
+            assert both is not None
+            sentiments = [(p.sentiment, p.confidence) for p in both]
+        if emotion is not None:
+            emotions = [(Emotion(label), p) for label, p in emotion.predict(texts)]
+        else:
+            assert both is not None
+            emotions = [(p.emotion, p.emotion_confidence) for p in both]
+        if len(sentiments) != len(texts) or len(emotions) != len(texts):
+            raise RuntimeError(f"a model gave a wrong number of answers for {len(texts)} texts")
+        name = self.name
+        return [
+            Prediction(sentiment=s, confidence=sp, emotion=e, emotion_confidence=ep, model=name)
+            for (s, sp), (e, ep) in zip(sentiments, emotions, strict=True)
+        ]
+
+
+class ModelLoadFailed(BackendUnavailable):
+    """The activated model cannot be loaded; the pair serving now keeps serving."""
+
+    def __init__(self, choice: Choice, reason: str) -> None:
+        super().__init__(f"model {choice.name!r} ({choice.task}) failed to load: {reason}")
+        self.choice = choice
+
+
+def load_classifier(settings: Settings, choice: Choice) -> Classifier:
+    """The imported model `choice` names, loaded from MODELS_DIR, or ModelLoadFailed saying
+    why. Blocking: call it off the event loop."""
+    if choice.kind is None:
+        raise ModelLoadFailed(choice, "it is not in the registry (`model list`)")
+    from sentiment_platform.services.analysis.onnx_classifier import OnnxClassifier
+
+    directory = model_directory(settings, choice.name)
+    try:
+        classifier = OnnxClassifier(directory, threads=settings.embedded_threads)
+    except Exception as exc:  # whatever is wrong with the files, it must not serve
+        # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
+        reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
+        raise ModelLoadFailed(choice, " ".join(reason.split())[:500]) from exc
+    if classifier.task.value != choice.task or classifier.name != choice.name:
+        classifier.close()
+        raise ModelLoadFailed(
+            choice, f"its model.json says {classifier.name!r} for {classifier.task.value}"
+        )
+    return classifier
+
+
+def check_loads(settings: Settings, choices: Mapping[str, Choice]) -> str | None:
+    """Why the imported models `choices` name cannot serve (None: they load), for a process
+    that runs no worker (the API in Redis mode) to report what its workers meet."""
+    for choice in choices.values():
+        if choice.kind == EMBEDDED:
+            continue
+        try:
+            load_classifier(settings, choice).close()
+        except ModelLoadFailed as error:
+            return str(error)
+    return None
+
+
+class RegistryBackend:
+    """Sentiment and emotion from the registry's active models (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, embedded: EmbeddedBackend) -> None:
+        self.settings = settings
+        self.embedded = embedded
+        plain = Served(embedded.name, None)
+        self._models = ModelSet(embedded, plain, plain)
+        self.name: str = self._models.name  # what the chain's logs and status call it
+        self.problem: str | None = None  # why the activated pair is not the one serving
+
+    @property
+    def models(self) -> ModelSet:
+        return self._models
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        if not texts:
+            return []
+        return self._models.predict(texts)  # one read: the whole batch by one pair
+
+    def load(self, choices: Mapping[str, Choice]) -> ModelSet:
+        """The pair `choices` names, reusing what serves now where it is the same model.
+        Blocking (it reads and compiles ONNX graphs): call it off the event loop. Raises
+        ModelLoadFailed, having closed whatever it loaded."""
+        current = {
+            Task.SENTIMENT.value: self._models.sentiment,
+            Task.EMOTION.value: self._models.emotion,
+        }
+        loaded: list[Classifier] = []
+        served: dict[str, Served] = {}
+        try:
+            for task in (Task.SENTIMENT.value, Task.EMOTION.value):
+                choice = choices[task]
+                if choice.kind == EMBEDDED:
+                    served[task] = Served(self.embedded.name, None)
+                elif current[task].same_as(choice):
+                    served[task] = current[task]
+                else:
+                    classifier = load_classifier(self.settings, choice)
+                    loaded.append(classifier)
+                    served[task] = Served(choice.name, classifier, choice.imported_at)
+        except BaseException:
+            for classifier in loaded:
+                classifier.close()
+            raise
+        return ModelSet(self.embedded, served[Task.SENTIMENT.value], served[Task.EMOTION.value])
+
+    def swap(self, models: ModelSet) -> None:
+        """Serve `models` from the next batch on (call it between batches) and release the
+        imported models no longer used."""
+        kept = {id(c) for c in models.classifiers()}
+        old = self._models
+        self._models = models
+        self.name = models.name
+        self.problem = None
+        for classifier in old.classifiers():
+            if id(classifier) not in kept:
+                classifier.close()
+
+    def discard(self, models: ModelSet) -> None:
+        """Release a loaded pair that will not serve (a newer activation came first)."""
+        serving = {id(c) for c in self._models.classifiers()}
+        for classifier in models.classifiers():
+            if id(classifier) not in serving:
+                classifier.close()
+
+    def close(self) -> None:
+        for classifier in self._models.classifiers():
+            classifier.close()
+        self.embedded.close()
+
+
+def load_registry_backend(settings: Settings) -> RegistryBackend:
+    """The `embedded` entry of the chain: the shipped model first; the workers load what the
+    registry activated before their first batch."""
+    from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
+
+    return RegistryBackend(settings, load_embedded_backend(settings))
