@@ -85,7 +85,8 @@ def start_workers(
         | {
             "WORKER_BATCH_SIZE": str(batch_size),
             "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(REPO),
+            # this checkout's code, not whatever the venv installed, and benchmarks/
+            "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
         }
     )
     command = [str(CLI), "worker"]
