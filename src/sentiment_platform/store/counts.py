@@ -4,6 +4,9 @@ The rows come pre-aggregated and SORTED by key, so every writer takes the rows' 
 the same order and two workers cannot deadlock. PostgreSQL gets one statement with one array
 per column (`INSERT … SELECT unnest(…) … ON CONFLICT DO UPDATE`), which its plan cache
 keeps: a multi-row VALUES statement is compiled again for every batch size.
+
+Counts only grow, except when a rescore moves posts from one cell to another: the cells it
+emptied are dropped (`drop_empty`), so a table holds what a rebuild from the posts would.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, and_, bindparam, delete, func, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,4 +46,29 @@ async def add_counts(
     statement = lite.on_conflict_do_update(
         index_elements=keys, set_={"count": table.c.count + lite.excluded.count}
     )
+    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+
+
+async def drop_empty(
+    session: AsyncSession, model: type[Base], keys: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """Delete the rows among `rows` (key values, named by `keys`) whose count is now 0.
+
+    Run after `add_counts`, in its transaction, which holds these rows' locks: a writer that
+    adds to one of them meanwhile waits, and then inserts it anew."""
+    if not rows:
+        return
+    table = cast(Table, model.__table__)
+    columns = [table.c[name] for name in keys]
+    if dialect_name(session) == "postgresql":
+        arrays = select(
+            *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in keys)
+        )
+        statement: Any = delete(table).where(table.c.count == 0, tuple_(*columns).in_(arrays))
+        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(keys)})
+        return
+    statement = delete(table).where(
+        table.c.count == 0, and_(*(column == bindparam(f"k_{column.name}") for column in columns))
+    )
+    names = [f"k_{name}" for name in keys]
     await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
