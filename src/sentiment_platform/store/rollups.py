@@ -45,7 +45,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
 from sentiment_platform.domain import as_utc
-from sentiment_platform.models.database import GRAIN_UNITS, ModelRollup, PostRollup, bucket_floor_sql
+from sentiment_platform.models.database import (
+    GRAIN_UNITS,
+    ModelRollup,
+    PostRollup,
+    bucket_floor_sql,
+)
 from sentiment_platform.store import model_rollups
 from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
