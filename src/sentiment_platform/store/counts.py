@@ -12,6 +12,7 @@ emptied are dropped (`drop_empty`), so a table holds what a rebuild from the pos
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, bindparam, delete, func, select, tuple_
@@ -30,23 +31,33 @@ async def add_counts(
     `names`) adding each count to the stored one."""
     if not rows:
         return
+    dialect = dialect_name(session)
+    statement = _upsert(dialect, model, tuple(names))
+    if dialect == "postgresql":
+        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(names)})
+        return
+    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
+
+
+@cache
+def _upsert(dialect: str, model: type[Base], names: tuple[str, ...]) -> Any:
+    """The upsert of one table's counts, built once: the worker adds to three tables per
+    batch, and building the statement (and its cache key) each time cost more than
+    sending it."""
     table = cast(Table, model.__table__)
     keys = list(names[:-1])
-    if dialect_name(session) == "postgresql":
+    if dialect == "postgresql":
         arrays = select(
             *(func.unnest(bindparam(name, type_=ARRAY(table.c[name].type))) for name in names)
         )
         pg = postgresql.insert(table).from_select(list(names), arrays)
-        statement: Any = pg.on_conflict_do_update(
+        return pg.on_conflict_do_update(
             index_elements=keys, set_={"count": table.c.count + pg.excluded.count}
         )
-        await session.execute(statement, {n: [row[i] for row in rows] for i, n in enumerate(names)})
-        return
     lite = sqlite.insert(table)
-    statement = lite.on_conflict_do_update(
+    return lite.on_conflict_do_update(
         index_elements=keys, set_={"count": table.c.count + lite.excluded.count}
     )
-    await session.execute(statement, [dict(zip(names, row, strict=True)) for row in rows])
 
 
 async def drop_empty(
