@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, select, update
@@ -104,20 +105,23 @@ async def relabel(
     if not pairs:
         return []
     ordered = sorted(pairs, key=lambda pair: pair[0].id)  # one lock order for every writer
-    if dialect_name(session) == "postgresql":
-        ids = await _update_posts_pg(session, ordered)
+    postgres = dialect_name(session) == "postgresql"
+    if postgres:
+        ids = await _update_pg(session, _POSTS_TABLE.name, _GUARD, ordered)
     else:
         ids = await _update_posts_lite(session, ordered)
     changed = [pair for pair in ordered if pair[0].id in ids]
     if not changed:
         return []
-    await session.execute(
-        update(_ANALYSES_TABLE)
-        .where(_ANALYSES.post_ref == bindparam("ref"))
-        .values({name: bindparam(f"new_{name}") for name in _LABELS})
-        .execution_options(synchronize_session=False),
-        [{"ref": post.id} | _new(prediction) for post, prediction in changed],
-    )
+    if postgres:
+        await _update_pg(session, _ANALYSES_TABLE.name, _ANALYSIS_GUARD, changed)
+    else:
+        await session.execute(
+            update(_ANALYSES_TABLE)
+            .where(_ANALYSES.post_ref == bindparam("ref"))
+            .values({name: bindparam(f"new_{name}") for name in _LABELS}),
+            [{"ref": post.id} | _new(prediction) for post, prediction in changed],
+        )
     labels: Counter[rollups.Key] = Counter()
     models: Counter[model_rollups.Key] = Counter()
     for post, new in changed:
@@ -141,20 +145,35 @@ def _new(prediction: Prediction) -> dict[str, Any]:
     }
 
 
-_GUARD = ("id", "model", "sentiment", "emotion")  # what a post must still hold to be rewritten
+# What a row must still hold to be rewritten: (column, the `Labelled` field it must equal);
+# the first is the row's key. A post must still hold the labels read; its analysis row
+# follows the post (rewritten only for posts that were).
+_GUARD = (("id", "id"), ("model", "model"), ("sentiment", "sentiment"), ("emotion", "emotion"))
+_ANALYSIS_GUARD = (("post_ref", "id"),)
 
 
-async def _update_posts_pg(
-    session: AsyncSession, pairs: Sequence[tuple[Labelled, Prediction]]
+async def _update_pg(
+    session: AsyncSession,
+    table: str,
+    guard: tuple[tuple[str, str], ...],
+    pairs: Sequence[tuple[Labelled, Prediction]],
 ) -> set[int]:
     """One statement for the batch: the old and new values as arrays (`unnest`), joined on
-    id, guarded by the old values; the ids it rewrote come back."""
+    the key (an index scan per row), guarded by the old values; the keys it rewrote come
+    back."""
     new = [_new(prediction) for _, prediction in pairs]
     params: dict[str, list[Any]] = {
-        f"old_{name}": [getattr(post, name) for post, _ in pairs] for name in _GUARD
+        f"old_{column}": [getattr(post, field) for post, _ in pairs] for column, field in guard
     } | {f"new_{name}": [row[f"new_{name}"] for row in new] for name in _LABELS}
-    types = {f"old_{name}": _POSTS[name].type for name in _GUARD} | {
-        f"new_{name}": _POSTS[name].type for name in _LABELS
+    return {key for (key,) in await session.execute(_rewrite(table, guard), params)}
+
+
+@cache
+def _rewrite(table_name: str, guard: tuple[tuple[str, str], ...]) -> Any:
+    table = _POSTS_TABLE if table_name == _POSTS_TABLE.name else _ANALYSES_TABLE
+    columns = [column for column, _ in guard]
+    types = {f"old_{name}": table.c[name].type for name in columns} | {
+        f"new_{name}": table.c[name].type for name in _LABELS
     }
     values = select(
         *(
@@ -162,13 +181,12 @@ async def _update_posts_pg(
             for name, kind in types.items()
         )
     ).subquery("v")
-    statement = (
-        update(_POSTS_TABLE)
-        .where(*(_POSTS[name] == values.c[f"old_{name}"] for name in _GUARD))
+    return (
+        update(table)
+        .where(*(table.c[name] == values.c[f"old_{name}"] for name in columns))
         .values({name: values.c[f"new_{name}"] for name in _LABELS})
-        .returning(_POSTS.id)
+        .returning(table.c[columns[0]])
     )
-    return {ref for (ref,) in await session.execute(statement, params)}
 
 
 async def _update_posts_lite(
@@ -178,12 +196,12 @@ async def _update_posts_lite(
     its rowcount."""
     statement = (
         update(_POSTS_TABLE)
-        .where(*(_POSTS[name] == bindparam(f"old_{name}") for name in _GUARD))
+        .where(*(_POSTS[column] == bindparam(f"old_{column}") for column, _ in _GUARD))
         .values({name: bindparam(f"new_{name}") for name in _LABELS})
     )
     rewritten = set()
     for post, prediction in pairs:
-        old = {f"old_{name}": getattr(post, name) for name in _GUARD}
+        old = {f"old_{column}": getattr(post, field) for column, field in _GUARD}
         result: Any = await session.execute(statement, old | _new(prediction))
         if result.rowcount:
             rewritten.add(post.id)
