@@ -151,3 +151,22 @@ async def test_a_killed_process_is_continued_by_the_next_run(stored) -> None:
 
 async def _reached(sessions: async_sessionmaker[AsyncSession], count: int) -> bool:
     return await _done(sessions) >= count
+
+
+async def test_without_an_analyzer_it_rescores_with_the_configured_model(stored, monkeypatch):
+    """The embedded model (ANALYZER_BACKENDS=embedded): the target is the name its labels
+    carry, and a second run finds nothing left."""
+    url, sessions = stored
+    monkeypatch.setenv("ANALYZER_BACKENDS", "embedded")
+    monkeypatch.delenv("LLM_ESCALATE_BELOW", raising=False)
+    first = await asyncio.to_thread(_invoke, url, monkeypatch, "--until", "2100-01-01")
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout.strip().splitlines()[-1])
+    assert report["model"].startswith("embedded/") and report["posts"] == POSTS
+    async with sessions() as session:
+        models = await session.scalars(text("SELECT DISTINCT model FROM social_media_posts"))
+        assert list(models) == [report["model"]]
+    await assert_counts_match_the_posts(sessions)
+    again = await asyncio.to_thread(_invoke, url, monkeypatch, "--model", report["model"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.strip().splitlines()[-1])["posts"] == 0

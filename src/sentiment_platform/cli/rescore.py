@@ -27,14 +27,17 @@ async def open_model(
     """The analyzer a rescore labels with, and the model name its labels carry.
 
     Today: the analyzer this process is configured with (`runtime.load_analyzer`: the
-    `ANALYZER_BACKENDS` chain, or `--analyzer module:Factory`), named by what it answers;
-    `--model NAME` must be that name. This is where a model of the registry is looked up by
-    name (or the active one when none is named)."""
+    `ANALYZER_BACKENDS` chain, or `--analyzer module:Factory`), named as the chain's first
+    backend names its labels (a probe's answer for another analyzer; not the chain's own
+    probe, which an LLM escalation may answer); `--model NAME` must be that name. This is
+    where a model of the registry is looked up by name (or the active one when none is
+    named)."""
     from sentiment_platform.runtime import load_analyzer
     from sentiment_platform.services.analysis.rescore import answering_model
 
     loaded = await load_analyzer(analyzer, settings)
-    answers_as = await answering_model(loaded)
+    chain = getattr(loaded, "backend_names", None)
+    answers_as = chain[0] if chain else await answering_model(loaded)
     if name is not None and name != answers_as:
         _close(loaded)
         raise ValueError(
