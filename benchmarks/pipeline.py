@@ -85,7 +85,8 @@ def start_workers(
         | {
             "WORKER_BATCH_SIZE": str(batch_size),
             "LOG_LEVEL": "WARNING",
-            "PYTHONPATH": str(REPO),
+            # this checkout's code, not whatever the venv installed, and benchmarks/
+            "PYTHONPATH": os.pathsep.join((str(REPO / "src"), str(REPO))),
         }
     )
     command = [str(CLI), "worker"]
@@ -198,7 +199,8 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
     dsn = args.database_url.replace("postgresql+asyncpg://", "postgresql://")
     connection = await asyncpg.connect(dsn)
     await connection.execute(
-        "TRUNCATE social_media_posts, sentiment_analysis, rule_counts, alert_rules CASCADE"
+        "TRUNCATE social_media_posts, sentiment_analysis, rule_counts, alert_rules, "
+        "post_rollups, model_rollups CASCADE"
     )
     async with open_runtime(settings) as runtime:
         await install_rules(runtime, args.rules)

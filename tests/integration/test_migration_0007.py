@@ -74,7 +74,8 @@ async def old_store(request, tmp_path: Path):
             )
             await connection.execute(statement.bindparams(*binds), params)
     async with AsyncSession(engine) as session, session.begin():
-        await rollups.rebuild(session)  # the cells as the platform kept them
+        # the cells as the platform kept them (0006 has no model rollups)
+        await rollups.rebuild(session, models=False)
     yield engine, request.param
     await engine.dispose()
     if request.param == "postgres":
@@ -166,7 +167,7 @@ async def test_rows_in_range_are_left_alone(tmp_path: Path) -> None:
             {"t": ARRIVED, "i": LATER},
         )
     async with AsyncSession(engine) as session, session.begin():
-        await rollups.rebuild(session)
+        await rollups.rebuild(session, models=False)
         before = await _cells(session)
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade, "head")

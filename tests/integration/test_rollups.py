@@ -1,5 +1,6 @@
 """The rollups answer what the raw rows answer: a property test on SQLite and PostgreSQL,
-plus rebuild, redelivery and the long ranges that used to be refused."""
+plus rebuild, redelivery and the long ranges that used to be refused. The model rollups
+name the models behind the same counts."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from sqlalchemy import delete, func, select
 
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
-from sentiment_platform.models.database import PostRollup, SocialMediaPost
+from sentiment_platform.models.database import ModelRollup, PostRollup, SocialMediaPost
 from sentiment_platform.services.reporting.aggregator import Bucket, compute_metrics
 from sentiment_platform.store import rollups
 
@@ -46,8 +47,13 @@ def build(specs: list[tuple[int, str, Sentiment, Emotion, bool]], tag: str):
             )
         )
         if analysed:
-            analyses.append(Analysis(post_id, sentiment, 0.9, emotion, 0.8, "t", BASE))
+            analyses.append(Analysis(post_id, sentiment, 0.9, emotion, 0.8, model_of(i), BASE))
     return posts, analyses
+
+
+def model_of(i: int) -> str:
+    """Two models take turns, so every window the property test draws may mix them."""
+    return ("model-a", "model-b")[i % 2]
 
 
 def raw_answer(specs, start, end, bucket: Bucket, source):
@@ -56,13 +62,15 @@ def raw_answer(specs, start, end, bucket: Bucket, source):
     sentiments: Counter[str] = Counter()
     emotions: Counter[str] = Counter()
     timeline: Counter[datetime] = Counter()
-    for offset, name, sentiment, emotion, analysed in specs:
+    models: Counter[str] = Counter()
+    for i, (offset, name, sentiment, emotion, analysed) in enumerate(specs):
         created = BASE + timedelta(seconds=offset)
         if analysed and low <= created < high and source in (None, name):
             sentiments[sentiment.value] += 1
             emotions[emotion.value] += 1
             timeline[bucket.floor(created)] += 1
-    return sentiments, emotions, timeline
+            models[model_of(i)] += 1
+    return sentiments, emotions, timeline, models
 
 
 @settings(
@@ -91,7 +99,7 @@ async def test_rollup_answers_equal_raw_rows(database, specs, split, bounds, buc
                 await store.save_batch(session, posts, analyses)
                 await store.save_batch(session, posts[:split], analyses)  # a redelivery
                 metrics = await compute_metrics(session, start, end, bucket, source)
-                sentiments, emotions, timeline = raw_answer(
+                sentiments, emotions, timeline, models = raw_answer(
                     specs, start, end, metrics.bucket, source
                 )
                 assert {k.value: v.count for k, v in metrics.sentiment.items() if v.count} == (
@@ -102,6 +110,7 @@ async def test_rollup_answers_equal_raw_rows(database, specs, split, bounds, buc
                 )
                 drawn = {p.bucket_start: p.total for p in metrics.timeline if p.total}
                 assert drawn == {k: v for k, v in timeline.items() if v}
+                assert metrics.models == dict(models)
                 # The page total (exact, any range) from the rollups and the partial edges.
                 where = store.PostFilter(since=start, until=end, source=source)
                 total, capped = await store.count_matches(session, where)
@@ -121,6 +130,8 @@ class _Rollback(Exception):
 
 
 async def test_rebuild_recomputes_what_save_batch_kept(database) -> None:
+    """Both tables: the post rollups and the model rollups `save_batch` keeps are what a
+    rebuild from the posts writes, and a rebuild from a day on keeps the days before."""
     _, session_factory = database
     specs = [
         (i * 97, SOURCES[i % 3], list(Sentiment)[i % 3], Emotion.JOY, i % 4 > 0) for i in range(200)
@@ -132,13 +143,19 @@ async def test_rebuild_recomputes_what_save_batch_kept(database) -> None:
         kept = sorted(
             (await session.execute(select(PostRollup.__table__).where(PostRollup.count != 0))).all()
         )
+        by_model = sorted((await session.execute(select(ModelRollup.__table__))).all())
+        assert {row.model for row in by_model} == {"model-a", "model-b"}
+        assert sum(row.count for row in by_model if row.grain == "d") == len(analyses)
         await session.execute(delete(PostRollup))
+        await session.execute(delete(ModelRollup))
         await rollups.rebuild(session, since=None)
         rebuilt = sorted((await session.execute(select(PostRollup.__table__))).all())
         assert rebuilt == kept and len(kept) > 0
+        assert sorted((await session.execute(select(ModelRollup.__table__))).all()) == by_model
         # A rebuild from a day on leaves earlier days as they were.
         await rollups.rebuild(session, since=BASE + timedelta(days=1, hours=5))
         assert sorted((await session.execute(select(PostRollup.__table__))).all()) == kept
+        assert sorted((await session.execute(select(ModelRollup.__table__))).all()) == by_model
         grand = await session.scalar(
             select(func.sum(PostRollup.count)).where(PostRollup.grain == "d")
         )

@@ -1,5 +1,5 @@
 """`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate · export ·
-rollups · bench · model."""
+rollups · rescore · bench · model."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from sentiment_platform.cli import models as cli_models
+from sentiment_platform.cli import rescore as cli_rescore
 from sentiment_platform.cli import store as cli_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import Task
@@ -28,6 +29,7 @@ app.add_typer(cli_store.bench_app, name="bench")
 app.add_typer(cli_models.model_app, name="model")
 app.command("init-db")(cli_store.init_db)
 app.command("export")(cli_store.export)
+app.command("rescore")(cli_rescore.rescore)
 
 TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
 T = TypeVar("T")

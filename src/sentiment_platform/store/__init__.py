@@ -8,6 +8,8 @@ request makes alone take a `Reader`: that session, or a bare connection.
 - `alerts`: the alert pages, an alert's row, and the monitor's SQL.
 - `alert_rules`: the user's rules and the built-in one.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
+- `model_rollups`: which model labelled the posts the rollups count.
+- `rescore`: the posts a rescore still has to do, and rewriting a batch of them.
 - `deliveries`: the webhook delivery queue and its records.
 - `models_registry`: the model registry and its activations (which model serves what).
 - `bulk`: synthetic history written in bulk (`bench load`).
@@ -60,13 +62,22 @@ from sentiment_platform.store.post_pages import (
 )
 from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch, stored_post_ids
 from sentiment_platform.store.prepared import Reader, ping
+from sentiment_platform.store.rescore import (
+    Labelled,
+    Scope,
+    count_to_rescore,
+    posts_to_rescore,
+    relabel,
+)
 from sentiment_platform.store.rule_counts import (
     BASELINE,
+    Move,
     RuleHit,
     WindowCounts,
     add_rule_counts,
     aggregate_hits,
     floor_minute,
+    move_rule_counts,
     prune_rule_counts,
     rule_volume_baseline,
     rule_window,
@@ -85,6 +96,13 @@ __all__ = [
     "set_activation",
     "BASELINE",
     "FIRING",
+    "Labelled",
+    "Move",
+    "Scope",
+    "count_to_rescore",
+    "move_rule_counts",
+    "posts_to_rescore",
+    "relabel",
     "PostFilter",
     "PostItem",
     "Reader",

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Analysis, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
-from sentiment_platform.store import rollups
+from sentiment_platform.store import model_rollups, rollups
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 
@@ -27,7 +27,8 @@ async def save_batch(
     session: AsyncSession, posts: Sequence[Post], analyses: Sequence[Analysis]
 ) -> set[str]:
     """Insert posts and their analyses; a post_id seen before is skipped, never duplicated.
-    The rollups gain exactly what this call inserted, in the same transaction.
+    The rollups and the model rollups gain exactly what this call inserted, in the same
+    transaction.
 
     Returns the post_ids whose analyses this call stored (a redelivered batch: none), so
     only those are counted and announced. An analysis whose post is not stored is an
@@ -58,6 +59,7 @@ async def save_batch(
         )
         new = {post_id: (ref, created_at, source) for post_id, ref, created_at, source in returned}
     deltas: Counter[rollups.Key] = Counter()
+    by_model: Counter[model_rollups.Key] = Counter()
     stored: set[str] = set()
     if analyses:
         refs = dict(new)
@@ -98,6 +100,7 @@ async def save_batch(
             analysis = by_post[post_id]
             minute = rollups.floor("m", created_at)
             deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value)] += 1
+            by_model[(minute, source, analysis.model)] += 1
             if post_id not in new:  # counted as unanalysed when it was stored
                 deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED)] -= 1
     for post_id, (_, created_at, source) in new.items():
@@ -105,6 +108,7 @@ async def save_batch(
             unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED)
             deltas[(rollups.floor("m", created_at), source, *unanalysed)] += 1
     await rollups.add(session, deltas)
+    await model_rollups.add(session, by_model)
     return stored
 
 

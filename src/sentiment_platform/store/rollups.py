@@ -11,7 +11,9 @@ days from the day rows, the hours around them from the hour rows, the minutes at
 from the minute rows, so a 30-day answer reads ~30 + 48 + 120 cells per key, not 43,200.
 
 Two workers adding to the same cells cannot deadlock: each transaction upserts its keys in
-one sorted order (`add`).
+one sorted order (`add`). Beside them `model_rollups` counts the same analysed posts by the
+model that labelled them; a rebuild and a purge here do both tables, and a metrics answer
+reads both in one statement (`Summary.models`).
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
 from sentiment_platform.domain import as_utc
-from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
-from sentiment_platform.store.counts import add_counts
+from sentiment_platform.models.database import (
+    GRAIN_UNITS,
+    ModelRollup,
+    PostRollup,
+    bucket_floor_sql,
+)
+from sentiment_platform.store import model_rollups
+from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
 from sentiment_platform.timegrain import Grain
 
@@ -103,7 +111,8 @@ def pieces(start: datetime, end: datetime, grains: Sequence[str] = ("d", "h", "m
 
 
 async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
-    """Add counts at the three grains, upserting keys in sorted order (no deadlocks)."""
+    """Add signed counts at the three grains, upserting keys in sorted order (no
+    deadlocks); cells a move emptied are dropped (`counts.drop_empty`)."""
     cells: Counter[tuple[str, datetime, str, str, str]] = Counter()
     for (minute, source, sentiment, emotion), count in deltas.items():
         for grain in GRAIN_UNITS:
@@ -111,6 +120,7 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
     rows = [(*key, count) for key, count in sorted(cells.items()) if count]
     names = ("grain", "bucket_start", "source", "sentiment", "emotion", "count")
     await add_counts(session, PostRollup, names, rows)
+    await drop_empty(session, PostRollup, names[:-1], [row[:-1] for row in rows if row[-1] < 0])
 
 
 # Statements are built once per shape (how many cells, which filters) with the values bound:
@@ -119,8 +129,10 @@ _LABELS = ("source", "sentiment", "emotion")
 _AT = PostRollup.bucket_start.type
 
 
-def _where(cells: int, labels: Sequence[str], labelled: bool) -> list[ColumnElement[bool]]:
-    rows = PostRollup.__table__.c
+def _where(
+    cells: int, labels: Sequence[str], labelled: bool, table: Any = PostRollup.__table__
+) -> list[ColumnElement[bool]]:
+    rows = table.c
     clauses = [
         or_(
             *(
@@ -159,15 +171,18 @@ def _total_statement(cells: int, labels: tuple[str, ...]) -> Any:
 def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> Any:
     """Three sums of one read of the cells, so an answer returns its sums, not every cell
     (bucket × source × sentiment × emotion) it reads: per (bucket, sentiment), per
-    (source, sentiment), per emotion. Rows are (kind 't' / 's' / 'e', moment, source,
-    label, count). PostgreSQL sums them in one pass over the cells (GROUPING SETS); SQLite
-    has no GROUPING SETS, so it groups a CTE three times."""
+    (source, sentiment), per emotion; and, from `model_rollups` over the same cells, per
+    model. Rows are (kind 't' / 's' / 'e' / 'm', moment, source, label, count). PostgreSQL
+    sums the labels in one pass over the cells (GROUPING SETS); SQLite has no GROUPING SETS,
+    so it groups a CTE three times."""
     moment: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
     rows = PostRollup.__table__.c
-    where = _where(cells, ("source",) if by_source else (), labelled=True)
+    labels = ("source",) if by_source else ()
+    where = _where(cells, labels, labelled=True)
+    models = model_rollups.by_model(_where(cells, labels, False, ModelRollup.__table__))
     if dialect == "postgresql":
         kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
-        return (
+        labelled = (
             select(
                 kind,
                 cast(moment, Text),  # text decodes faster than a timestamptz (store/post_pages)
@@ -184,6 +199,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
                 )
             )
         )
+        return union_all(labelled, models)
     read = (
         select(moment.label("moment"), rows.source, rows.sentiment, rows.emotion, rows.count)
         .where(*where)
@@ -199,6 +215,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
             c.source, c.sentiment
         ),
         select(literal_column("'e'"), null(), null(), c.emotion, total).group_by(c.emotion),
+        models,
     )
 
 
@@ -224,11 +241,12 @@ async def total(
 @dataclass(slots=True)
 class Summary:
     """Analysed posts over a range: per (bucket start, sentiment), per (source, sentiment),
-    per emotion."""
+    per emotion, per model."""
 
     timeline: dict[tuple[datetime, str], int] = field(default_factory=dict)
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
     emotions: dict[str, int] = field(default_factory=dict)
+    models: dict[str, int] = field(default_factory=dict)
 
 
 async def summary(
@@ -249,6 +267,9 @@ async def summary(
             answer.timeline[(_moment(moment), label)] = int(count)
         elif kind == "s":
             answer.by_source[(name, label)] = int(count)
+        elif kind == "m":
+            if count:  # a rescore may leave a model none of the window's posts keep
+                answer.models[label] = int(count)
         else:
             answer.emotions[label] = int(count)
     return answer
@@ -262,12 +283,16 @@ async def earliest(reader: Reader) -> datetime | None:
     return found
 
 
-async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
-    """Recompute the rollups from the posts, from the day `since` falls in (None: all).
+async def rebuild(
+    session: AsyncSession, since: datetime | None = None, *, models: bool = True
+) -> int:
+    """Recompute the rollups (and with `models`, the model rollups) from the posts, from
+    the day `since` falls in (None: all).
 
     Returns how many cells were written. Run it after writing posts around `save_batch`
     (a manual import, `bench load`). The cells are written in key order, so a range's
-    cells lie together on disk and an answer reads few pages.
+    cells lie together on disk and an answer reads few pages. `models=False` is for a
+    schema from before 0008, which has no model rollups.
     """
     dialect = dialect_name(session)
     await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
@@ -290,6 +315,8 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
             params,
         )
         written += result.rowcount or 0
+    if models:
+        written += await model_rollups.rebuild(session, day)
     return written
 
 
@@ -301,14 +328,16 @@ async def no_statement_timeout(session: AsyncSession) -> None:
 
 
 async def purge(session: AsyncSession, before: datetime) -> int:
-    """Drop the cells of buckets that start before `before` (ROLLUP_RETENTION_DAYS)."""
+    """Drop the cells, post and model rollups alike, of buckets that start before the day
+    `before` falls in (ROLLUP_RETENTION_DAYS)."""
+    day = floor("d", before)
     result: Any = await session.execute(
         text("DELETE FROM post_rollups WHERE bucket_start < :before").bindparams(
             bindparam("before", type_=PostRollup.bucket_start.type)
         ),
-        {"before": floor("d", before)},
+        {"before": day},
     )
-    return int(result.rowcount or 0)
+    return int(result.rowcount or 0) + await model_rollups.purge(session, day)
 
 
 def _moment(value: datetime | str) -> datetime:

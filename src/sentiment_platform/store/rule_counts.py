@@ -3,7 +3,8 @@ evaluates every rule from, so no check reads a post. The caller owns the transac
 
 A count's minute is the post's ANALYSIS time truncated to the minute (UTC), so a backlog is
 counted when the workers reach it (the monitor's window rule). Rule 0 (the built-in rule)
-counts every analysed post; a user rule counts the posts it matches.
+counts every analysed post; a user rule counts the posts it matches. A rescore moves counts
+between labels within their rule and minute (`move_rule_counts`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
 from sentiment_platform.models.database import RuleCount
-from sentiment_platform.store.counts import add_counts
+from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.timegrain import Grain
 
 BASELINE = timedelta(hours=24)
@@ -57,6 +58,59 @@ async def add_rule_counts(session: AsyncSession, hits: Sequence[RuleHit]) -> int
     values = [(h.rule_id, h.minute, h.sentiment, h.emotion, h.count) for h in rows]
     await add_counts(session, RuleCount, names, values)
     return len(rows)
+
+
+# (rule, minute, sentiment and emotion it moves from, sentiment and emotion it moves to)
+Move = tuple[int, datetime, str, str, str, str]
+Cell = tuple[int, datetime, str, str]  # (rule, minute, sentiment, emotion)
+_NAMES = ("rule_id", "minute", "sentiment", "emotion", "count")
+
+
+async def move_rule_counts(session: AsyncSession, moves: Counter[Move]) -> int:
+    """Move `count` posts of a rule and minute from one (sentiment, emotion) to another: a
+    rescore's correction. Returns how many were moved.
+
+    A move takes at most what its cell holds: a post that was never counted there (written
+    around the worker, as `bench load` does, or matched by a rule edited since) moves
+    nothing, so no count goes below zero. Every cell it touches is locked first, in key
+    order, by adding 0 (`add_counts`, as every writer locks them), so a worker counting the
+    same minute cannot deadlock with it and no one changes a cell between its read and
+    its write."""
+    moves = Counter({move: n for move, n in moves.items() if n > 0 and move[2:4] != move[4:]})
+    if not moves:
+        return 0
+    keys = sorted({key for r, m, *labels in moves for key in _ends(r, m, labels)})
+    await add_counts(session, RuleCount, _NAMES, [(*key, 0) for key in keys])
+    held: dict[Cell, int] = {
+        (rule_id, floor_minute(minute), sentiment, emotion): count
+        for rule_id, minute, sentiment, emotion, count in await session.execute(
+            select(*(RuleCount.__table__.c[name] for name in _NAMES)).where(
+                RuleCount.rule_id.in_(sorted({key[0] for key in keys})),
+                RuleCount.minute.in_(sorted({key[1] for key in keys})),
+            )
+        )
+    }
+    deltas: Counter[Cell] = Counter()
+    for (rule_id, minute, *labels), wanted in sorted(moves.items()):
+        origin, target = _ends(rule_id, minute, labels)
+        taken = min(wanted, held.get(origin, 0) + deltas[origin])
+        deltas[origin] -= taken
+        deltas[target] += taken
+    rows = [(*key, count) for key, count in sorted(deltas.items()) if count]
+    await add_counts(session, RuleCount, _NAMES, rows)
+    await drop_empty(session, RuleCount, _NAMES[:-1], keys)
+    return sum(-count for *_, count in rows if count < 0)
+
+
+def _ends(rule_id: int, minute: datetime, labels: Sequence[str]) -> tuple[Cell, Cell]:
+    """The cells a move leaves and reaches."""
+    old_sentiment, old_emotion, new_sentiment, new_emotion = labels
+    return (rule_id, minute, old_sentiment, old_emotion), (
+        rule_id,
+        minute,
+        new_sentiment,
+        new_emotion,
+    )
 
 
 @dataclass(frozen=True, slots=True)

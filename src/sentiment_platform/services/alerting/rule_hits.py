@@ -7,19 +7,23 @@ actually stored (a redelivered post is never counted twice)::
 
     pairs = stored_pairs(posts, analyses, stored)
     await store.add_rule_counts(session, rule_hits(await self.rules.matcher(session), pairs))
+
+A rescore moves the counts of the posts it relabels (`rule_moves`, pure) in the transaction
+that rewrites them (`store.move_rule_counts`).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
-from sentiment_platform.domain import Analysis
+from sentiment_platform.domain import Analysis, Prediction
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID
 from sentiment_platform.services.alerting.matcher import EMPTY, Matcher, RuleFilter
 
@@ -62,6 +66,57 @@ def rule_hits(
         for rule_id in matcher.match(post.content, post.source):
             counted[(rule_id, minute, sentiment, emotion)] += 1
     return [store.RuleHit(*key, count) for key, count in sorted(counted.items())]
+
+
+class Relabelled(PostLike, Protocol):
+    """A post a rescore rewrote, as it was before: its old labels and when it was analysed."""
+
+    @property
+    def sentiment(self) -> str: ...
+
+    @property
+    def emotion(self) -> str: ...
+
+    @property
+    def analyzed_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CountedRule:
+    """A user rule as a rescore sees it: since when it has matched as it does now."""
+
+    filter: RuleFilter
+    since: datetime  # its last change (`updated_at`): earlier posts may have been matched otherwise
+
+
+def rule_moves(
+    rules: Sequence[CountedRule],
+    relabelled: Iterable[tuple[Relabelled, Prediction]],
+    counted_since: datetime,
+) -> Counter[store.Move]:
+    """What `rule_counts` must move for posts a rescore relabelled: each of the post's rule
+    hits, in the minute it was analysed (a rescore keeps `analyzed_at`), from its old
+    (sentiment, emotion) to its new one.
+
+    Only posts analysed since `counted_since` move: older minutes are pruned, and no rule
+    reads them. A user rule counts only posts analysed after its last change: the matcher
+    that counted an older post may have been another (`store.move_rule_counts` also never
+    takes more than a cell holds)."""
+    matcher = Matcher.build(rule.filter for rule in rules)
+    since = {rule.filter.rule_id: rule.since for rule in rules}
+    moves: Counter[store.Move] = Counter()
+    for post, new in relabelled:
+        if post.analyzed_at < counted_since:
+            continue
+        minute = store.floor_minute(post.analyzed_at)
+        labels = (post.sentiment, post.emotion, new.sentiment.value, new.emotion.value)
+        if labels[:2] == labels[2:]:
+            continue
+        moves[(BUILTIN_RULE_ID, minute, *labels)] += 1
+        for rule_id in matcher.match(post.content, post.source):
+            if since[rule_id] <= post.analyzed_at:
+                moves[(rule_id, minute, *labels)] += 1
+    return moves
 
 
 class RulesCache:

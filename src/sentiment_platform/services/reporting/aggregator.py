@@ -118,6 +118,8 @@ class Metrics(BaseModel):
     emotion: dict[Emotion, Share]
     timeline: list[TimelinePoint]
     by_source: dict[str, SourceBreakdown]
+    # Analysed posts per model that labelled them: two names when a window mixes models.
+    models: dict[str, int]
 
 
 def _shares(counts: dict[str, int], labels: type[StrEnum], total: int) -> dict[Any, Share]:
@@ -161,7 +163,8 @@ async def compute_metrics(
     source: str | None = None,
 ) -> Metrics:
     """Counts over analysed posts created in the minutes [start, end) touches, optionally
-    for one source, from the rollups. A bucket too fine for the range is coarsened."""
+    for one source, from the rollups, with the models that labelled them (from the model
+    rollups, in the same read). A bucket too fine for the range is coarsened."""
     bucket = (bucket or Bucket.for_range(start, end)).fitting(start, end)
     first = bucket.floor(start)
     if bucket.count_in(start, end) > MAX_BUCKETS:  # centuries: start the chart at the data
@@ -207,6 +210,7 @@ async def compute_metrics(
         emotion=_shares(counts.emotions, Emotion, total),
         timeline=timeline,
         by_source=by_source,
+        models=dict(sorted(counts.models.items())),
     )
 
 
