@@ -1,8 +1,9 @@
 """Bring a model, end to end (issue 32), on SQLite and PostgreSQL: a tiny random classifier
 the suite builds itself is imported by `model import`'s own code, activated, and running
 workers switch to it within 10 s with no restart, a batch never split between two models;
-then back. A model whose `model.onnx` is corrupt is never swapped in: the previous model
-keeps serving every post, and /api/health says the model is down and why. Real processes
+then back; then `rescore` relabels the history with it. A model whose `model.onnx` is
+corrupt is never swapped in: the previous model keeps serving every post, and /api/health
+says the model is down and why. Real processes
 and Redis mode: tests/integration/test_model_processes.py."""
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pytest
 import pytest_asyncio
 
 from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
+from sentiment_platform.cli.rescore import _close, open_model
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
+from sentiment_platform.services.analysis.rescore import rescore as rescore_history
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 from tests.support.app_client import app_client
 from tests.support.databases import scratch_database_url
@@ -145,6 +148,17 @@ async def test_running_workers_switch_to_an_activated_model_and_back_without_res
     for _, model, analyzed_at in rows:
         batches.setdefault(analyzed_at, set()).add(model)
     assert all(len(models) == 1 for models in batches.values()), "a batch split between models"
+
+    # History rescored with the activated model (`rescore`'s own model loading): every stored
+    # post ends up labelled by it, whichever model analysed it live.
+    await activate(sessions, TINY)
+    labeller, name = await open_model(None, None, settings, sessions)
+    try:
+        done = await rescore_history(sessions, labeller, name)
+    finally:
+        await asyncio.to_thread(_close, labeller)
+    assert name == SWITCHED and done.posts > 0
+    assert {m for _, m, _ in await models_of(sessions)} == {SWITCHED}
 
 
 async def test_a_corrupt_model_is_not_swapped_in_and_health_says_why(

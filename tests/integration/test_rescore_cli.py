@@ -170,3 +170,5 @@ async def test_without_an_analyzer_it_rescores_with_the_configured_model(stored,
     again = await asyncio.to_thread(_invoke, url, monkeypatch, "--model", report["model"])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout.strip().splitlines()[-1])["posts"] == 0
+    unknown = await asyncio.to_thread(_invoke, url, monkeypatch, "--model", "no-such-model")
+    assert unknown.exit_code == 2 and "no-such-model" in unknown.output

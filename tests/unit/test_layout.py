@@ -74,3 +74,19 @@ def test_errors_are_raised_as_platform_errors() -> None:
         and any(name == "HTTPException" for _, name in _imported_names(path))
     )
     assert raisers == []
+
+
+def test_no_merge_conflict_is_left_in_the_tree() -> None:
+    repo = PACKAGE.parents[1]
+    texts = [repo / "README.md", *repo.glob("docs/*.md"), *repo.glob("benchmarks/*")]
+    texts += [*SOURCES, *repo.glob("tests/**/*.py")]
+    left = sorted(
+        str(path.relative_to(repo))
+        for path in texts
+        if path.is_file()
+        and any(
+            line.startswith(("<<<<<<< ", ">>>>>>> "))
+            for line in path.read_text("utf-8", errors="replace").splitlines()
+        )
+    )
+    assert left == []

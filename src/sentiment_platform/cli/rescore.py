@@ -18,24 +18,44 @@ import typer
 from sentiment_platform.cli.store import _configure_logging, _run_store
 from sentiment_platform.config import Settings, get_settings
 from sentiment_platform.domain import as_utc
+from sentiment_platform.errors import PlatformError
 from sentiment_platform.services.analysis.backends import Analyzer
 
 
 async def open_model(
-    name: str | None, analyzer: str | None, settings: Settings
+    name: str | None, analyzer: str | None, settings: Settings, session_factory: Any
 ) -> tuple[Analyzer, str]:
     """The analyzer a rescore labels with, and the model name its labels carry.
 
-    Today: the analyzer this process is configured with (`runtime.load_analyzer`: the
-    `ANALYZER_BACKENDS` chain, or `--analyzer module:Factory`), named as the chain's first
-    backend names its labels (a probe's answer for another analyzer; not the chain's own
-    probe, which an LLM escalation may answer); `--model NAME` must be that name. This is
-    where a model of the registry is looked up by name (or the active one when none is
-    named)."""
+    By default the registry's: the models active for every language, or with `--model NAME`
+    that model for the task(s) it serves (the other task keeps its active model), loaded as
+    a worker loads them. `--analyzer module:Factory` names another analyzer instead (tests,
+    benchmarks): its name is what it answers for a harmless text, and `--model` must match
+    it."""
+    if analyzer is not None:
+        return await _other_analyzer(name, analyzer, settings)
+    from sentiment_platform.services.analysis import registry
+    from sentiment_platform.services.analysis.registry_backend import load_registry_backend
+    from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
+
+    async with session_factory() as session, session.begin():
+        await registry.ensure_embedded(session)
+        choices = await registry.serving_choice(session, name)
+    backend = await asyncio.to_thread(load_registry_backend, settings)
+    try:
+        models = await asyncio.to_thread(backend.load, choices)
+    except BaseException:
+        await asyncio.to_thread(backend.close)
+        raise
+    backend.swap(models)
+    return SentimentAnalyzer([backend]), models.name
+
+
+async def _other_analyzer(name: str | None, spec: str, settings: Settings) -> tuple[Analyzer, str]:
     from sentiment_platform.runtime import load_analyzer
     from sentiment_platform.services.analysis.rescore import answering_model
 
-    loaded = await load_analyzer(analyzer, settings)
+    loaded = await load_analyzer(spec, settings)
     chain = getattr(loaded, "backend_names", None)
     answers_as = chain[0] if chain else await answering_model(loaded)
     if name is not None and name != answers_as:
@@ -87,8 +107,8 @@ def rescore(
 
     async def work(session_factory: Any) -> dict[str, Any]:
         try:
-            labeller, name = await open_model(model, analyzer, settings)
-        except (RuntimeError, ValueError) as error:
+            labeller, name = await open_model(model, analyzer, settings, session_factory)
+        except (RuntimeError, ValueError, PlatformError) as error:
             typer.echo(f"rescore cannot start: {error}", err=True)
             raise typer.Exit(2) from None
         try:
