@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     model_local_files_only: bool = True  # False lets the transformers backend download
     model_batch_size: int = Field(32, ge=1)
     embedded_threads: int | None = Field(None, ge=1)  # chunks run at once; None: all cores
+    dedup_window_hours: float = Field(24.0, gt=0.0, le=720.0)  # copies found this far apart
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None
