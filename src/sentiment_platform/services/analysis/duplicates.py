@@ -152,8 +152,9 @@ def fingerprints(texts: Sequence[str]) -> list[Fingerprint]:
             exact.append(b"")
             word_sets.append(set())
             continue
-        exact.append(hashlib.blake2b(normal.encode(), digest_size=16).digest())
-        hashed = {zlib.crc32(word.encode()) for word in tokens}
+        encoded = normal.encode()
+        exact.append(hashlib.blake2b(encoded, digest_size=16).digest())
+        hashed = set(map(zlib.crc32, encoded.split(b" ")))
         word_sets.append(hashed if len(hashed) >= MIN_NEAR_WORDS else set())
     near = [i for i, hashed in enumerate(word_sets) if hashed]
     result = [Fingerprint(key, b"", ()) for key in exact]
