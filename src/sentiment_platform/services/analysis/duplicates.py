@@ -14,8 +14,8 @@ whole batch at once (one matrix per batch rather than an object per post): datas
 computes the same signatures, but one post at a time through SHA-1 and Python objects, which
 is far slower, and its LSH keeps no expiry and no first-writer claim, both of which this
 needs. ROWS is high enough that an unrelated post rarely holds a band bucket first (each
-bucket keeps one group, so such "pollution" would hide a real copy), BANDS as few as keep a
-0.85-similar copy found; `benchmarks/dedup.py` measures both.
+bucket keeps one group, so such "pollution" would hide a real copy), BANDS as few as still
+find a one-word edit; `benchmarks/dedup.py` measures both.
 
 Very short texts are treated apart, because identical short texts are mostly coincidences
 ("thank you", "happy cake day"), not copies: under `MIN_WORDS` words a post is never marked,
