@@ -89,6 +89,7 @@ class Settings(BaseSettings):
     model_batch_size: int = Field(32, ge=1)
     embedded_threads: int | None = Field(None, ge=1)  # chunks run at once; None: all cores
     models_dir: str | None = None  # imported models; None: `models/` beside the SQLite file
+    dedup_window_hours: float = Field(24.0, gt=0.0, le=720.0)  # copies found this far apart
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None

@@ -1,0 +1,242 @@
+"""The duplicate index in Redis, shared by every worker (the issue: not per process).
+
+Each bucket (a post's exact-text hash and each of its LSH bands) names its group by a
+reference, the exact-text hash of the group's first post; the reference's record holds the
+first's post_id, its time and its word hashes, which a candidate is checked against.
+
+Buckets and records are fields of Redis hashes, not keys of their own: a top-level key with
+a TTL costs twice the memory of a hash field and several times the CPU to create, and a new
+group writes thirteen buckets. Redis 7.0 has no per-field expiry, so the hashes are
+generations: each covers half a window of Redis's clock and expires (PEXPIRE) a window after
+its last write, and a lookup reads the three generations a window can span, newest first.
+An entry thus lives between one and one and a half windows; whether a group is still live
+for a post is decided by the posts' own times (`at`), as in-process. Each generation is
+split into `SHARDS` hashes by the field's last byte, so no hash grows large enough for its
+expiry to stall Redis.
+
+One Lua script takes a whole batch: one round trip per batch, and, because Redis runs a
+script alone, two workers' batches never interleave. With plain pipelined `SET NX`, two
+near copies in two workers' batches could each claim a different band first and each be
+marked a copy of the other; inside one script one batch runs wholly before the other, and
+every worker agrees on the first. The script derives its hashes' names from the clock and
+the fields, which it cannot declare in KEYS: it runs on a single Redis (as the stream does),
+not on a Redis Cluster. Commands are Redis 7.0's (TIME, HMGET, HSET, PEXPIRE).
+
+The logic is `LocalDuplicateIndex._place`'s, step for step; the integration tests hold the
+two to the same answers.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+
+from sentiment_platform.services.analysis.duplicates import (
+    BANDS,
+    KEY_VERSION,
+    THRESHOLD,
+    PostText,
+    fingerprints,
+)
+
+SHARDS = 256  # hashes per generation
+
+# ARGV: prefix, window (ms), generation span (ms), shards, bands, threshold numerator and
+# denominator; then per post: post_id, at (ms since the epoch), exact hash (16 bytes), word
+# hashes (4 bytes each, "" when only an exact match counts), BANDS band hashes (8 bytes each,
+# "" likewise). Fields: a bucket's hash -> its group's reference (the first's exact hash);
+# "r" .. reference -> "<at ms> <length of post_id> <post_id><word hashes>".
+# Returns, per post, its group's first when that is another post, else false (nil).
+ASSIGN = """
+local prefix = ARGV[1]
+local window, span, shards = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local bands, numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local stride, chunk = 4 + bands, 1000
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local current = math.floor(now / span)
+
+local oldest = math.floor((now - window) / span)
+local names = {}  -- names[generation][shard + 1]: the hashes' names, built once per call
+for generation = oldest, current do
+  local row = {}
+  for shard = 1, shards do row[shard] = prefix .. string.format('%d:%d', generation, shard - 1) end
+  names[generation] = row
+end
+local function shard_of(field) return string.byte(field, -1) % shards + 1 end
+
+-- Every field's newest value over the live generations: an HMGET per hash, not per field.
+local function fetch(fields, into)
+  local by_shard = {}
+  for _, field in ipairs(fields) do
+    local shard = shard_of(field)
+    local list = by_shard[shard]
+    if not list then list = {}; by_shard[shard] = list end
+    list[#list + 1] = field
+  end
+  for generation = current, oldest, -1 do
+    local row, left = names[generation], false
+    for shard, list in pairs(by_shard) do
+      local still = {}
+      for i = 1, #list, chunk do
+        local last = math.min(i + chunk - 1, #list)
+        local values = redis.call('HMGET', row[shard], unpack(list, i, last))
+        for k = i, last do
+          local value = values[k - i + 1]
+          if value then into[list[k]] = value else still[#still + 1] = list[k] end
+        end
+      end
+      by_shard[shard] = still
+      left = left or #still > 0
+    end
+    if not left then return end
+  end
+end
+
+local held, fields = {}, {}
+for p = 8, #ARGV, stride do
+  for j = p + 2, p + 3 + bands do
+    local field = ARGV[j]
+    if j ~= p + 3 and field ~= '' and held[field] == nil then
+      held[field] = false
+      fields[#fields + 1] = field
+    end
+  end
+end
+fetch(fields, held)
+local raw, wanted = {}, {}
+for _, reference in pairs(held) do
+  if reference and raw['r' .. reference] == nil then
+    raw['r' .. reference] = false
+    wanted[#wanted + 1] = 'r' .. reference
+  end
+end
+fetch(wanted, raw)
+local records = {}
+for field, value in pairs(raw) do
+  if value then
+    local first_space = string.find(value, ' ', 1, true)
+    local second_space = string.find(value, ' ', first_space + 1, true)
+    local length = tonumber(string.sub(value, first_space + 1, second_space - 1))
+    records[string.sub(field, 2)] = {
+      tonumber(string.sub(value, 1, first_space - 1)),
+      string.sub(value, second_space + 1, second_space + length),
+      string.sub(value, second_space + length + 1),
+    }
+  end
+end
+
+local function live(field, at)
+  local reference = held[field]
+  if not reference then return false end
+  local found = records[reference]
+  if found and at - found[1] < window then return reference end
+  return false
+end
+
+local function similar(words, other)
+  if words == '' or other == '' then return false end
+  local mine, shared = {}, 0
+  for i = 1, #words, 4 do mine[string.sub(words, i, i + 3)] = true end
+  for i = 1, #other, 4 do
+    if mine[string.sub(other, i, i + 3)] then shared = shared + 1 end
+  end
+  local union = #words / 4 + #other / 4 - shared
+  return shared * denominator >= numerator * union
+end
+
+local writes = {}
+local function write(field, value)
+  local key = names[current][shard_of(field)]
+  local list = writes[key]
+  if not list then list = {}; writes[key] = list end
+  list[#list + 1] = field
+  list[#list + 1] = value
+end
+
+local marks = {}
+for p = 8, #ARGV, stride do
+  local post, at, exact, words = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], ARGV[p + 3]
+  local reference = live(exact, at)
+  if not reference then
+    local claims = {exact}
+    if words ~= '' then
+      for j = p + 4, p + 3 + bands do
+        local holder = live(ARGV[j], at)
+        if not holder then
+          claims[#claims + 1] = ARGV[j]
+        elseif not reference and similar(words, records[holder][3]) then
+          reference = holder
+        end
+      end
+    end
+    if not reference then
+      reference = exact
+      records[exact] = {at, post, words}
+      write('r' .. exact, ARGV[p + 1] .. ' ' .. #post .. ' ' .. post .. words)
+    end
+    for _, field in ipairs(claims) do
+      write(field, reference)
+      held[field] = reference
+    end
+  end
+  local first = records[reference][2]
+  if first == post then marks[#marks + 1] = false else marks[#marks + 1] = first end
+end
+
+local expiry = (current + 1) * span + window - now
+for key, list in pairs(writes) do
+  for i = 1, #list, 2 * chunk do
+    redis.call('HSET', key, unpack(list, i, math.min(i + 2 * chunk - 1, #list)))
+  end
+  redis.call('PEXPIRE', key, expiry)
+end
+return marks
+"""
+
+_BAND_BYTES = struct.Struct(f"<{BANDS}Q")
+_NO_BANDS = [b""] * BANDS
+
+
+class RedisDuplicateIndex:
+    """The index in Redis under `prefix`, shared by every worker that uses the same prefix.
+
+    Whether a group is still live is decided by the posts' `at` (pass the time the worker
+    received them); memory is bounded by Redis's own clock, through the generations. The
+    client may decode responses or not.
+    """
+
+    def __init__(self, client: Redis, window: timedelta, prefix: str = "dedup:") -> None:
+        self.window_ms = int(window.total_seconds() * 1000)
+        if self.window_ms < 2:
+            raise ValueError("the duplicate window must be at least two milliseconds")
+        self.prefix = f"{prefix}{KEY_VERSION}:"
+        self._script = client.register_script(ASSIGN)
+
+    async def assign(self, posts: Sequence[PostText]) -> list[str | None]:
+        found = fingerprints([text for _, text, _ in posts])
+        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS, BANDS]
+        args += [THRESHOLD.numerator, THRESHOLD.denominator]
+        asked: list[int] = []  # the posts sent: those long enough to be marked
+        for index, ((post_id, _, at), fingerprint) in enumerate(zip(posts, found, strict=True)):
+            if not fingerprint.exact:
+                continue
+            asked.append(index)
+            args += [post_id, int(at.timestamp() * 1000), fingerprint.exact, fingerprint.words]
+            if fingerprint.bands:
+                packed = _BAND_BYTES.pack(*fingerprint.bands)
+                args += [packed[i : i + 8] for i in range(0, 8 * BANDS, 8)]
+            else:
+                args += _NO_BANDS
+        marks: list[str | None] = [None] * len(posts)
+        if not asked:
+            return marks
+        reply = await self._script(args=args)
+        for index, first in zip(asked, reply, strict=True):
+            if first is not None:
+                marks[index] = first.decode() if isinstance(first, bytes) else str(first)
+        return marks
