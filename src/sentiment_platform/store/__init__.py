@@ -10,6 +10,8 @@ request makes alone take a `Reader`: that session, or a bare connection.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
 - `deliveries`: the webhook delivery queue and its records.
 - `bulk`: synthetic history written in bulk (`bench load`).
+- `labels`: people's labels on posts, and quality's aggregates of them.
+- `review`: the review queue's draws (by integer key), their record, and skips.
 - `prepared`: the hot reads, straight on asyncpg on PostgreSQL (`Reader`).
 """
 
@@ -36,6 +38,14 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.labels import (
+    LabelCell,
+    Scope,
+    clear_label,
+    label_cells,
+    set_label,
+    skipped_count,
+)
 from sentiment_platform.store.post_pages import (
     PostFilter,
     PostItem,
@@ -47,6 +57,17 @@ from sentiment_platform.store.post_pages import (
 )
 from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch, stored_post_ids
 from sentiment_platform.store.prepared import Reader, ping
+from sentiment_platform.store.review import (
+    Candidate,
+    Skip,
+    draw_candidates,
+    draw_population,
+    items_by_refs,
+    post_key_bounds,
+    record_draws,
+    skip_post,
+    uncertain_posts,
+)
 from sentiment_platform.store.rule_counts import (
     BASELINE,
     RuleHit,
@@ -60,6 +81,21 @@ from sentiment_platform.store.rule_counts import (
 )
 
 __all__ = [
+    "Candidate",
+    "LabelCell",
+    "Scope",
+    "Skip",
+    "clear_label",
+    "draw_candidates",
+    "draw_population",
+    "items_by_refs",
+    "label_cells",
+    "post_key_bounds",
+    "record_draws",
+    "set_label",
+    "skip_post",
+    "skipped_count",
+    "uncertain_posts",
     "BASELINE",
     "FIRING",
     "PostFilter",
