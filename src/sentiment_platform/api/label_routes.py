@@ -48,15 +48,18 @@ def _scope(query: ScopeQuery) -> store.Scope:
     responses=problems(400, 401, 404, 413),
 )
 async def put_label(
-    session: SessionDep, post_id: PostIdPath, body: Annotated[PostLabel, Body()]
-) -> LabelView:
+    api: ApiDep, post_id: PostIdPath, body: Annotated[PostLabel, Body()]
+) -> Response:
     """Set the post's label; the last write wins and `labelled_at` is when it was set. It
-    is a random label when a random draw handed the post out (`GET /api/review`)."""
-    label = await store.set_label(session, post_id, body, utcnow())
+    is a random label when a random draw handed the post out (`GET /api/review`).
+
+    One statement, committed by itself on a bare connection (`ApiParts.reading`, admitted
+    as a session is): no session, no BEGIN/COMMIT round trips, the answer encoded as is."""
+    async with api.reading() as connection:
+        label = await store.set_label(connection, post_id, body, utcnow())
     if label is None:
         raise _no_post(post_id)
-    await session.commit()
-    return label
+    return Response(orjson.dumps(label.model_dump(mode="json")), media_type="application/json")
 
 
 @router.delete(
@@ -65,11 +68,11 @@ async def put_label(
     dependencies=GUARD,
     responses=problems(401, 404),
 )
-async def delete_label(session: SessionDep, post_id: PostIdPath) -> Response:
+async def delete_label(api: ApiDep, post_id: PostIdPath) -> Response:
     """Remove the post's label (a post without one: nothing to do, still 204)."""
-    if not await store.clear_label(session, post_id):
-        raise _no_post(post_id)
-    await session.commit()
+    async with api.reading() as connection:
+        if not await store.clear_label(connection, post_id):
+            raise _no_post(post_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

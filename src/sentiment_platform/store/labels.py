@@ -16,11 +16,11 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sentiment_platform.domain import LabelView, PostLabel
 from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
-from sentiment_platform.store.prepared import Reader
+from sentiment_platform.store.prepared import Reader, write_rows
 
 RANDOM = "random"  # the review strategy whose draws make a label a random label
 UNCERTAIN = "uncertain"
@@ -77,9 +77,10 @@ _CLEAR = (
 
 
 async def set_label(
-    session: AsyncSession, post_id: str, label: PostLabel, at: datetime
+    connection: AsyncConnection, post_id: str, label: PostLabel, at: datetime
 ) -> LabelView | None:
-    """Set (or replace: the last write wins) a post's label; None when no such post."""
+    """Set (or replace: the last write wins) a post's label, committed; None when no such
+    post. One statement on a bare connection (`write_rows`): a label PUT is a hot write."""
     emotion = None if label.emotion is None else label.emotion.value
     params = {
         "key": post_id,
@@ -87,14 +88,14 @@ async def set_label(
         "new_emotion": emotion,
         "new_at": at,
     }
-    if (await session.execute(_SET, params)).first() is None:
+    if not await write_rows(connection, _SET, params):
         return None
     return LabelView(sentiment=label.sentiment, emotion=label.emotion, labelled_at=at)
 
 
-async def clear_label(session: AsyncSession, post_id: str) -> bool:
-    """Remove a post's label (none to remove is fine); False when no such post."""
-    return (await session.execute(_CLEAR, {"key": post_id})).first() is not None
+async def clear_label(connection: AsyncConnection, post_id: str) -> bool:
+    """Remove a post's label (none to remove is fine), committed; False when no such post."""
+    return bool(await write_rows(connection, _CLEAR, {"key": post_id}))
 
 
 # --- quality's aggregates --------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sentiment_platform.store.labels import Scope, post_filters, scoped
 
 # The page's own item shape, so a review item is a post item to the byte.
 from sentiment_platform.store.post_pages import _ITEM_QUERY, PostItem, _api_stamp_of, _items
-from sentiment_platform.store.prepared import Reader, dialect_name
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 _DRAWS: Any = ReviewDraw.__table__
 # (integer key, labelled, skipped) of an analysed post in a draw's filter
@@ -30,8 +30,8 @@ Candidate = tuple[int, bool, bool]
 
 async def post_key_bounds(reader: Reader) -> tuple[int, int] | None:
     """The smallest and largest post key (two ends of the primary key index); None: empty."""
-    row = (await reader.execute(_BOUNDS)).one()
-    return None if row[0] is None else (int(row[0]), int(row[1]))
+    [(low, high)] = await fetch_rows(reader, _BOUNDS, {})
+    return None if low is None else (int(low), int(high))
 
 
 _BOUNDS = select(func.min(SocialMediaPost.id), func.max(SocialMediaPost.id))
@@ -62,7 +62,7 @@ async def draw_candidates(reader: Reader, refs: Sequence[int], scope: Scope) -> 
         return []
     shape, params = scoped(scope)
     statement = _candidates_statement(dialect_name(reader), shape)
-    rows = (await reader.execute(statement, params | {"refs": list(refs)})).all()
+    rows = await fetch_rows(reader, statement, params | {"refs": list(refs)})
     return [(int(ref), bool(labelled), bool(skipped)) for ref, labelled, skipped in rows]
 
 
@@ -78,7 +78,7 @@ async def draw_population(reader: Reader, scope: Scope) -> list[Candidate]:
     """Every analysed post in the scope: for a filter so narrow that guessing keys would
     rarely hit one. Costs what the scope holds; the caller asks only for small ones."""
     shape, params = scoped(scope)
-    rows = (await reader.execute(_population_statement(shape), params)).all()
+    rows = await fetch_rows(reader, _population_statement(shape), params)
     return [(int(ref), bool(labelled), bool(skipped)) for ref, labelled, skipped in rows]
 
 
@@ -111,28 +111,36 @@ async def uncertain_posts(reader: Reader, scope: Scope, limit: int, pool: int) -
     `pool`), least confident first."""
     shape, params = scoped(scope)
     statement = _uncertain_statement(shape)
-    rows = (await reader.execute(statement, params | {"limit": limit, "pool": pool})).all()
+    rows = await fetch_rows(reader, statement, params | {"limit": limit, "pool": pool})
     return [int(ref) for (ref,) in rows]
 
 
 async def record_draws(
     session: AsyncSession, refs: Sequence[int], strategy: str, scope: Scope, at: datetime
 ) -> None:
-    """Record each post handed out (or, in a random draw, met already labelled)."""
+    """Record each post handed out (or, in a random draw, met already labelled): on
+    PostgreSQL one INSERT of an array of keys, not a row of parameters per post."""
     if not refs:
         return
-    rows = [
-        {
-            "post_ref": ref,
-            "strategy": strategy,
-            "source": scope.source,
-            "since": scope.since,
-            "until": scope.until,
-            "drawn_at": at,
-        }
-        for ref in refs
-    ]
-    await session.execute(insert(_DRAWS), rows)
+    shared = {"strategy": strategy, "source": scope.source, "since": scope.since}
+    shared |= {"until": scope.until, "drawn_at": at}
+    if dialect_name(session) == "postgresql":
+        await session.execute(_RECORD, {"refs": list(refs)} | shared)
+    else:
+        await session.execute(insert(_DRAWS), [{"post_ref": ref} | shared for ref in refs])
+
+
+_RECORD = insert(_DRAWS).from_select(
+    ["post_ref", "strategy", "source", "since", "until", "drawn_at"],
+    select(
+        func.unnest(bindparam("refs", type_=ARRAY(BigInteger))),
+        bindparam("strategy", type_=_DRAWS.c.strategy.type),
+        bindparam("source", type_=_DRAWS.c.source.type),
+        bindparam("since", type_=_DRAWS.c.since.type),
+        bindparam("until", type_=_DRAWS.c.until.type),
+        bindparam("drawn_at", type_=_DRAWS.c.drawn_at.type),
+    ),
+)
 
 
 class Skip(StrEnum):
@@ -167,6 +175,15 @@ async def items_by_refs(reader: Reader, refs: Sequence[int]) -> list[PostItem]:
     out)."""
     if not refs:
         return []
-    rows = (await reader.execute(_ITEM_QUERY.where(SocialMediaPost.id.in_(list(refs))))).all()
+    rows = await fetch_rows(reader, _items_statement(dialect_name(reader)), {"refs": list(refs)})
     by_ref = {row[0]: row for row in rows}
     return _items([by_ref[ref] for ref in refs if ref in by_ref], _api_stamp_of)
+
+
+@cache
+def _items_statement(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return _ITEM_QUERY.where(
+            SocialMediaPost.id == any_(bindparam("refs", type_=ARRAY(BigInteger)))
+        )
+    return _ITEM_QUERY.where(SocialMediaPost.id.in_(bindparam("refs", expanding=True)))

@@ -23,9 +23,10 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime
+from typing import Annotated
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from sentiment_platform import store
 from sentiment_platform.domain import Sentiment
@@ -36,6 +37,9 @@ INTERVAL_DRAWS = 4_000
 SEED = 30
 
 
+Interval = Annotated[list[float], Field(min_length=2, max_length=2)]
+
+
 class Quality(BaseModel):
     """`GET /api/quality`. The figures are null while there is no random label on the
     model's predictions; `compared` is how many they are computed from."""
@@ -44,7 +48,7 @@ class Quality(BaseModel):
     random_labels: int  # labels on posts a covering random draw chose (analysed)
     skipped: int  # posts such draws handed out that were skipped and are still unlabelled
     macro_recall: float | None = None
-    macro_recall_interval: tuple[float, float] | None = None
+    macro_recall_interval: Interval | None = None  # [low, high]
     accuracy: float | None = None
     # confusion[label][prediction]: random labels by the true class, then the predicted one
     confusion: dict[str, dict[str, int]] | None = None
@@ -112,7 +116,7 @@ def figures(matrix: np.ndarray) -> dict[str, object]:
     return {
         "compared": total,
         "macro_recall": _percent(recall),
-        "macro_recall_interval": (_percent(min(low, recall)), _percent(max(high, recall))),
+        "macro_recall_interval": [_percent(min(low, recall)), _percent(max(high, recall))],
         "accuracy": _percent(float(hits.sum()) / total),
         "confusion": dict(confusion),
         "share_true": {c: _percent(per_label[i] / total) for i, c in enumerate(CLASSES)},
