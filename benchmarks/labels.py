@@ -15,6 +15,7 @@ PostgreSQL a throw-away database, dropped afterwards unless `--keep`), then:
 
     .venv/bin/python benchmarks/labels.py --store postgres --posts 1000000 --days 30
     .venv/bin/python benchmarks/labels.py --store sqlite --posts 100000 --days 30
+    .venv/bin/python benchmarks/labels.py --posts 10000000 --keep   # then --reuse, then drop
 
 The server, the database and wrk share the machine; the figures say so.
 """
@@ -153,15 +154,17 @@ def run(store: str, args: argparse.Namespace, workdir: Path) -> dict[str, object
         )
         url = f"{base.rsplit('/', 1)[0]}/sentiment_bench_labels_{args.posts}"
         name = url.rsplit("/", 1)[1]
-        psql_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        psql_admin(base, f'CREATE DATABASE "{name}"')
+        if not args.reuse:
+            psql_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            psql_admin(base, f'CREATE DATABASE "{name}"')
     else:
         url = f"sqlite+aiosqlite:///{workdir / 'labels.db'}"
     try:
         begun = time.perf_counter()
-        load(url, args.posts, args.days)
         result: dict[str, object] = {"store": store, "posts": args.posts}
-        result["load s"] = round(time.perf_counter() - begun, 1)
+        if not args.reuse:
+            load(url, args.posts, args.days)
+            result["load s"] = round(time.perf_counter() - begun, 1)
         token, figures = asyncio.run(draws(url, args.draws))
         result |= figures
         script = workdir / "put_label.lua"
@@ -174,7 +177,7 @@ def run(store: str, args: argparse.Namespace, workdir: Path) -> dict[str, object
             stop_server(server)
         return result
     finally:
-        if store == "postgres" and not args.keep:
+        if store == "postgres" and not (args.keep or args.reuse):
             psql_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -187,6 +190,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--reuse", action="store_true", help="the PostgreSQL database a --keep run left (kept)"
+    )
     args = parser.parse_args()
     print(
         json.dumps({"ceiling (hello-world, 1 process)": ceiling(args.duration, args.connections)})

@@ -140,6 +140,15 @@ class ReviewDraw(Base):
     drawn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
+    __table_args__ = (
+        Index(
+            "ix_review_draws_skipped",
+            "post_ref",
+            postgresql_where=text("skipped_at IS NOT NULL"),
+            sqlite_where=text("skipped_at IS NOT NULL"),
+        ),
+    )
+
 
 class PostRollup(Base):
     """How many posts a bucket holds: `grain` m / h / d, its UTC start, source and labels.

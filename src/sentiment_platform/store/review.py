@@ -34,7 +34,12 @@ async def post_key_bounds(reader: Reader) -> tuple[int, int] | None:
     return None if low is None else (int(low), int(high))
 
 
-_BOUNDS = select(func.min(SocialMediaPost.id), func.max(SocialMediaPost.id))
+# Two scalar subqueries: SQLite reads min() or max() off the index only when it is the
+# query's one aggregate (both in one SELECT scan the table).
+_BOUNDS = select(
+    select(func.min(SocialMediaPost.id)).scalar_subquery(),
+    select(func.max(SocialMediaPost.id)).scalar_subquery(),
+)
 
 
 def _candidate_columns() -> tuple[Any, ...]:

@@ -29,6 +29,7 @@ depends_on = None
 
 POSTS = "social_media_posts"
 LABELLED = sa.text("label_sentiment IS NOT NULL")
+SKIPPED = sa.text("skipped_at IS NOT NULL")
 
 
 def upgrade() -> None:
@@ -60,6 +61,13 @@ def upgrade() -> None:
         sa.Column("skipped_at", UTCDateTime(), nullable=True),
     )
     op.create_index("ix_review_draws_post_ref", "review_draws", ["post_ref"])
+    op.create_index(
+        "ix_review_draws_skipped",
+        "review_draws",
+        ["post_ref"],
+        postgresql_where=SKIPPED,
+        sqlite_where=SKIPPED,
+    )
 
 
 def downgrade() -> None:
