@@ -71,7 +71,7 @@ async def draws(url: str, count: int) -> tuple[str, dict[str, float]]:
     from sentiment_platform.db import create_engine, create_session_factory
     from sentiment_platform.models.database import SocialMediaPost
     from sentiment_platform.services.trust.review import draw_random, draw_uncertain
-    from sentiment_platform.store import Scope
+    from sentiment_platform.store import LabelScope
 
     engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     sessions = create_session_factory(engine)
@@ -84,7 +84,7 @@ async def draws(url: str, count: int) -> tuple[str, dict[str, float]]:
             times = []
             for _ in range(count):
                 begun = time.perf_counter()
-                items = await draw(session, Scope(), 50)
+                items = await draw(session, LabelScope(), 50)
                 times.append((time.perf_counter() - begun) * 1000)
                 await session.rollback()
                 assert len(items) == 50, len(items)

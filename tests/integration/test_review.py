@@ -51,7 +51,7 @@ async def test_a_random_draw_is_uniform_over_the_filter(database, monkeypatch, p
     draws = 360
     async with sessions() as session:
         for _ in range(draws):
-            items = await review.draw_random(session, store.Scope(), 10, rng=rng)
+            items = await review.draw_random(session, store.LabelScope(), 10, rng=rng)
             assert len(items) == 10
             handed.update(item["post_id"] for item in items)
         await session.rollback()  # the record is not what this test is about

@@ -37,8 +37,8 @@ def _no_post(post_id: str) -> NotFound:
     return NotFound(f"no post {post_id!r}")
 
 
-def _scope(query: ScopeQuery) -> store.Scope:
-    return store.Scope(source=query.source, since=query.since, until=query.until)
+def _scope(query: ScopeQuery) -> store.LabelScope:
+    return store.LabelScope(source=query.source, since=query.since, until=query.until)
 
 
 @router.put(

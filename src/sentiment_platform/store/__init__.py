@@ -40,7 +40,7 @@ from sentiment_platform.store.alerts import (
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
 from sentiment_platform.store.labels import (
     LabelCell,
-    Scope,
+    LabelScope,
     clear_label,
     label_cells,
     set_label,
@@ -83,7 +83,7 @@ from sentiment_platform.store.rule_counts import (
 __all__ = [
     "Candidate",
     "LabelCell",
-    "Scope",
+    "LabelScope",
     "Skip",
     "clear_label",
     "draw_candidates",

@@ -27,7 +27,7 @@ UNCERTAIN = "uncertain"
 
 
 @dataclass(frozen=True, slots=True)
-class Scope:
+class LabelScope:
     """The posts a draw or a quality read is about: a source and a `created_at` range."""
 
     source: str | None = None
@@ -129,7 +129,7 @@ def covering(draw: Any, shape: tuple[bool, bool, bool]) -> list[Any]:
     ]  # fmt: skip
 
 
-def scoped(scope: Scope) -> tuple[tuple[bool, bool, bool], dict[str, Any]]:
+def scoped(scope: LabelScope) -> tuple[tuple[bool, bool, bool], dict[str, Any]]:
     """A scope's shape (which filters are set) and its parameters."""
     shape = (scope.source is not None, scope.since is not None, scope.until is not None)
     named = {"source": scope.source, "since": scope.since, "until": scope.until}
@@ -168,7 +168,7 @@ def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
     ).group_by(c.label_sentiment, c.sentiment, c.model, c.random)
 
 
-async def label_cells(reader: Reader, scope: Scope) -> list[LabelCell]:
+async def label_cells(reader: Reader, scope: LabelScope) -> list[LabelCell]:
     """Every label in the scope (the post's `created_at` in it), counted by (label, stored
     prediction, model, random): O(labels), on the partial index of labelled posts."""
     shape, params = scoped(scope)
@@ -196,7 +196,7 @@ def _skipped_statement(shape: tuple[bool, bool, bool]) -> Any:
     )
 
 
-async def skipped_count(reader: Reader, scope: Scope) -> int:
+async def skipped_count(reader: Reader, scope: LabelScope) -> int:
     """Posts of the scope a covering random draw handed out, skipped, and still unlabelled:
     the holes people left in the random sample (they skip the hard posts)."""
     shape, params = scoped(scope)

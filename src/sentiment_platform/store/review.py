@@ -17,7 +17,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
-from sentiment_platform.store.labels import Scope, post_filters, scoped
+from sentiment_platform.store.labels import LabelScope, post_filters, scoped
 
 # The page's own item shape, so a review item is a post item to the byte.
 from sentiment_platform.store.post_pages import _ITEM_QUERY, PostItem, _api_stamp_of, _items
@@ -60,7 +60,9 @@ def _candidates_statement(dialect: str, shape: tuple[bool, bool, bool]) -> Any:
     )
 
 
-async def draw_candidates(reader: Reader, refs: Sequence[int], scope: Scope) -> list[Candidate]:
+async def draw_candidates(
+    reader: Reader, refs: Sequence[int], scope: LabelScope
+) -> list[Candidate]:
     """Which of these keys are analysed posts in the scope: one lookup per key on the
     primary key index, whatever the table holds. In no particular order."""
     if not refs:
@@ -79,7 +81,7 @@ def _population_statement(shape: tuple[bool, bool, bool]) -> Any:
     )
 
 
-async def draw_population(reader: Reader, scope: Scope) -> list[Candidate]:
+async def draw_population(reader: Reader, scope: LabelScope) -> list[Candidate]:
     """Every analysed post in the scope: for a filter so narrow that guessing keys would
     rarely hit one. Costs what the scope holds; the caller asks only for small ones."""
     shape, params = scoped(scope)
@@ -110,7 +112,7 @@ def _uncertain_statement(shape: tuple[bool, bool, bool]) -> Any:
     )
 
 
-async def uncertain_posts(reader: Reader, scope: Scope, limit: int, pool: int) -> list[int]:
+async def uncertain_posts(reader: Reader, scope: LabelScope, limit: int, pool: int) -> list[int]:
     """The `limit` least confident of the newest `pool` analysed, unlabelled, unskipped
     posts of the scope (newest by `created_at`: a walk of the page index that stops at
     `pool`), least confident first."""
@@ -121,7 +123,7 @@ async def uncertain_posts(reader: Reader, scope: Scope, limit: int, pool: int) -
 
 
 async def record_draws(
-    session: AsyncSession, refs: Sequence[int], strategy: str, scope: Scope, at: datetime
+    session: AsyncSession, refs: Sequence[int], strategy: str, scope: LabelScope, at: datetime
 ) -> None:
     """Record each post handed out (or, in a random draw, met already labelled): on
     PostgreSQL one INSERT of an array of keys, not a row of parameters per post."""

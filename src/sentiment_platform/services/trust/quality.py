@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 
 from sentiment_platform import store
 from sentiment_platform.domain import Sentiment
-from sentiment_platform.store import LabelCell, Reader, Scope
+from sentiment_platform.store import LabelCell, LabelScope, Reader
 
 CLASSES = (Sentiment.NEGATIVE.value, Sentiment.NEUTRAL.value, Sentiment.POSITIVE.value)
 INTERVAL_DRAWS = 4_000
@@ -59,7 +59,7 @@ class Quality(BaseModel):
     models: dict[str, int] = {}  # random labels per model that made the prediction
 
 
-async def compute_quality(reader: Reader, scope: Scope, model: str | None = None) -> Quality:
+async def compute_quality(reader: Reader, scope: LabelScope, model: str | None = None) -> Quality:
     cells = await store.label_cells(reader, scope)
     skipped = await store.skipped_count(reader, scope)
     compared = [c for c in cells if c.random and c.prediction is not None]

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
 from sentiment_platform.domain import utcnow
-from sentiment_platform.store import PostFilter, PostItem, Scope
+from sentiment_platform.store import LabelScope, PostFilter, PostItem
 from sentiment_platform.store.labels import RANDOM, UNCERTAIN
 
 MAX_KEYS = 20_000  # keys a random draw may guess, all rounds together
@@ -76,7 +76,7 @@ class _Picker:
 
 async def draw_random(
     session: AsyncSession,
-    scope: Scope,
+    scope: LabelScope,
     limit: int,
     retained_since: datetime | None = None,
     rng: random.Random | None = None,
@@ -105,7 +105,7 @@ async def draw_random(
 
 async def _guess_keys(
     session: AsyncSession,
-    scope: Scope,
+    scope: LabelScope,
     picker: _Picker,
     low: int,
     high: int,
@@ -132,7 +132,7 @@ async def _guess_keys(
         rate = max(len(picker.handed), 0.5) / len(guessed)
 
 
-async def draw_uncertain(session: AsyncSession, scope: Scope, limit: int) -> list[PostItem]:
+async def draw_uncertain(session: AsyncSession, scope: LabelScope, limit: int) -> list[PostItem]:
     """The `limit` least confident of the UNCERTAIN_POOL newest analysed, unlabelled,
     unskipped posts of the scope, least confident first, recorded as drawn (uncertain)."""
     refs = await store.uncertain_posts(session, scope, limit, UNCERTAIN_POOL)
