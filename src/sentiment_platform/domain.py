@@ -153,6 +153,32 @@ Source = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, m
 Author = Annotated[str, StringConstraints(strip_whitespace=True, max_length=128)]
 
 
+def _lower_text(value: Any) -> Any:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+class PostLabel(BaseModel):
+    """A person's label of a post: the body of `PUT /api/posts/{id}/label`, and what a post
+    brought in already labelled carries (a bare string is its sentiment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sentiment: Annotated[Sentiment, BeforeValidator(_lower_text)]
+    emotion: Annotated[Emotion | None, BeforeValidator(_lower_text)] = None
+
+
+def _label_of(value: Any) -> Any:
+    return {"sentiment": value} if isinstance(value, str) else value
+
+
+class LabelView(BaseModel):
+    """A stored label as post items show it: `labelled_at` is when it was last set."""
+
+    sentiment: Sentiment
+    emotion: Emotion | None = None
+    labelled_at: datetime
+
+
 class Post(BaseModel):
     """A social-media post as producers send it; the same shape travels on the bus."""
 
@@ -163,6 +189,8 @@ class Post(BaseModel):
     content: str = Field(max_length=MAX_CONTENT_CHARS)
     author: Author | None = None
     created_at: IsoDateTime = Field(default_factory=utcnow)
+    # Already labelled (`ingest file`'s `label`): stored with the post, not a random label.
+    label: Annotated[PostLabel | None, BeforeValidator(_label_of)] = None
 
     @field_validator("content")
     @classmethod
@@ -240,14 +268,19 @@ class PostView(BaseModel):
     emotion_confidence: float | None = None
     model: str | None = None
     analyzed_at: datetime | None = None
+    label: LabelView | None = None
 
     @classmethod
-    def of(cls, post: Any, analysis: Any | None) -> PostView:
-        """Combine a post and its analysis: domain objects and ORM rows alike carry the fields."""
+    def of(cls, post: Any, analysis: Any | None, label: LabelView | None = None) -> PostView:
+        """Combine a post and its analysis: domain objects and ORM rows alike carry the fields.
+        A `Post` that came labelled was stored with its analysis, its label set then."""
         fields = {name: getattr(post, name) for name in _POST_FIELDS}
         if analysis is not None:
             fields |= {name: getattr(analysis, name) for name in _ANALYSIS_FIELDS}
-        return cls(**fields)
+            brought = getattr(post, "label", None)
+            if label is None and isinstance(brought, PostLabel):
+                label = LabelView(**brought.model_dump(), labelled_at=analysis.analyzed_at)
+        return cls(**fields, label=label)
 
 
 _POST_FIELDS = ("post_id", "source", "content", "author", "created_at")

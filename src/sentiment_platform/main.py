@@ -18,7 +18,14 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.api import model_routes, probes, routes, rule_routes, websocket
+from sentiment_platform.api import (
+    label_routes,
+    model_routes,
+    probes,
+    routes,
+    rule_routes,
+    websocket,
+)
 from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.deps import ApiParts, rate_limit
@@ -76,6 +83,7 @@ def create_app(
     app.include_router(routes.router, dependencies=limited)
     app.include_router(rule_routes.router, dependencies=limited)
     app.include_router(model_routes.router, dependencies=limited)
+    app.include_router(label_routes.router, dependencies=limited)
     app.include_router(websocket.router)
     if not limited:  # innermost: the host check, CORS and the request metrics see every answer
         app.add_middleware(FreshAnswersMiddleware, answers=fresh_answers)

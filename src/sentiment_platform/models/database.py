@@ -79,6 +79,10 @@ class SocialMediaPost(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     emotion_confidence: Mapped[float | None] = mapped_column(Float)
     model: Mapped[str | None] = mapped_column(String(128))
+    # A person's label (0009), null until labelled: on this row so pages read nothing else.
+    label_sentiment: Mapped[str | None] = mapped_column(String(16))
+    label_emotion: Mapped[str | None] = mapped_column(String(16))
+    labelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     analysis: Mapped[SentimentAnalysis | None] = relationship(back_populates="post", uselist=False)
 
@@ -88,6 +92,13 @@ class SocialMediaPost(Base):
         *(
             Index(f"ix_posts_{name}_created_at_id", name, text("created_at DESC"), text("id DESC"))
             for name in ("source", "sentiment", "emotion")
+        ),
+        # The labelled posts alone (0009): quality reads a range's labels, not its posts.
+        Index(
+            "ix_posts_labelled_created_at",
+            "created_at",
+            postgresql_where=text("label_sentiment IS NOT NULL"),
+            sqlite_where=text("label_sentiment IS NOT NULL"),
         ),
     )
 
@@ -109,6 +120,34 @@ class SentimentAnalysis(Base):
     post: Mapped[SocialMediaPost] = relationship(back_populates="analysis")
 
     __table_args__ = (Index("ix_analysis_analyzed_at", "analyzed_at"),)
+
+
+class ReviewDraw(Base):
+    """A post the review queue handed out (0009): by `strategy` (random | uncertain), under
+    the filter it was drawn with (null: none), and when it was skipped. A `random` draw makes
+    its post's label a random label for every range its filter covers."""
+
+    __tablename__ = "review_draws"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    post_ref: Mapped[int] = mapped_column(
+        BigIntId, ForeignKey("social_media_posts.id", ondelete="CASCADE"), index=True
+    )
+    strategy: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(String(64))
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    drawn_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    skipped_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_review_draws_skipped",
+            "post_ref",
+            postgresql_where=text("skipped_at IS NOT NULL"),
+            sqlite_where=text("skipped_at IS NOT NULL"),
+        ),
+    )
 
 
 class PostRollup(Base):

@@ -200,7 +200,7 @@ def _seconds(header: str | None) -> float | None:
 
 # --- file replay ---------------------------------------------------------------------------
 
-OPTIONAL_FIELDS = ("post_id", "author", "created_at")
+OPTIONAL_FIELDS = ("post_id", "author", "created_at", "label", "label_emotion")
 MAX_BAD_KEPT = 100  # bad rows kept with their reason; all of them are counted
 
 
@@ -264,6 +264,11 @@ def _to_post(row: dict[str, Any], default_source: str | None) -> Post | str:
             row.pop(name, None)
     if default_source and not row.get("source"):
         row["source"] = default_source
+    if "label_emotion" in row:  # CSV: `label` is the sentiment, `label_emotion` beside it
+        emotion = row.pop("label_emotion")
+        if not isinstance(row.get("label"), str):
+            return "label_emotion: needs a sentiment in the label column"
+        row["label"] = {"sentiment": row["label"], "emotion": emotion}
     try:
         return Post.model_validate(row)
     except ValidationError as error:

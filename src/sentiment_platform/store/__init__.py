@@ -13,6 +13,8 @@ request makes alone take a `Reader`: that session, or a bare connection.
 - `deliveries`: the webhook delivery queue and its records.
 - `models_registry`: the model registry and its activations (which model serves what).
 - `bulk`: synthetic history written in bulk (`bench load`).
+- `labels`: people's labels on posts, and quality's aggregates of them.
+- `review`: the review queue's draws (by integer key), their record, and skips.
 - `prepared`: the hot reads, straight on asyncpg on PostgreSQL (`Reader`).
 """
 
@@ -39,6 +41,14 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.labels import (
+    LabelCell,
+    LabelScope,
+    clear_label,
+    label_cells,
+    set_label,
+    skipped_count,
+)
 from sentiment_platform.store.models_registry import (
     ActivationVersion,
     activation_version,
@@ -69,6 +79,17 @@ from sentiment_platform.store.rescore import (
     posts_to_rescore,
     relabel,
 )
+from sentiment_platform.store.review import (
+    Candidate,
+    Skip,
+    draw_candidates,
+    draw_population,
+    items_by_refs,
+    post_key_bounds,
+    record_draws,
+    skip_post,
+    uncertain_posts,
+)
 from sentiment_platform.store.rule_counts import (
     BASELINE,
     Move,
@@ -94,6 +115,21 @@ __all__ = [
     "put_model",
     "rename_activations",
     "set_activation",
+    "Candidate",
+    "LabelCell",
+    "LabelScope",
+    "Skip",
+    "clear_label",
+    "draw_candidates",
+    "draw_population",
+    "items_by_refs",
+    "label_cells",
+    "post_key_bounds",
+    "record_draws",
+    "set_label",
+    "skip_post",
+    "skipped_count",
+    "uncertain_posts",
     "BASELINE",
     "FIRING",
     "Labelled",

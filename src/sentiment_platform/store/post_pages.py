@@ -219,7 +219,7 @@ def _with_text_stamps(page: Select[Any]) -> Select[Any]:
     not cast too."""
     rows = page.subquery("page")
     columns = [
-        cast(column, Text).label(column.name) if column.name in _STAMP_FIELDS else column
+        cast(column, Text).label(column.name) if column.name in _TEXT_STAMPS else column
         for column in rows.c
     ]
     return select(*columns).order_by(rows.c.created_at.desc(), rows.c.id.desc())
@@ -285,16 +285,22 @@ async def stream_posts(
         page = replace(page, cursor=last)
 
 
-ITEM_FIELDS = tuple(PostView.model_fields)
+# An item's fields that are columns of the post row; `label` is built from LABEL_COLUMNS.
+ITEM_FIELDS = tuple(name for name in PostView.model_fields if name != "label")
+LABEL_COLUMNS = ("label_sentiment", "label_emotion", "labelled_at")
 _STAMP_FIELDS = tuple(
     name for name in ITEM_FIELDS if isinstance(SocialMediaPost.__table__.c[name].type, UTCDateTime)
 )
+_TEXT_STAMPS = (*_STAMP_FIELDS, "labelled_at")
 
 
 # The item's columns, not ORM entities: building two mapped objects a row costs more than the
-# rest of a page. All from the post row, which copies its analysis, so a page joins nothing.
-# The integer key first: the cursor's, not an item's.
-_ITEM_QUERY = select(SocialMediaPost.id, *(SocialMediaPost.__table__.c[n] for n in ITEM_FIELDS))
+# rest of a page. All from the post row, which copies its analysis and holds its label, so a
+# page joins nothing. The integer key first: the cursor's, not an item's; the label's last.
+_ITEM_QUERY = select(
+    SocialMediaPost.id,
+    *(SocialMediaPost.__table__.c[n] for n in (*ITEM_FIELDS, *LABEL_COLUMNS)),
+)
 
 
 def _items(rows: Sequence[Sequence[Any]], stamp: Callable[[Any], str]) -> list[PostItem]:
@@ -308,6 +314,11 @@ def _items(rows: Sequence[Sequence[Any]], stamp: Callable[[Any], str]) -> list[P
         item["created_at"] = stamp(item["created_at"])
         if (analyzed := item["analyzed_at"]) is not None:
             item["analyzed_at"] = stamp(analyzed)
+        if (labelled := row[-3]) is None:
+            item["label"] = None
+        else:
+            at = stamp(row[-1])
+            item["label"] = {"sentiment": labelled, "emotion": row[-2], "labelled_at": at}
         items.append(item)
     return items
 

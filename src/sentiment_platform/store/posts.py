@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.domain import Analysis, Post, PostView, Sentiment, utcnow
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
-from sentiment_platform.store import model_rollups, rollups
+from sentiment_platform.store import labels, model_rollups, rollups
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 
@@ -40,6 +40,7 @@ async def save_batch(
     new: dict[str, tuple[int, datetime, str]] = {}
     if posts:
         ingested_at = utcnow()
+        labelled = any(post.label is not None for post in posts)
         rows = []
         for post in posts:
             row = post.model_dump() | {"ingested_at": ingested_at}
@@ -48,6 +49,10 @@ async def save_batch(
                 row |= _copied(analysis)
             else:
                 row |= dict.fromkeys(_ANALYSIS_COLUMNS)
+            label = row.pop("label")
+            if labelled:  # columns every row of the INSERT has, or none does
+                at = analysis.analyzed_at if analysis is not None else ingested_at
+                row |= labels.label_columns(label, at)
             rows.append(row)
         table = SocialMediaPost.__table__
         returned = await _insert_new(
@@ -194,7 +199,9 @@ async def posts_by_ids(session: AsyncSession, post_ids: Sequence[str]) -> list[P
         .outerjoin(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
         .where(SocialMediaPost.post_id.in_(list(post_ids)))
     )
-    found = {post.post_id: PostView.of(post, analysis) for post, analysis in rows}
+    found = {
+        post.post_id: PostView.of(post, analysis, labels.view_of(post)) for post, analysis in rows
+    }
     return [found[post_id] for post_id in post_ids if post_id in found]
 
 
@@ -239,11 +246,12 @@ async def any_posts(session: AsyncSession) -> bool:
 
 
 async def delete_posts_before(session: AsyncSession, cutoff: datetime, limit: int) -> int:
-    """Delete up to `limit` of the oldest posts created before `cutoff` (their analyses go by
-    cascade); how many went. Bounded, so no statement holds its locks for long."""
+    """Delete up to `limit` of the oldest unlabelled posts created before `cutoff` (their
+    analyses go by cascade); how many went. Bounded, so no statement holds its locks for
+    long. A labelled post is kept: a person's label is not ours to throw away."""
     oldest = (
         select(SocialMediaPost.id)
-        .where(SocialMediaPost.created_at < cutoff)
+        .where(SocialMediaPost.created_at < cutoff, SocialMediaPost.label_sentiment.is_(None))
         .order_by(SocialMediaPost.created_at)
         .limit(limit)
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from functools import cache
@@ -93,3 +95,36 @@ def _driver_sql(statement: Any, dialect: Dialect) -> tuple[str, tuple[str, ...],
     the values the statement carries itself (a `literal`)."""
     compiled = statement.compile(dialect=dialect)
     return compiled.string, tuple(compiled.positiontup or ()), compiled.params
+
+
+async def write_rows(
+    connection: AsyncConnection, statement: Any, params: Mapping[str, Any]
+) -> Sequence[Sequence[Any]]:
+    """One statement that writes (an UPDATE … RETURNING), on a bare connection, committed
+    by itself: a unit of work of one statement needs no session.
+
+    On PostgreSQL it runs as `fetch_rows` does, outside any transaction: the server commits
+    the statement alone, one round trip where BEGIN, the statement and COMMIT took three.
+    Inside a transaction the caller opened (the tests' rolled-back one), it is the caller's
+    to commit. The parameters must be what asyncpg takes (see `fetch_rows`)."""
+    if connection.in_transaction():
+        return (await connection.execute(statement, params)).all()
+    if connection.dialect.driver == "asyncpg":
+        rows = await fetch_rows(connection, statement, params)
+        if connection.in_transaction():  # fetch_rows fell back to SQLAlchemy's path
+            await connection.commit()
+        return rows
+    async with _writer(connection.engine), connection.begin():
+        return (await connection.execute(statement, params)).all()
+
+
+_WRITERS: weakref.WeakKeyDictionary[Any, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _writer(engine: Any) -> asyncio.Lock:
+    """SQLite takes one writer at a time, and a connection that finds the file locked sleeps
+    and tries again (its busy handler): this process's writes queue here instead."""
+    lock = _WRITERS.get(engine.sync_engine)
+    if lock is None:
+        lock = _WRITERS[engine.sync_engine] = asyncio.Lock()
+    return lock

@@ -24,7 +24,10 @@ from sentiment_platform.store.post_pages import PostFilter, count_matches, strea
 from sentiment_platform.store.prepared import Reader
 
 Format = Literal["csv", "jsonl"]
-COLUMNS = tuple(PostView.model_fields)
+# CSV is flat: a label is its sentiment in `label` (the column `ingest file` reads back),
+# its emotion and time beside it; JSON Lines carry the item's `label` object as it is.
+FIELDS = tuple(name for name in PostView.model_fields if name != "label")
+COLUMNS = (*FIELDS, "label", "label_emotion", "labelled_at")
 MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 CHUNK_ROWS = 1_000
 
@@ -109,7 +112,7 @@ async def export_chunks(
                 if rows == max_rows:
                     break
                 if fmt == "csv":
-                    writer.writerow([neutral(post[name]) for name in COLUMNS])
+                    writer.writerow([neutral(post[name]) for name in FIELDS] + _flat(post["label"]))
                 else:
                     parts.append(orjson.dumps(post, option=orjson.OPT_UTC_Z) + b"\n")
                 rows += 1
@@ -122,6 +125,12 @@ async def export_chunks(
     tail = _flush(parts, buffer)
     if tail:
         yield tail
+
+
+def _flat(label: dict[str, str | None] | None) -> list[str | None]:
+    if label is None:
+        return [None, None, None]
+    return [label["sentiment"], label["emotion"], label["labelled_at"]]
 
 
 def _flush(parts: list[bytes], buffer: io.StringIO) -> bytes:
