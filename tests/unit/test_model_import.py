@@ -22,14 +22,8 @@ from typer.testing import CliRunner
 from sentiment_platform import config
 from sentiment_platform.cli import app
 from sentiment_platform.domain import Emotion, Sentiment, Task
-from sentiment_platform.services.analysis.backends import BackendUnavailable
-from sentiment_platform.services.analysis.onnx_classifier import (
-    MANIFEST_FIELDS,
-    ModelLoadError,
-    OnnxClassifier,
-)
+from sentiment_platform.services.analysis.onnx_classifier import MANIFEST_FIELDS, OnnxClassifier
 from sentiment_platform.services.analysis.transformers_backend import preprocess
-from sentiment_platform.training.hf_import import ImportRequest, import_model
 from sentiment_platform.training.hf_inputs import (
     ModelImportError,
     default_name,
@@ -362,78 +356,3 @@ def test_an_unmapped_label_is_named_with_the_label_map_that_fixes_it() -> None:
 )
 def test_the_default_name_is_the_source_s_last_part(source: str, name: str) -> None:
     assert default_name(source) == name
-
-
-# --- the serving side: a model directory that cannot serve says which file and why ---
-
-
-@pytest.fixture(scope="module")
-def artifact(sources: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    models = tmp_path_factory.mktemp("models")
-    request = ImportRequest(source=str(sources["steady"]), task=Task.SENTIMENT, models_dir=models)
-    return import_model(request).path
-
-
-def _broken_copy(artifact: Path, tmp_path: Path, file: str, content: bytes | None) -> Path:
-    folder = tmp_path / "broken"
-    shutil.copytree(artifact, folder)
-    if content is None:
-        (folder / file).unlink()
-    else:
-        (folder / file).write_bytes(content)
-    return folder
-
-
-@pytest.mark.parametrize(
-    ("file", "content", "words"),
-    [
-        ("model.onnx", None, "model.onnx is missing"),
-        ("model.onnx", b"not a graph", "model.onnx cannot be loaded"),
-        ("tokenizer.json", None, "tokenizer.json is missing"),
-        ("tokenizer.json", b"{", "tokenizer.json cannot be read"),
-        ("model.json", None, "model.json is missing"),
-        ("model.json", b"[1, 2", "model.json cannot be read"),
-        ("model.json", b'{"name": "x"}', "model.json lacks task, labels"),
-    ],
-)
-def test_a_missing_or_corrupt_file_is_a_clear_load_error(
-    artifact: Path, tmp_path: Path, file: str, content: bytes | None, words: str
-) -> None:
-    folder = _broken_copy(artifact, tmp_path, file, content)
-    with pytest.raises(ModelLoadError) as caught:
-        OnnxClassifier(folder)
-    assert words in str(caught.value) and str(folder) in str(caught.value)
-    assert isinstance(caught.value, BackendUnavailable)  # what a backend chain skips
-
-
-@pytest.mark.parametrize(
-    ("change", "words"),
-    [
-        ({"format": 2}, "format 2"),
-        ({"labels": ["negative", "positive"]}, "gives 3 logits but model.json names 2"),
-        ({"labels": ["negative", "joy", "positive"]}, "'joy'"),
-        ({"task": "topic"}, "'topic'"),
-    ],
-)
-def test_a_manifest_that_does_not_fit_the_graph_is_a_clear_load_error(
-    artifact: Path, tmp_path: Path, change: dict[str, object], words: str
-) -> None:
-    manifest = json.loads((artifact / "model.json").read_text()) | change
-    folder = _broken_copy(artifact, tmp_path, "model.json", json.dumps(manifest).encode())
-    with pytest.raises(ModelLoadError, match="model.json|model.onnx") as caught:
-        OnnxClassifier(folder)
-    assert words in str(caught.value)
-
-
-def test_the_classifier_keeps_the_input_order_and_truncates(artifact: Path) -> None:
-    classifier = OnnxClassifier(artifact, threads=2, chunk_size=3)
-    try:
-        texts = [*SAMPLE[:9], "worried " * 500, ""]
-        together = classifier.probabilities(texts)
-        one_by_one = np.concatenate([classifier.probabilities([text]) for text in texts])
-        assert classifier.predict([]) == []
-    finally:
-        classifier.close()
-    assert together.shape == (len(texts), 3)
-    # the same rows whichever way they are batched (up to int8's per-call scaling)
-    assert (together.argmax(axis=1) == one_by_one.argmax(axis=1)).mean() >= 0.8
