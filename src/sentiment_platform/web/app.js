@@ -14,6 +14,7 @@ import {
 } from "./util.js";
 import { charts, createCharts } from "./charts.js";
 import { initRules, loadRules, alertsChanged, openAlert, setKnownSources } from "./rules.js";
+import { initReview, renderHeadline } from "./review.js";
 
 const FEED_CAP = 50;
 const ALERTS_CAP = 20;
@@ -94,6 +95,7 @@ function renderMetrics(m) {
   setText("kpi-positive", total ? fmtPct(sent.positive.pct) : "—");
   setText("kpi-positive-sub", nPosts(sent.positive.count));
   renderNegative(total ? sent.negative.pct : null, sent.negative.count);
+  renderHeadline(m);
 
   // Sentiment donut + legend.
   setText("sentiment-window", label);
@@ -687,6 +689,7 @@ function start() {
   renderAlerts();
   initFilters();
   initRules({ postNode });
+  initReview();
   loadInitial();
   connect();
 
