@@ -39,6 +39,7 @@ class Settings(BaseSettings):
 
     # --- reads ---
     metrics_cache_s: float = Field(1.0, ge=0.0, le=60.0)  # answers relative to now; 0: off
+    min_estimate_labels: int = Field(200, ge=2)  # random labels a metrics interval needs
     export_max_rows: int = Field(1_000_000, ge=1)  # an export without since/until: at most
     retention_days: int | None = Field(None, ge=1)  # unset: keep every post
     rollup_retention_days: int | None = Field(None, ge=1)  # unset: keep every rollup

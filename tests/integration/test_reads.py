@@ -89,6 +89,7 @@ async def test_metrics_counts_percentages_and_every_emotion(seeded: httpx.AsyncC
             "count": count,
             "percentage": share,
             "estimated_share": round(100 * estimated[label], 2),
+            "estimated_interval": None,  # no random labels
         }
         for label, count, share in (
             (Sentiment.POSITIVE, 144, 40.0),
@@ -169,7 +170,12 @@ async def test_metrics_sub_range_and_source(seeded: httpx.AsyncClient) -> None:
 async def test_metrics_window_over_an_empty_recent_past(seeded: httpx.AsyncClient) -> None:
     body = await get(seeded, "/api/metrics", window_minutes=5)
     assert body["total"] == 0
-    assert body["sentiment"]["negative"] == {"count": 0, "percentage": 0.0, "estimated_share": 0.0}
+    assert body["sentiment"]["negative"] == {
+        "count": 0,
+        "percentage": 0.0,
+        "estimated_share": 0.0,
+        "estimated_interval": None,
+    }
     assert set(body["emotion"]) == {"joy", "sadness", "anger", "fear", "surprise", "neutral"}
     assert 5 <= len(body["timeline"]) <= 6
     assert all(point["total"] == 0 for point in body["timeline"])

@@ -1,6 +1,7 @@
 """Labels end to end (issue 30), as a user runs them: `serve` on the embedded default with its
 offline model, `ingest file` with some rows already labelled, a random draw, labels and a
-skip through the API, and quality."""
+skip through the API, quality, and the metrics' estimate with an interval once there are
+MIN_ESTIMATE_LABELS random labels."""
 
 from __future__ import annotations
 
@@ -52,6 +53,8 @@ def test_ingest_draw_label_skip_and_quality_through_a_running_server(tmp_path: P
     env = {
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}",
         "RATE_LIMIT_PER_MINUTE": "0",
+        "MIN_ESTIMATE_LABELS": "15",
+        "METRICS_CACHE_S": "0",
     }
     path = tmp_path / "posts.jsonl"
     _posts(path)
@@ -74,6 +77,12 @@ def test_ingest_draw_label_skip_and_quality_through_a_running_server(tmp_path: P
         assert items["e2e-00"]["label"]["emotion"] == "joy"
         assert sum(item["label"] is not None for item in items.values()) == 5
 
+        before = http.get("/api/metrics").json()
+        assert before["total"] == 30
+        assert before["estimate"]["labels"] == 0  # the five brought in were not drawn
+        assert before["estimate"]["note"].endswith("at least 15 needed for an interval")
+        assert all(s["estimated_interval"] is None for s in before["sentiment"].values())
+
         drawn = http.get("/api/review", params={"strategy": "random", "limit": 100}).json()["items"]
         assert len(drawn) == 25  # every analysed, unlabelled post: none labelled
         assert all(item["label"] is None for item in drawn)
@@ -91,6 +100,14 @@ def test_ingest_draw_label_skip_and_quality_through_a_running_server(tmp_path: P
         assert quality["model"] == items["e2e-10"]["model"]
         assert sum(sum(row.values()) for row in quality["confusion"].values()) == 15
         assert 0 <= quality["macro_recall_interval"][0] <= quality["macro_recall"] <= 100
+
+        metrics = http.get("/api/metrics").json()
+        assert metrics["estimate"]["method"] == "stratified"
+        assert metrics["estimate"]["labels"] == 15
+        assert metrics["estimate"]["model"] == quality["model"]
+        for share in metrics["sentiment"].values():
+            low, high = share["estimated_interval"]
+            assert 0 <= low <= share["estimated_share"] <= high <= 100
 
         again = http.get("/api/review", params={"limit": 100}).json()["items"]
         assert len(again) == 14  # not the labelled ones, not the skipped one

@@ -98,6 +98,7 @@ class Hub:
         self._events = events
         self._on_alert = on_alert  # an alert fired or resolved in some process
         self._window_minutes = settings.alert_window_minutes
+        self._min_estimate_labels = settings.min_estimate_labels
         self._metrics_interval_s = settings.ws_metrics_interval_s
         self._flush_s = settings.ws_flush_ms / 1000
         self._queue_size = settings.ws_queue_size
@@ -303,7 +304,9 @@ class Hub:
                 try:
                     start, end = window(self._window_minutes)
                     async with self._session_factory() as session:
-                        metrics = await compute_metrics(session, start, end)
+                        metrics = await compute_metrics(
+                            session, start, end, min_labels=self._min_estimate_labels
+                        )
                     text = encode_envelope("metrics", metrics.model_dump(mode="json"))
                     self._metrics = (time.monotonic(), text)
                     self.broadcast([text])

@@ -165,7 +165,14 @@ async def metrics(request: Request, api: ApiDep, query: MetricsQueryDep) -> Resp
 
     async def compute() -> bytes:
         async with api.reading() as connection:
-            answer = await compute_metrics(connection, start, end, query.bucket, query.source)
+            answer = await compute_metrics(
+                connection,
+                start,
+                end,
+                query.bucket,
+                query.source,
+                min_labels=api.runtime.settings.min_estimate_labels,
+            )
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:

@@ -2,7 +2,9 @@
 rollups (store/rollups.py): a metrics answer costs O(buckets), never O(posts).
 
 Ranges are answered at minute precision: every minute [start, end) touches counts in full.
-`estimated_share` undoes the shipped model's known confusion (services/analysis/quantification.py).
+`estimated_share` is the stratified estimate from the window's random labels where there
+are enough of them, else the shipped model's known confusion undone
+(services/reporting/estimates.py).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from pydantic import BaseModel
 
 from sentiment_platform import timegrain
 from sentiment_platform.domain import Emotion, Sentiment
-from sentiment_platform.services.analysis.quantification import (
-    Confusion,
-    adjusted_shares,
-    load_confusion,
+from sentiment_platform.services.analysis.quantification import Confusion, load_confusion
+from sentiment_platform.services.reporting.estimates import (
+    EstimateInfo,
+    WindowEstimate,
+    window_estimate,
 )
 from sentiment_platform.store import Reader, rollups
 from sentiment_platform.timegrain import Grain
@@ -103,8 +106,10 @@ class SourceBreakdown(BaseModel):
 
 
 class SentimentShare(Share):
-    # Percent, the confusion of the model undone (label shift assumed); None: no matrix.
+    # Percent, estimated as `Metrics.estimate` says; None: nothing to estimate from.
     estimated_share: float | None = None
+    # Percent [low, high], 95 %; None: too few random labels (`Metrics.estimate.note`).
+    estimated_interval: list[float] | None = None
 
 
 class Metrics(BaseModel):
@@ -120,6 +125,7 @@ class Metrics(BaseModel):
     by_source: dict[str, SourceBreakdown]
     # Analysed posts per model that labelled them: two names when a window mixes models.
     models: dict[str, int]
+    estimate: EstimateInfo
 
 
 def _shares(counts: dict[str, int], labels: type[StrEnum], total: int) -> dict[Any, Share]:
@@ -138,18 +144,20 @@ def shipped_confusion() -> Confusion | None:
     return load_confusion()
 
 
-def _sentiment_shares(counts: dict[str, int], total: int) -> dict[Sentiment, SentimentShare]:
-    confusion = shipped_confusion()
-    estimated = (
-        adjusted_shares({s: counts.get(s.value, 0) for s in Sentiment}, confusion)
-        if confusion is not None
-        else None
-    )
+def _sentiment_shares(
+    counts: dict[str, int], total: int, estimate: WindowEstimate
+) -> dict[Sentiment, SentimentShare]:
+    shares, intervals = estimate.shares, estimate.intervals
     return {
         label: SentimentShare(
             count=share.count,
             percentage=share.percentage,
-            estimated_share=round(100 * estimated[label], 2) if estimated is not None else None,
+            estimated_share=round(100 * shares[label], 2) if shares is not None else None,
+            estimated_interval=(
+                [round(100 * intervals[label][0], 2), round(100 * intervals[label][1], 2)]
+                if intervals is not None
+                else None
+            ),
         )
         for label, share in _shares(counts, Sentiment, total).items()
     }
@@ -161,10 +169,14 @@ async def compute_metrics(
     end: datetime,
     bucket: Bucket | None = None,
     source: str | None = None,
+    *,
+    min_labels: int = 200,
 ) -> Metrics:
     """Counts over analysed posts created in the minutes [start, end) touches, optionally
     for one source, from the rollups, with the models that labelled them (from the model
-    rollups, in the same read). A bucket too fine for the range is coarsened."""
+    rollups, in the same read), and the shares estimated with the random labels of the
+    same minutes where there are `min_labels` of them. A bucket too fine for the range is
+    coarsened."""
     bucket = (bucket or Bucket.for_range(start, end)).fitting(start, end)
     first = bucket.floor(start)
     if bucket.count_in(start, end) > MAX_BUCKETS:  # centuries: start the chart at the data
@@ -201,16 +213,25 @@ async def compute_metrics(
     }
 
     total = sum(sentiment_counts.values())
+    estimate = await window_estimate(
+        reader,
+        sentiment_counts,
+        counts.models,
+        (*rollups.minute_range(start, end), source),
+        min_labels=min_labels,
+        shipped=shipped_confusion(),
+    )
     return Metrics(
         start=start,
         end=end,
         bucket=bucket,
         total=total,
-        sentiment=_sentiment_shares(sentiment_counts, total),
+        sentiment=_sentiment_shares(sentiment_counts, total, estimate),
         emotion=_shares(counts.emotions, Emotion, total),
         timeline=timeline,
         by_source=by_source,
         models=dict(sorted(counts.models.items())),
+        estimate=estimate.info,
     )
 
 
