@@ -122,13 +122,10 @@ def difference_estimate(
     prediction, −1 the reverse, else 0.
     The interval is the normal one (CLT), clipped to [0, 1]; the shares always sum to 1.
     """
-    q = window_shares(counts)
-    c = checked_confusion(confusion, like=q)
-    n = int(c.sum())
-    if q is None:
-        return Estimate("difference", n, None, None, "no posts in the window")
-    if n < (needed := max(n_min, 2)):
-        return too_few("difference", n, needed)
+    ready = prepared("difference", counts, confusion, n_min=n_min, floor=2)
+    if isinstance(ready, Estimate):
+        return ready
+    q, c, n = ready
     labelled, predicted, agreed = c.sum(axis=1), c.sum(axis=0), np.diag(c)
     mean = (labelled - predicted) / n
     second = (labelled + predicted - 2 * agreed) / n
@@ -161,13 +158,11 @@ def stratified_estimate(
     with the largest variance a share can have (q_j² / 4); one with a single post gets
     that variance too.
     """
-    q = window_shares(counts)
-    c = checked_confusion(confusion, like=q).astype(float)
-    n = int(c.sum())
-    if q is None:
-        return Estimate("stratified", n, None, None, "no posts in the window")
-    if n < (needed := max(n_min, 2)):
-        return too_few("stratified", n, needed)
+    ready = prepared("stratified", counts, confusion, n_min=n_min, floor=2)
+    if isinstance(ready, Estimate):
+        return ready
+    q, counted, n = ready
+    c = counted.astype(float)
     per_prediction = c.sum(axis=0)
     seen = per_prediction > 0
     given = np.where(seen, c / np.where(seen, per_prediction, 1.0), np.eye(q.size))
@@ -203,6 +198,22 @@ def finished(
     low, high = np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0)
     intervals = tuple((float(lo), float(hi)) for lo, hi in zip(low, high, strict=True))
     return Estimate(method, n, _tuple(share), intervals)
+
+
+def prepared(
+    method: str, counts: ArrayLike, confusion: ArrayLike, *, n_min: int, floor: int
+) -> tuple[np.ndarray, np.ndarray, int] | Estimate:
+    """The window's shares, the checked confusion counts and n for an estimator from the
+    window's counts and the labelled sample; or the Estimate saying why there is none (an
+    empty window, fewer than max(n_min, floor) labels)."""
+    q = window_shares(counts)
+    c = checked_confusion(confusion, like=q)
+    n = int(c.sum())
+    if q is None:
+        return Estimate(method, n, None, None, "no posts in the window")
+    if n < (needed := max(n_min, floor)):
+        return too_few(method, n, needed)
+    return q, c, n
 
 
 def too_few(method: str, n: int, needed: int) -> Estimate:

@@ -16,8 +16,8 @@ import numpy as np
 from sentiment_platform.services.analysis.estimation import (
     ArrayLike,
     Estimate,
-    checked_confusion,
     finished,
+    prepared,
     too_few,
     window_shares,
     window_total,
@@ -48,13 +48,10 @@ def acc_estimate(
     pairs resampled `draws` times (multinomially over the confusion cells), and the
     counts too with `superpopulation`.
     """
-    q = window_shares(counts)
-    c = checked_confusion(confusion, like=q)
-    n = int(c.sum())
-    if q is None:
-        return Estimate("acc", n, None, None, "no posts in the window")
-    if n < (needed := max(n_min, 1)):
-        return too_few("acc", n, needed)
+    ready = prepared("acc", counts, confusion, n_min=n_min, floor=1)
+    if isinstance(ready, Estimate):
+        return ready
+    q, c, n = ready
     rng = np.random.default_rng(seed)
     cells = rng.multinomial(n, c.ravel() / n, size=draws).reshape(draws, *c.shape)
     total = window_total(counts)
