@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.config import Settings
-from sentiment_platform.models.database import AlertRule
+from sentiment_platform.models.alerting import AlertRule
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME, RuleSpec, RuleView
 from sentiment_platform.store.alerts import close_rule_alerts
 from sentiment_platform.store.deliveries import cancel_rule_deliveries

@@ -104,13 +104,14 @@ async def save_batch(
             _, created_at, source = refs[post_id]
             analysis = by_post[post_id]
             minute = rollups.floor("m", created_at)
-            deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value)] += 1
+            kind = ("", False)  # language, copy: set by issue 31's worker
+            deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value, *kind)] += 1
             by_model[(minute, source, analysis.model)] += 1
             if post_id not in new:  # counted as unanalysed when it was stored
-                deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED)] -= 1
+                deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED, *kind)] -= 1
     for post_id, (_, created_at, source) in new.items():
         if post_id not in stored:
-            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED)
+            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED, "", False)
             deltas[(rollups.floor("m", created_at), source, *unanalysed)] += 1
     await rollups.add(session, deltas)
     await model_rollups.add(session, by_model)

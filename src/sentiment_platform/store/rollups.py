@@ -67,7 +67,12 @@ GRAINS_FOR = {
     for unit in Grain
 }
 
-Key = tuple[datetime, str, str, str]  # (minute, source, sentiment, emotion)
+# (minute, source, sentiment, emotion, language, duplicate): language '' before detection
+Key = tuple[datetime, str, str, str, str, bool]
+ROLLUP_COLUMNS = (
+    *("grain", "bucket_start", "source", "sentiment", "emotion", "language", "duplicate"),
+    "count",
+)
 Span = tuple[str, datetime, datetime]  # (grain, first bucket start, end): a run of cells
 
 
@@ -113,12 +118,13 @@ def pieces(start: datetime, end: datetime, grains: Sequence[str] = ("d", "h", "m
 async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
     """Add signed counts at the three grains, upserting keys in sorted order (no
     deadlocks); cells a move emptied are dropped (`counts.drop_empty`)."""
-    cells: Counter[tuple[str, datetime, str, str, str]] = Counter()
-    for (minute, source, sentiment, emotion), count in deltas.items():
+    cells: Counter[tuple[str, datetime, str, str, str, str, bool]] = Counter()
+    for (minute, source, sentiment, emotion, language, duplicate), count in deltas.items():
         for grain in GRAIN_UNITS:
-            cells[(grain, floor(grain, minute), source, sentiment, emotion)] += count
+            cell = (grain, floor(grain, minute), source, sentiment, emotion, language, duplicate)
+            cells[cell] += count
     rows = [(*key, count) for key, count in sorted(cells.items()) if count]
-    names = ("grain", "bucket_start", "source", "sentiment", "emotion", "count")
+    names = ROLLUP_COLUMNS
     await add_counts(session, PostRollup, names, rows)
     await drop_empty(session, PostRollup, names[:-1], [row[:-1] for row in rows if row[-1] < 0])
 
@@ -283,16 +289,13 @@ async def earliest(reader: Reader) -> datetime | None:
     return found
 
 
-async def rebuild(
-    session: AsyncSession, since: datetime | None = None, *, models: bool = True
-) -> int:
-    """Recompute the rollups (and with `models`, the model rollups) from the posts, from
-    the day `since` falls in (None: all).
+async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
+    """Recompute the rollups and the model rollups from the posts, from the day `since`
+    falls in (None: all).
 
     Returns how many cells were written. Run it after writing posts around `save_batch`
     (a manual import, `bench load`). The cells are written in key order, so a range's
-    cells lie together on disk and an answer reads few pages. `models=False` is for a
-    schema from before 0008, which has no model rollups.
+    cells lie together on disk and an answer reads few pages.
     """
     dialect = dialect_name(session)
     await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
@@ -307,17 +310,16 @@ async def rebuild(
         bucket = bucket_floor_sql(dialect, unit, "created_at")
         result: Any = await session.execute(
             text(
-                "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, count)"
-                f" SELECT '{grain}', {bucket}, source, coalesce(sentiment, ''), "
-                "coalesce(emotion, ''), count(*) FROM social_media_posts "
-                "WHERE created_at >= :day GROUP BY 2, 3, 4, 5 ORDER BY 2, 3, 4, 5"
+                "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, "
+                f"language, duplicate, count) SELECT '{grain}', {bucket}, source, "
+                "coalesce(sentiment, ''), coalesce(emotion, ''), coalesce(language, ''), "
+                "duplicate_of IS NOT NULL, count(*) FROM social_media_posts "
+                "WHERE created_at >= :day GROUP BY 2, 3, 4, 5, 6, 7 ORDER BY 2, 3, 4, 5, 6, 7"
             ).bindparams(*binds),
             params,
         )
         written += result.rowcount or 0
-    if models:
-        written += await model_rollups.rebuild(session, day)
-    return written
+    return written + await model_rollups.rebuild(session, day)
 
 
 async def no_statement_timeout(session: AsyncSession) -> None:
