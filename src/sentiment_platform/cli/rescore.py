@@ -43,7 +43,7 @@ async def open_model(
         choices = await registry.serving_choice(session, name)
     backend = await asyncio.to_thread(load_registry_backend, settings)
     try:
-        models = await asyncio.to_thread(backend.load, choices)
+        models = await asyncio.to_thread(backend.load, {registry.ANY_LANGUAGE: choices})
     except BaseException:
         await asyncio.to_thread(backend.close)
         raise

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 EMBEDDED = "embedded"  # kinds: the shipped model, or an imported int8 ONNX classifier
 ONNX = "onnx"
 ANY_LANGUAGE = "*"
+EMBEDDED_LANGUAGES = ("en",)  # the shipped model was trained on English tweets alone
 TASKS = tuple(task.value for task in Task)
 LANGUAGE = re.compile(r"^[a-z]{2}$")  # ISO 639-1
 MODEL_COLUMN_CHARS = 128  # what an analysis's `model` column holds
@@ -105,7 +106,7 @@ async def ensure_embedded(session: AsyncSession) -> str | None:
                 name=identity.name,
                 task=task,
                 kind=EMBEDDED,
-                languages=["en"],
+                languages=list(EMBEDDED_LANGUAGES),
                 source=EMBEDDED,
                 size_bytes=identity.size_bytes,
                 agreement=None,
@@ -280,33 +281,55 @@ def remove_files(settings: Settings, name: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The model a worker serves a task with: kind None when the activation names a model
-    the registry no longer has (it cannot load; the previous one keeps serving)."""
+    the registry no longer has (it cannot load; the previous one keeps serving). `languages`
+    are those it is registered for: it labels no other."""
 
     task: str
     name: str
     kind: str | None
     imported_at: datetime | None
+    languages: tuple[str, ...] = EMBEDDED_LANGUAGES
+
+
+async def _choice(
+    session: AsyncSession, task: str, serving: str, row: AnalysisModel | None = None
+) -> Choice:
+    """The Choice of `serving` for `task`, from its registry row (read when not given)."""
+    if row is None:
+        row = next((r for r in await store.model_rows(session, serving) if r.task == task), None)
+    identity = embedded_identity()
+    if row is None and identity is not None and serving == identity.name:
+        return Choice(task, serving, EMBEDDED, None)
+    if row is None:
+        return Choice(task, serving, None, None, ())
+    return Choice(task, serving, row.kind, row.imported_at, tuple(row.languages or ()))
 
 
 async def serving_choice(session: AsyncSession, name: str | None = None) -> dict[str, Choice]:
-    """{task: Choice}: the models active for language `*` (per-language routing reads the
-    other activations), or with `name` serving the task(s) it serves (a rescore with
-    `--model NAME`: the other task keeps its active model). NotFound for an unknown name."""
+    """{task: Choice}: the models active for language `*`, or with `name` serving the
+    task(s) it serves (a rescore with `--model NAME`: the other task keeps its active
+    model). NotFound for an unknown name."""
     active = await active_names(session)
     named = {row.task: row for row in await _named(session, name)} if name else {}
     choices: dict[str, Choice] = {}
-    identity = embedded_identity()
     for task in TASKS:
         row = named.get(task)
         serving = row.name if row is not None else active[task][ANY_LANGUAGE]
-        if row is None:
-            row = next(
-                (r for r in await store.model_rows(session, serving) if r.task == task), None
-            )
-        if row is None and identity is not None and serving == identity.name:
-            choices[task] = Choice(task, serving, EMBEDDED, None)
-        elif row is None:
-            choices[task] = Choice(task, serving, None, None)
-        else:
-            choices[task] = Choice(task, serving, row.kind, row.imported_at)
+        choices[task] = await _choice(session, task, serving, row)
     return choices
+
+
+async def serving_routes(session: AsyncSession) -> dict[str, dict[str, Choice]]:
+    """{language: {task: Choice}}: `*` (what every language no activation names is offered)
+    and each language some activation names, whose other task falls back to its `*` model.
+    Whether a pair may read a language is the pair's registered languages' say
+    (`registry_backend.Routes`), not this map's."""
+    active = await active_names(session)
+    languages = sorted({code for by_language in active.values() for code in by_language})
+    routes: dict[str, dict[str, Choice]] = {}
+    for code in languages:
+        routes[code] = {}
+        for task in TASKS:
+            serving = active[task].get(code, active[task][ANY_LANGUAGE])
+            routes[code][task] = await _choice(session, task, serving)
+    return routes

@@ -33,8 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.domain import Prediction, utcnow
 from sentiment_platform.rule_spec import MAX_WINDOW_MINUTES
-from sentiment_platform.services.alerting.matcher import RuleFilter
-from sentiment_platform.services.alerting.rule_hits import CountedRule, rule_moves
+from sentiment_platform.services.alerting.rule_hits import CountedRule, rule_filter, rule_moves
 from sentiment_platform.services.analysis.backends import Analyzer
 
 log = logging.getLogger(__name__)
@@ -128,10 +127,8 @@ async def _write(
         try:
             async with session_factory() as session, session.begin():
                 changed = await store.relabel(session, pairs)
-                rules = [
-                    CountedRule(RuleFilter(r.id, tuple(r.keywords), r.source), r.updated_at)
-                    for r in await store.list_rules(session)
-                ]
+                stored_rules = await store.list_rules(session)
+                rules = [CountedRule(rule_filter(r), r.updated_at) for r in stored_rules]
                 await store.move_rule_counts(session, rule_moves(rules, changed, counted_since))
                 return changed
         except DBAPIError as error:

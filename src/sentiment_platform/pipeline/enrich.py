@@ -1,0 +1,58 @@
+"""A batch's marks before it is analysed (issue 31): each post's language, and the first
+post of its group of copies.
+
+Detection is CPU work: one `detect_batch` call per batch, in a thread, so the event loop
+(which in the embedded default also serves the API) is not held while it runs. The copies
+come from the runtime's duplicate index: in this process for the embedded default,
+`RedisDuplicateIndex` (shared by every worker) in Redis mode. The index answers a batch
+delivered twice the same way twice, so a redelivery is marked as its first delivery was.
+An index in Redis that cannot be reached is waited out like the bus: nothing is stored
+unmarked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+
+from redis.exceptions import RedisError
+
+from sentiment_platform.domain import Post, PostMarks, utcnow
+from sentiment_platform.retry import Backoff, retry_until
+from sentiment_platform.services.analysis.duplicates import DuplicateIndex
+from sentiment_platform.services.analysis.language import LanguageDetector
+
+
+class Enricher:
+    """Marks batches for one worker; `start` loads the language model (off the loop)."""
+
+    def __init__(
+        self, duplicates: DuplicateIndex, on_retry: Callable[[Exception, float], None]
+    ) -> None:
+        self.duplicates = duplicates
+        self.on_retry = on_retry
+        self._detector: LanguageDetector | None = None
+
+    async def start(self) -> None:
+        if self._detector is None:
+            self._detector = await asyncio.to_thread(LanguageDetector)
+
+    async def marks(self, posts: Sequence[Post], stop: asyncio.Event) -> dict[str, PostMarks]:
+        """{post_id: its language and copy mark} for the batch's posts."""
+        await self.start()
+        assert self._detector is not None
+        texts = [post.content for post in posts]
+        languages = await asyncio.to_thread(self._detector.detect_batch, texts)
+        received = utcnow()  # the index's clock: when the worker had them
+        asked = [(post.post_id, post.content, received) for post in posts]
+        copies = await retry_until(
+            lambda: self.duplicates.assign(asked),
+            retryable=lambda error: isinstance(error, RedisError | OSError),
+            stop=stop,
+            backoff=Backoff(0.2, 10.0),
+            on_retry=self.on_retry,
+        )
+        return {
+            post.post_id: PostMarks(language, first)
+            for post, language, first in zip(posts, languages, copies, strict=True)
+        }
