@@ -48,7 +48,7 @@ async def open_model(
         await asyncio.to_thread(backend.close)
         raise
     backend.swap(models)
-    return SentimentAnalyzer([backend]), models.name
+    return SentimentAnalyzer([backend], None, settings.unsupported_languages), models.name
 
 
 async def _other_analyzer(name: str | None, spec: str, settings: Settings) -> tuple[Analyzer, str]:
