@@ -2,7 +2,8 @@
 post of its group of copies.
 
 Detection is CPU work: one `detect_batch` call per batch, in a thread, so the event loop
-(which in the embedded default also serves the API) is not held while it runs. The copies
+(which in the embedded default also serves the API) is not held while it runs, and so it
+overlaps the index's round trip to Redis. The copies
 come from the runtime's duplicate index: in this process for the embedded default,
 `RedisDuplicateIndex` (shared by every worker) in Redis mode. The index answers a batch
 delivered twice the same way twice, so a redelivery is marked as its first delivery was.
@@ -42,16 +43,20 @@ class Enricher:
         await self.start()
         assert self._detector is not None
         texts = [post.content for post in posts]
-        languages = await asyncio.to_thread(self._detector.detect_batch, texts)
         received = utcnow()  # the index's clock: when the worker had them
         asked = [(post.post_id, post.content, received) for post in posts]
-        copies = await retry_until(
-            lambda: self.duplicates.assign(asked),
-            retryable=lambda error: isinstance(error, RedisError | OSError),
-            stop=stop,
-            backoff=Backoff(0.2, 10.0),
-            on_retry=self.on_retry,
-        )
+        # The detector runs in a thread while the index works (in Redis, in Redis's time).
+        detecting = asyncio.ensure_future(asyncio.to_thread(self._detector.detect_batch, texts))
+        try:
+            copies = await retry_until(
+                lambda: self.duplicates.assign(asked),
+                retryable=lambda error: isinstance(error, RedisError | OSError),
+                stop=stop,
+                backoff=Backoff(0.2, 10.0),
+                on_retry=self.on_retry,
+            )
+        finally:
+            languages = await detecting
         return {
             post.post_id: PostMarks(language, first)
             for post, language, first in zip(posts, languages, copies, strict=True)
