@@ -86,10 +86,12 @@ async def _clear_registry(sessions: Sessions) -> None:
 
 
 async def _settle(settings: Settings, sessions: Sessions) -> dict[str, PostView]:
-    """POSTS through one worker with the configured chain; the stored posts by id."""
+    """POSTS through one worker with the configured chain; the stored posts by id, each
+    checked against the `/ws` event that announced it."""
     analyzer = await asyncio.to_thread(SentimentAnalyzer.from_settings, settings)
-    bus = MemoryBus()
-    worker = Worker(bus, MemoryEvents(), sessions, analyzer, "w", FAST)
+    bus, events = MemoryBus(), MemoryEvents()
+    announced = events.subscribe()
+    worker = Worker(bus, events, sessions, analyzer, "w", FAST)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
@@ -105,7 +107,12 @@ async def _settle(settings: Settings, sessions: Sessions) -> dict[str, PostView]
         await asyncio.wait_for(task, 30)
         await asyncio.to_thread(analyzer.close)
     async with sessions() as session:
-        return {view.post_id: view for view in await store.posts_by_ids(session, list(POSTS))}
+        stored = {view.post_id: view for view in await store.posts_by_ids(session, list(POSTS))}
+    for _ in POSTS:
+        event = await asyncio.wait_for(announced.__anext__(), 5)
+        view = stored[event.data["post_id"]]
+        assert event.data == view.model_dump(mode="json", exclude={"label"}) | {"label": None}
+    return stored
 
 
 def _settings(url: str, **more: Any) -> Settings:
