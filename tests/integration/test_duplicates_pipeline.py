@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -137,3 +137,31 @@ async def test_copies_are_marked_by_three_workers_sharing_the_index_in_redis(
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+class Breaks(LocalDuplicateIndex):
+    """The in-process index, failing on one text as a detector bug or a pathological text
+    would: only that post's entry may pay for it."""
+
+    async def assign(self, posts: Sequence[tuple[str, str, datetime]]) -> list[str | None]:
+        if any("BREAKS THE INDEX" in body for _, body, _ in posts):
+            raise ValueError("the index cannot take this text")
+        return await super().assign(posts)
+
+
+async def test_a_post_that_breaks_the_marking_costs_only_its_own_entry(database) -> None:
+    _, sessions = database
+    bus = MemoryBus()
+    config = WorkerConfig(block_ms=10, max_deliveries=2, retry_base_s=0.01)
+    worker = Worker(bus, MemoryEvents(), sessions, KeywordAnalyzer(), "w", config, Breaks(DAY))
+    bodies = [f"a perfectly ordinary post number {i} about the weather" for i in range(7)]
+    bodies[3] = "this one BREAKS THE INDEX whatever happens"
+    await bus.publish([Post(post_id=f"p{i}", source="t", content=b) for i, b in enumerate(bodies)])
+
+    async def settled() -> bool:
+        return len(bus.dead) == 1 and await _stored(sessions) == 6
+
+    async with running([worker]):
+        await wait_until(settled, 20, "six posts stored, one dead-lettered")
+    [letter] = bus.dead
+    assert letter["error"].startswith("language or copy detection: ValueError"), letter

@@ -42,6 +42,8 @@ class Enricher:
         """{post_id: its language and copy mark} for the batch's posts."""
         await self.start()
         assert self._detector is not None
+        if not posts:
+            return {}
         texts = [post.content for post in posts]
         received = utcnow()  # the index's clock: when the worker had them
         asked = [(post.post_id, post.content, received) for post in posts]

@@ -45,6 +45,7 @@ class Stage(StrEnum):
     """Where an entry failed."""
 
     DECODE = "malformed entry"
+    MARKS = "language or copy detection"
     ANALYZER = "analyzer"
     STORE = "store"
     DELIVERIES = "deliveries"
@@ -136,10 +137,12 @@ class Settler:
         if self.models is not None:
             self.models.swap()  # between batches: this one is analysed by one set throughout
         # Marked once: a split or a retry below analyses the same marks.
-        marks = await self.enricher.marks([item.post for item in items], stop)
+        marks, unmarked = await self._mark(items, stop)
+        items = [item for item in items if item.post.post_id in marks]
         backoff = Backoff(0.5, 30.0)
         while True:
             stored, failed = await self._settle(items, marks, stop)
+            failed += unmarked
             analyzer_only = all(f.stage is Stage.ANALYZER for _, f in failed)
             if stored or not failed or not analyzer_only or await self._analyzer_answers():
                 return stored, failed
@@ -148,6 +151,23 @@ class Settler:
             delay = backoff.next_delay()
             log_outage(self.name, "analyzer", failed[0][1], delay, posts=len(failed))
             await sleep_unless_stopped(delay, stop)
+
+    async def _mark(
+        self, items: list[Item], stop: asyncio.Event
+    ) -> tuple[dict[str, PostMarks], list[tuple[Item, Failure]]]:
+        """The items' marks; an item whose text breaks the detector or the index (found by
+        halving) fails alone. An index that is down is waited out inside `marks`."""
+        try:
+            return await self.enricher.marks([item.post for item in items], stop), []
+        except Stopped:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever it is, it is this batch's
+            if len(items) == 1:
+                return {}, [(items[0], Failure(Stage.MARKS, one_line(error)))]
+        middle = len(items) // 2
+        marks, failed = await self._mark(items[:middle], stop)
+        more, failed_more = await self._mark(items[middle:], stop)
+        return marks | more, failed + failed_more
 
     async def _analyzer_answers(self) -> bool:
         try:

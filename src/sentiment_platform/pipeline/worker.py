@@ -92,7 +92,8 @@ class Worker:
         self.events = events
         self.name = name or default_consumer_name()
         # The runtime's index (shared in Redis mode); else one of this worker's own.
-        duplicates = duplicates or LocalDuplicateIndex(timedelta(hours=DEDUP_WINDOW_HOURS))
+        if duplicates is None:  # not `or`: an empty in-process index is falsy (`__len__`)
+            duplicates = LocalDuplicateIndex(timedelta(hours=DEDUP_WINDOW_HOURS))
         self.settler = Settler(analyzer, session_factory, self.name, duplicates)
         self.config = config or WorkerConfig()
         self.stored = 0
