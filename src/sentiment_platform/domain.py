@@ -281,10 +281,10 @@ class PostView(BaseModel):
     emotion_confidence: float | None = None
     model: str | None = None
     analyzed_at: datetime | None = None
-    label: LabelView | None = None
     language: str | None = None  # ISO 639-1 or "und"; null: stored before detection (0010)
     duplicate_of: str | None = None
     analysis: Literal["unsupported_language"] | None = None
+    label: LabelView | None = None  # last, as a page writes it (`store.post_pages`)
 
     @classmethod
     def of(

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, text
 
 from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.bus.redis import RedisStreamBus, redis_client
@@ -22,6 +22,7 @@ from sentiment_platform.bus.redis_events import RedisEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Post
+from sentiment_platform.models.database import PostRollup
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.services.analysis.duplicates import LocalDuplicateIndex
 from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
@@ -114,6 +115,8 @@ async def test_copies_are_marked_by_three_workers_sharing_the_index_in_redis(
 ) -> None:
     settings = redis_settings
     prefix = f"{settings.redis_stream_name}:dedup:"
+    async with pg_sessions() as session, session.begin():
+        await session.execute(delete(PostRollup))  # what other tests left in this database
     client = redis_client(settings)
     workers = [
         Worker(

@@ -21,7 +21,7 @@ from sentiment_platform.bus.memory import MemoryBus, MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import UNSUPPORTED_LANGUAGE, Post, PostView, Task
-from sentiment_platform.models.database import AnalysisModel, ModelActivation
+from sentiment_platform.models.database import AnalysisModel, ModelActivation, PostRollup
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.services.analysis import registry
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
@@ -80,9 +80,11 @@ async def sessions(backing: tuple[str, Sessions | None]) -> AsyncIterator[tuple[
 
 
 async def _clear_registry(sessions: Sessions) -> None:
+    """The registry emptied, and the counts other tests left in the shared database."""
     async with sessions() as session, session.begin():
         await session.execute(delete(ModelActivation))
         await session.execute(delete(AnalysisModel))
+        await session.execute(delete(PostRollup))
 
 
 async def _settle(settings: Settings, sessions: Sessions) -> dict[str, PostView]:

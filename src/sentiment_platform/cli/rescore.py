@@ -138,3 +138,9 @@ def rescore(
             f"{report['failed']} refused: run the command again to retry them",
             err=True,
         )
+    if report["unreadable"]:
+        typer.echo(
+            f"{report['unreadable']} posts are in languages the model is not registered for: "
+            "left as they were",
+            err=True,
+        )

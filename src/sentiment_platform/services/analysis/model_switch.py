@@ -119,13 +119,18 @@ class ModelSwitch:
         ready, self._ready = self._ready, None
         if ready is None:
             return False
-        before = self.backend.name
+        before, old = self.backend.name, self.backend.routes.summary
         self.backend.swap(ready)
         MODEL_LOAD_FAILED.set(0)
-        if ready.name != before:
+        if ready.summary != old:
             log.info(
                 "models switched",
-                extra={"event": "registry.switched", "old": before, "model": ready.name},
+                extra={
+                    "event": "registry.switched",
+                    "old": before,
+                    "model": ready.name,
+                    "languages": ready.summary,
+                },
             )
             if not self.leads:
                 log.warning(

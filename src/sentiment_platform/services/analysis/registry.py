@@ -9,7 +9,9 @@ language no row names; no activation for a task means the embedded model, exactl
 the registry existed, so nothing changes for a store that never activated anything.
 
 Commands and the API call these functions inside their own transaction; the workers read the
-choice through `serving_choice` when `store.activation_version` moved.
+choices through `serving_routes` (one pair per language an activation names, and `*`) when
+`store.activation_version` moved; a pair reads a language only when both its models are
+registered for it (`registry_backend.Routes`).
 """
 
 from __future__ import annotations

@@ -125,6 +125,12 @@ class Routes:
     def name(self) -> str:
         return self.default.name
 
+    @property
+    def summary(self) -> str:
+        """What serves each language, for the logs: `*: NAME; fr: NAME`."""
+        pairs = {ANY_LANGUAGE: self.default, **self.languages}
+        return "; ".join(f"{language}: {models.name}" for language, models in pairs.items())
+
     def reader(self, language: str | None) -> ModelSet | None:
         """The pair that reads `language`, None when none may. No language (None: stored
         before detection) and "und" (too short to tell) go to the `*` pair."""
