@@ -26,6 +26,7 @@ from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.services.analysis import registry
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 from tests.support import model_switch
+from tests.support.app_client import app_client
 from tests.support.fake_llm import openai_chat
 from tests.support.hf_tiny import HARTMANN_LABELS, SENTIMENT_LABELS, build_tiny_classifier
 from tests.support.model_switch import EMBEDDED, Sessions, committed
@@ -158,6 +159,11 @@ async def test_only_the_english_post_is_labelled_by_the_embedded_model(
     async with factory() as session:
         analyses = await session.scalar(text("SELECT count(*) FROM sentiment_analysis"))
     assert analyses == 2  # no analysis row for a post no model read
+    async with app_client(_settings(url), factory) as (_, client):  # as a user reads them
+        page = (await client.get("/api/posts", params={"limit": 10})).json()
+    items = {item["post_id"]: item for item in page["items"]}
+    assert items == {k: v.model_dump(mode="json") for k, v in posts.items()}
+    assert (items["de1"]["language"], items["de1"]["analysis"]) == ("de", UNSUPPORTED_LANGUAGE)
 
 
 async def test_a_model_imported_for_french_labels_french_and_never_english(
