@@ -28,7 +28,6 @@ two to the same answers.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -36,26 +35,28 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sentiment_platform.services.analysis.duplicates import (
-    BANDS,
     KEY_VERSION,
     THRESHOLD,
+    Fingerprint,
     PostText,
     fingerprints,
 )
 
 SHARDS = 256  # hashes per generation
 
-# ARGV: prefix, window (ms), generation span (ms), shards, bands, threshold numerator and
+# ARGV: prefix, window (ms), generation span (ms), shards, threshold numerator and
 # denominator; then per post: post_id, at (ms since the epoch), exact hash (16 bytes), word
-# hashes (4 bytes each, "" when only an exact match counts), BANDS band hashes (8 bytes each,
-# "" likewise). Fields: a bucket's hash -> its group's reference (the first's exact hash);
-# "r" .. reference -> "<at ms> <length of post_id> <post_id><word hashes>".
+# hashes (4 bytes each, "" when only an exact match counts), its BANDS band hashes in one
+# string (8 bytes each, "" likewise; five arguments a post, not sixteen: the client's cost is
+# per argument, the script's `string.sub` is cheap). Fields: a bucket's hash -> its group's
+# reference (the first's exact hash); "r" .. reference -> "<at ms> <length of post_id>
+# <post_id><word hashes>".
 # Returns, per post, its group's first when that is another post, else false (nil).
 ASSIGN = """
 local prefix = ARGV[1]
 local window, span, shards = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local bands, numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local stride, chunk = 4 + bands, 1000
+local numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6])
+local stride, chunk, start = 5, 1000, 7
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local current = math.floor(now / span)
@@ -97,11 +98,13 @@ local function fetch(fields, into)
   end
 end
 
-local held, fields = {}, {}
-for p = 8, #ARGV, stride do
-  for j = p + 2, p + 3 + bands do
-    local field = ARGV[j]
-    if j ~= p + 3 and field ~= '' and held[field] == nil then
+local held, fields, buckets = {}, {}, {}  -- buckets[p]: post p's exact hash, then its bands
+for p = start, #ARGV, stride do
+  local own, blob = {ARGV[p + 2]}, ARGV[p + 4]
+  for i = 1, #blob, 8 do own[#own + 1] = string.sub(blob, i, i + 7) end
+  buckets[p] = own
+  for _, field in ipairs(own) do
+    if held[field] == nil then
       held[field] = false
       fields[#fields + 1] = field
     end
@@ -159,16 +162,17 @@ local function write(field, value)
 end
 
 local marks = {}
-for p = 8, #ARGV, stride do
+for p = start, #ARGV, stride do
   local post, at, exact, words = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], ARGV[p + 3]
   local reference = live(exact, at)
   if not reference then
     local claims = {exact}
     if words ~= '' then
-      for j = p + 4, p + 3 + bands do
-        local holder = live(ARGV[j], at)
+      local own = buckets[p]
+      for j = 2, #own do
+        local holder = live(own[j], at)
         if not holder then
-          claims[#claims + 1] = ARGV[j]
+          claims[#claims + 1] = own[j]
         elseif not reference and similar(words, records[holder][3]) then
           reference = holder
         end
@@ -198,9 +202,6 @@ end
 return marks
 """
 
-_BAND_BYTES = struct.Struct(f"<{BANDS}Q")
-_NO_BANDS = [b""] * BANDS
-
 
 class RedisDuplicateIndex:
     """The index in Redis under `prefix`, shared by every worker that uses the same prefix.
@@ -217,21 +218,19 @@ class RedisDuplicateIndex:
         self.prefix = f"{prefix}{KEY_VERSION}:"
         self._script = client.register_script(ASSIGN)
 
-    async def assign(self, posts: Sequence[PostText]) -> list[str | None]:
-        found = fingerprints([text for _, text, _ in posts])
-        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS, BANDS]
+    async def assign(
+        self, posts: Sequence[PostText], found: Sequence[Fingerprint] | None = None
+    ) -> list[str | None]:
+        if found is None:
+            found = fingerprints([text for _, text, _ in posts])
+        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS]
         args += [THRESHOLD.numerator, THRESHOLD.denominator]
         asked: list[int] = []  # the posts sent: those long enough to be marked
         for index, ((post_id, _, at), fingerprint) in enumerate(zip(posts, found, strict=True)):
-            if not fingerprint.exact:
-                continue
-            asked.append(index)
-            args += [post_id, int(at.timestamp() * 1000), fingerprint.exact, fingerprint.words]
-            if fingerprint.bands:
-                packed = _BAND_BYTES.pack(*fingerprint.bands)
-                args += [packed[i : i + 8] for i in range(0, 8 * BANDS, 8)]
-            else:
-                args += _NO_BANDS
+            if fingerprint.exact:
+                asked.append(index)
+                exact, words, bands = fingerprint
+                args += (post_id, int(at.timestamp() * 1000), exact, words, bands)
         marks: list[str | None] = [None] * len(posts)
         if not asked:
             return marks
