@@ -63,6 +63,8 @@ _MACROLANGUAGE = {
 # the language is settled long before, and a 10,000-character post would otherwise cost the
 # worker a hundred tweets' time.
 MAX_CHARS = 500
+# Normal forms whose answer a detector keeps (under a MiB of tweets).
+MEMO = 4096
 
 
 def clean(text: str) -> str:
@@ -123,6 +125,7 @@ class LanguageDetector:
         self.min_letters = min_letters
         self.min_confidence = min_confidence
         self._predict = _load_model().f.predict
+        self._known: dict[bytes, str] = {}  # normal form -> code, at most MEMO of them
 
     def scored(self, text: str) -> tuple[str, float, int]:
         """(ISO 639-1 code or "und", the model's probability, letters left after cleaning).
@@ -151,13 +154,19 @@ class LanguageDetector:
     def detect_normals(self, normals: Sequence[bytes]) -> list[str]:
         """`detect` for each text given as its `normal_text.normal_form`, in order: the form
         the duplicate fingerprints are made from too, so a caller makes it once for both.
-        Equal forms (a retweet and its original in one batch) are read once."""
-        found: dict[bytes, str] = {}
+
+        The answer depends on the normal form alone, so the last `MEMO` distinct forms' are
+        kept: a retweet, or the thousandth copy of a flood, is not read again.
+        """
+        known = self._known
         codes = []
         for normal in normals:
-            code = found.get(normal)
+            code = known.get(normal)
             if code is None:
-                code = found[normal] = self._read_normal(normal)
+                code = self._read_normal(normal)
+                if len(known) >= MEMO:
+                    known.clear()  # a bound, cheaper than an LRU's bookkeeping per post
+                known[normal] = code
             codes.append(code)
         return codes
 

@@ -39,9 +39,10 @@ _BAND_SEEDS = _derived("dedup-band", BANDS).astype(np.uint64)[None, :]
 # Word hashes: a polynomial over the word's bytes mod 2**64, for every word of a batch at once
 # from one prefix sum (a word's sum, divided by its start's power, no longer depends on where
 # it starts), then SplitMix64's finaliser, whose top 32 bits are the hash.
-_BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2**64
+BASE = 0x9E3779B97F4A7C15  # odd: invertible mod 2**64
+LENGTH_MIX = 0xD6E8FEB86659FD93  # the word's length, times this, is added before the mix
 _POWERS = (np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64))  # BASE**i, BASE**-i
-_CHUNK_WORDS = 1 << 14  # words per MinHash product matrix: 5.5 MB, not the batch's all
+CHUNK_WORDS = 1 << 14  # words per MinHash product matrix: 5.5 MB, not the batch's all
 
 
 def _powers(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
@@ -50,8 +51,8 @@ def _powers(n: int) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.uint64]]:
     if len(up) < n:  # grown rarely, replaced whole: safe for threads that still read the old
         size = max(n, 2 * len(up), 1 << 16)
         up, down = np.empty(size, dtype=np.uint64), np.empty(size, dtype=np.uint64)
-        up[0], up[1:] = 1, _BASE
-        down[0], down[1:] = 1, pow(_BASE, -1, 1 << 64)
+        up[0], up[1:] = 1, BASE
+        down[0], down[1:] = 1, pow(BASE, -1, 1 << 64)
         _POWERS = (np.cumprod(up, dtype=np.uint64), np.cumprod(down, dtype=np.uint64))
         up, down = _POWERS
     return up, down
@@ -67,7 +68,7 @@ def word_hashes(blob: bytes) -> npt.NDArray[np.uint32]:
     starts = np.concatenate(([0], gaps + 1))
     ends = np.concatenate((gaps, [data.size]))
     value = (prefix[ends] - prefix[starts]) * down[starts]
-    value += (ends - starts).astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+    value += (ends - starts).astype(np.uint64) * np.uint64(LENGTH_MIX)
     value ^= value >> np.uint64(30)
     value *= np.uint64(0xBF58476D1CE4E5B9)
     value ^= value >> np.uint64(27)
@@ -81,8 +82,8 @@ def _minima(flat: npt.NDArray[np.uint32], starts: npt.NDArray[np.intp]) -> npt.N
     out = np.empty((PERMUTATIONS, len(starts)), dtype=np.uint32)
     ends = np.append(starts[1:], flat.size)
     first = 0
-    while first < len(starts):  # chunks of whole posts, each matrix at most _CHUNK_WORDS wide
-        last = int(np.searchsorted(ends, starts[first] + _CHUNK_WORDS, side="right"))
+    while first < len(starts):  # chunks of whole posts, each matrix at most CHUNK_WORDS wide
+        last = int(np.searchsorted(ends, starts[first] + CHUNK_WORDS, side="right"))
         last = max(last, first + 1)
         low, high = starts[first], ends[last - 1]
         products = np.multiply(_A, flat[None, low:high])  # in place from here: no temporaries
