@@ -13,9 +13,14 @@
 - Short texts, the evidence for MIN_WORDS and MIN_NEAR_WORDS: the near marks among TweetEval
   tweets that near matching below MIN_NEAR_WORDS would add, and how often an exact text recurs
   among GoEmotions' Reddit comments (independent authors, no retweets) by its word count.
+- With language detection: the same batches through `LanguageDetector.detect_batch` alone,
+  `fingerprints` alone, the two calls, and `read_texts` (both from one normalisation pass),
+  CPU-µs a post of this thread, pinned to one core (a fresh detector each pass, so no answer
+  is remembered from the pass before). Best of `--passes`, taken in turns.
 - Cost: the caller's µs a post against the trivial pipeline's 7,600–9,400 posts/s.
 
     PYTHONPATH=src .venv/bin/python benchmarks/dedup.py [--seeds 5] [--passes 3] [--show]
+        [--only-cost]
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import sys
 import time
 import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -39,6 +46,8 @@ from sentiment_platform.services.analysis.duplicates import (
     normalise,
 )
 from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
+from sentiment_platform.services.analysis.language import LanguageDetector
+from sentiment_platform.services.analysis.text_reading import read_texts
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -210,6 +219,35 @@ def short_texts(tweets: list[str], show: bool) -> None:
     )
 
 
+def with_language(tweets: list[str], passes: int) -> float:
+    """CPU-µs a post of language detection and fingerprints, apart and from one pass."""
+    work = [tweets[i : i + BATCH] for i in range(0, len(tweets), BATCH)]
+    cases: dict[str, Callable[[LanguageDetector, list[str]], object]] = {
+        "language (detect_batch)": lambda detector, batch: detector.detect_batch(batch),
+        "fingerprints": lambda _, batch: fingerprints(batch),
+        "both, two calls": lambda d, batch: (d.detect_batch(batch), fingerprints(batch)),
+        "both, read_texts (one pass)": read_texts,
+    }
+    best = dict.fromkeys(cases, float("inf"))
+    core = max(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {core})
+    try:
+        for _ in range(passes):
+            for name, case in cases.items():
+                detector = LanguageDetector()  # nothing remembered from the pass before
+                started = time.thread_time()
+                for batch in work:
+                    case(detector, batch)
+                best[name] = min(best[name], time.thread_time() - started)
+    finally:
+        os.sched_setaffinity(0, before)
+    print(f"\n== with language detection: pinned to core {core}, best of {passes} ==")
+    for name, seconds in best.items():
+        print(f"{name}: {seconds / len(tweets) * 1e6:.1f} CPU-µs a post")
+    return best["both, read_texts (one pass)"] / len(tweets) * 1e6
+
+
 def cost(per_post_us: float, what: str) -> None:
     slow, fast = (1e6 / rate for rate in TRIVIAL_PIPELINE)
     print(
@@ -224,20 +262,29 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--show", action="store_true", help="print the short near marks")
+    parser.add_argument("--only-cost", action="store_true", help="the CPU figures alone")
     args = parser.parse_args()
     tweets = load_tweets()
     if tweets is None:
         sys.exit("needs ../shared/data/tweeteval beside the repository")
     print(cpu_description())
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.only_cost:
+        cost(local_throughput(tweets, args.passes), "in-process")
+        cost(with_language(tweets, args.passes), "language + fingerprints, one pass")
+        return
     accuracy(tweets, args.seeds)
     print(f"\n== throughput and memory: {len(tweets):,} TweetEval tweets, batches of {BATCH} ==")
     local_us = local_throughput(tweets, args.passes)
     local_memory(tweets)
     redis_us = asyncio.run(redis_figures(tweets, args.passes))
     short_texts(tweets, args.show)
+    both_us = with_language(tweets, args.passes)
     print("\n== cost against the worker ==")
     cost(local_us, "in-process")
     cost(redis_us, "Redis, the caller's share")
+    cost(both_us, "language + fingerprints, one pass")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

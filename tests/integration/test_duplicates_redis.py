@@ -84,12 +84,12 @@ async def test_fingerprints_made_with_the_language_are_taken_as_they_are(
     now = datetime.now(UTC)
     edit = TEXT.replace("phone", "laptop")
     texts = [TEXT, "RT @x: " + TEXT, edit, "Merci beaucoup pour la livraison rapide", "ok"]
-    posts = [(f"p{n}", text, now) for n, text in enumerate(texts)]
+    posts = [(f"p{n}-é", text, now) for n, text in enumerate(texts)]  # lengths are in bytes
     reading = read_texts(LanguageDetector(), texts)
     assert reading.languages == ["en", "en", "en", "fr", "und"]
     redis_index = RedisDuplicateIndex(clients[0], DAY, prefix)
     local_index = LocalDuplicateIndex(DAY)
-    expected = [None, "p0", "p0", None, None]
+    expected = [None, "p0-é", "p0-é", None, None]
     assert await redis_index.assign(posts, found=reading.fingerprints) == expected
     assert await local_index.assign(posts, found=reading.fingerprints) == expected
     assert await redis_index.assign(posts) == await local_index.assign(posts)
