@@ -228,22 +228,23 @@ class LocalDuplicateIndex:
         if first is not None:  # an exact copy: its buckets are its first's already
             return None if first == post_id else first
         bands = _BAND_KEYS.unpack(fingerprint.bands) if fingerprint.bands else ()
-        for band in bands:
-            candidate = self._live(band, moment)
-            if candidate is not None and similar(fingerprint.words, self._groups[candidate].words):
-                first = candidate
-                break
+        claims: list[bytes | int] = [fingerprint.exact]  # the buckets no live group holds
+        for band in bands:  # one look-up a bucket, as the Redis script does
+            holder = self._live(band, moment)
+            if holder is None:
+                claims.append(band)
+            elif first is None and similar(fingerprint.words, self._groups[holder].words):
+                first = holder
         if first is None:
             first = post_id
-            self._drop(post_id)  # an expired group of the same post, seen again
+            if self._drop(post_id):  # a group of the same post, seen again: its buckets freed
+                claims = [k for k in (fingerprint.exact, *bands) if self._live(k, moment) is None]
             self._groups[post_id] = _Group(moment, fingerprint.words, [])
             self._order.append((moment, post_id))
         group = self._groups[first]
-        keys: tuple[bytes | int, ...] = (fingerprint.exact, *bands)
-        for key in keys:
-            if self._live(key, moment) is None:
-                self._buckets[key] = first
-                group.keys.append(key)
+        for key in claims:
+            self._buckets[key] = first
+        group.keys += claims
         return None if first == post_id else first
 
     def _expire(self) -> None:
@@ -254,9 +255,12 @@ class LocalDuplicateIndex:
             if group is not None and group.at == at:
                 self._drop(first)
 
-    def _drop(self, first: str) -> None:
+    def _drop(self, first: str) -> bool:
+        """Forgets the group `first` began and its buckets; whether there was one."""
         group = self._groups.pop(first, None)
-        if group is not None:
-            for key in group.keys:
-                if self._buckets.get(key) == first:
-                    del self._buckets[key]
+        if group is None:
+            return False
+        for key in group.keys:
+            if self._buckets.get(key) == first:
+                del self._buckets[key]
+        return True

@@ -114,9 +114,10 @@ def _load_model() -> Any:
 class LanguageDetector:
     """Detects a post's language; `detect_batch(texts)` equals `[detect(t) for t in texts]`.
 
-    Safe to share across threads: the model's state lives in each call. fastText holds the
-    GIL while it predicts (`fasttext-predict` 0.9.2.4), so a thread does not overlap it with
-    other Python work.
+    Safe to share across threads: the model's state lives in each call, and the remembered
+    answers are a dict whose every get and set is atomic. fastText holds the GIL while it
+    predicts (`fasttext-predict` 0.9.2.4: two threads predicting ran no faster than one, at
+    one core's CPU time), so a thread does not overlap it with other Python work.
     """
 
     def __init__(
