@@ -12,11 +12,12 @@ throughput a worker needs.
 What the model sees is the post's normal form (`normal_text.normal_form`, the one duplicate
 detection fingerprints, so a worker makes it once for both): NFKC (Arabic presentation
 forms and full-width letters become plain letters), links, @mentions, "RT", punctuation,
-'#' and emoji removed, case-folded; then digits become spaces too. Mentions, links and emoji
-carry no language but pull a short tweet towards whichever language their letters resemble;
-upper case is rare in the model's training text, so a shouted tweet reads as noise.
-Hashtags keep their words: "#MasterChefBR" is weak evidence, but many tweets are little
-else. Past `MAX_CHARS` the text is not read.
+'#' and emoji removed, lowercased (not case-folded: "ß" is evidence of German); then digits
+become spaces too. Mentions, links and emoji carry no language but pull a short tweet
+towards whichever language their letters resemble; upper case is rare in the model's
+training text, so a shouted tweet reads as noise. Hashtags keep their words:
+"#MasterChefBR" is weak evidence, but many tweets are little else. Past `MAX_CHARS` the
+text is not read.
 
 "und" is returned when fewer than `MIN_LETTERS` letters are left after cleaning (nothing
 to read: "ok", "😂😂", a bare link) or when the model's top probability is under
@@ -172,22 +173,21 @@ class LanguageDetector:
         return codes
 
     def _read_normal(self, normal: bytes) -> str:
-        if not normal.isascii():
+        if not normal.isascii() or len(normal) > MAX_CHARS:
             return self._read(language_text(normal))
         # ASCII: fastText takes the bytes as they are, without a str's UTF-8 encoding.
         cleaned = normal.translate(ASCII_LETTERS)
-        if len(cleaned) - cleaned.count(b" ") < self.min_letters:
-            return UNDETERMINED
-        if len(cleaned) > MAX_CHARS:
-            cleaned = _bounded(cleaned.decode()).encode()
-        predictions = self._predict(cleaned + b"\n", 1, self.min_confidence, "replace")
-        return iso_code(predictions[0][1]) if predictions else UNDETERMINED
+        return self._predicted(cleaned + b"\n", len(cleaned) - cleaned.count(b" "))
 
     def _read(self, cleaned: str) -> str:
-        if letters(cleaned) < self.min_letters:
+        return self._predicted(_bounded(cleaned) + "\n", letters(cleaned))
+
+    def _predicted(self, line: str | bytes, count: int) -> str:
+        """The code for one line the model reads, given how many letters the text has."""
+        if count < self.min_letters:
             return UNDETERMINED
         # fastText drops the labels under the threshold itself: none left is "unclear".
-        predictions = self._predict(_bounded(cleaned) + "\n", 1, self.min_confidence, "replace")
+        predictions = self._predict(line, 1, self.min_confidence, "replace")
         return iso_code(predictions[0][1]) if predictions else UNDETERMINED
 
 
