@@ -24,7 +24,7 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.domain import Post
 from sentiment_platform.models.database import PostRollup
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
-from sentiment_platform.services.analysis.duplicates import LocalDuplicateIndex
+from sentiment_platform.services.analysis.duplicates import Fingerprint, LocalDuplicateIndex
 from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
 from tests.support.duplicate_corpus import Corpus, build, load_tweets
 from tests.support.model_switch import Sessions
@@ -146,10 +146,12 @@ class Breaks(LocalDuplicateIndex):
     """The in-process index, failing on one text as a detector bug or a pathological text
     would: only that post's entry may pay for it."""
 
-    async def assign(self, posts: Sequence[tuple[str, str, datetime]]) -> list[str | None]:
+    async def assign(
+        self, posts: Sequence[tuple[str, str, datetime]], found: Sequence[Fingerprint] | None = None
+    ) -> list[str | None]:
         if any("BREAKS THE INDEX" in body for _, body, _ in posts):
             raise ValueError("the index cannot take this text")
-        return await super().assign(posts)
+        return await super().assign(posts, found)
 
 
 async def test_a_post_that_breaks_the_marking_costs_only_its_own_entry(database) -> None:
