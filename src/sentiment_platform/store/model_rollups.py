@@ -8,7 +8,7 @@ moves a post from its old model to its new one, `rollups.rebuild` recomputes bot
 posts and retention's purge drops both tables' old cells (`rebuild`, `purge`, called from
 `store.rollups`). An unanalysed post has no model, so it is not counted here.
 
-Its cells are read with the post rollups' (the `models` part of `rollups.summary`).
+Its cells are read with the post rollups' (the `models` part of `rollup_reads.summary`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,12 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
 
 
 def by_model(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """The cells' counts per model, as rows shaped like `rollups.summary`'s (kind 'm')."""
+    """The cells' counts per model, as rows shaped like `rollup_reads.summary`'s (kind 'm';
+    copies are not kept apart here, so its two sums are the same)."""
     rows = ModelRollup.__table__.c
+    counted = func.sum(rows.count)
     return (
-        select(literal_column("'m'"), null(), null(), rows.model, func.sum(rows.count))
+        select(literal_column("'m'"), null(), null(), rows.model, counted, counted)
         .where(*where)
         .group_by(rows.model)
     )
