@@ -34,13 +34,15 @@ ORIGINALS, COPIES, OTHERS, LEGACY = 200, 400, 1_000, 10
 OTHER_LANGUAGES = ("en",) * 6 + ("fr", "fr", "de", "und")
 
 
-def _post(post_id: str, source: str, n: int, text: str) -> Post:
+def _post(post_id: str, source: str, n: int, text: str, t0: datetime) -> Post:
     return Post(
-        post_id=post_id, source=source, content=text, created_at=T0 + timedelta(seconds=2 * n)
+        post_id=post_id, source=source, content=text, created_at=t0 + timedelta(seconds=2 * n)
     )
 
 
-def _analysis(post_id: str, sentiment: Sentiment, emotion: Emotion, n: int) -> Analysis:
+def _analysis(
+    post_id: str, sentiment: Sentiment, emotion: Emotion, n: int, t0: datetime
+) -> Analysis:
     return Analysis(
         post_id=post_id,
         sentiment=sentiment,
@@ -48,11 +50,13 @@ def _analysis(post_id: str, sentiment: Sentiment, emotion: Emotion, n: int) -> A
         emotion=emotion,
         emotion_confidence=0.8,
         model="seed",
-        analyzed_at=T0 + timedelta(seconds=2 * n + 1),
+        analyzed_at=t0 + timedelta(seconds=2 * n + 1),
     )
 
 
-def layout() -> tuple[list[Post], list[Analysis], dict[str, tuple[str | None, str | None]]]:
+def layout(
+    t0: datetime = T0,
+) -> tuple[list[Post], list[Analysis], dict[str, tuple[str | None, str | None]]]:
     """The posts, their analyses, and each post's (language, duplicate_of)."""
     posts: list[Post] = []
     analyses: list[Analysis] = []
@@ -60,39 +64,42 @@ def layout() -> tuple[list[Post], list[Analysis], dict[str, tuple[str | None, st
     n = 0
     for i in range(ORIGINALS):
         post_id = f"o{i:03d}"
-        posts.append(_post(post_id, "twitter", n, f"complaint number {i} about the delivery"))
+        posts.append(_post(post_id, "twitter", n, f"complaint number {i} about the delivery", t0))
         negative = i % 2 == 0
         sentiment = Sentiment.NEGATIVE if negative else Sentiment.POSITIVE
         analyses.append(
-            _analysis(post_id, sentiment, Emotion.ANGER if negative else Emotion.JOY, n)
+            _analysis(post_id, sentiment, Emotion.ANGER if negative else Emotion.JOY, n, t0)
         )
         marks[post_id] = ("en", None)
         n += 1
     for k in range(COPIES):
         post_id = f"c{k:03d}"
-        posts.append(_post(post_id, "twitter", n, f"RT @someone: complaint number {k // 2}"))
-        analyses.append(_analysis(post_id, Sentiment.NEGATIVE, Emotion.ANGER, n))
+        posts.append(_post(post_id, "twitter", n, f"RT @someone: complaint number {k // 2}", t0))
+        analyses.append(_analysis(post_id, Sentiment.NEGATIVE, Emotion.ANGER, n, t0))
         marks[post_id] = ("en", f"o{k // 2:03d}")
         n += 1
     for i in range(OTHERS):
         post_id = f"x{i:04d}"
         language = OTHER_LANGUAGES[i % 10]
-        posts.append(_post(post_id, "news", n, f"other post {i} in {language}"))
+        posts.append(_post(post_id, "news", n, f"other post {i} in {language}", t0))
         if language != "de":
-            analyses.append(_analysis(post_id, Sentiment.NEUTRAL, Emotion.NEUTRAL, n))
+            analyses.append(_analysis(post_id, Sentiment.NEUTRAL, Emotion.NEUTRAL, n, t0))
         marks[post_id] = (language, None)
         n += 1
     for i in range(LEGACY):
         post_id = f"l{i:02d}"
-        posts.append(_post(post_id, "news", n, f"an older post {i}"))
-        analyses.append(_analysis(post_id, Sentiment.NEUTRAL, Emotion.NEUTRAL, n))
+        posts.append(_post(post_id, "news", n, f"an older post {i}", t0))
+        analyses.append(_analysis(post_id, Sentiment.NEUTRAL, Emotion.NEUTRAL, n, t0))
         marks[post_id] = (None, None)
         n += 1
     return posts, analyses, marks
 
 
-async def seed_languages(session_factory: async_sessionmaker[AsyncSession]) -> None:
-    posts, analyses, marks = layout()
+async def seed_languages(
+    session_factory: async_sessionmaker[AsyncSession], t0: datetime = T0
+) -> None:
+    """The store above, its first post at `t0`."""
+    posts, analyses, marks = layout(t0)
     async with session_factory() as session, session.begin():
         await store.save_batch(session, posts, analyses)
         await _mark(session, marks)
