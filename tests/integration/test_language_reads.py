@@ -12,6 +12,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
+from sentiment_platform import store
+from sentiment_platform.store import LabelScope
 from tests.support.languages import T0, seed_languages
 
 pytestmark = pytest.mark.asyncio
@@ -178,3 +180,28 @@ async def test_export_language_filter_and_columns(seeded: httpx.AsyncClient) -> 
     german = await seeded.get("/api/posts/export", params={"language": "de", "format": "csv"})
     cells = list(csv.DictReader(io.StringIO(german.text)))
     assert len(cells) == 100 and {row["analysis"] for row in cells} == {"unsupported_language"}
+
+
+async def test_the_estimate_reads_the_labels_of_the_posts_it_counts(
+    seeded: httpx.AsyncClient, database
+) -> None:
+    """Random labels are filtered as the counts are: one language's, or the originals'."""
+    drawn = (await seeded.get("/api/review", params={"limit": 100})).json()["items"]
+    assert len(drawn) == 100
+    for item in drawn:
+        response = await seeded.put(
+            f"/api/posts/{item['post_id']}/label", json={"sentiment": "neutral"}
+        )
+        assert response.status_code == 200, response.text
+    scopes = {
+        LabelScope(language="fr"): [i for i in drawn if i["language"] == "fr"],
+        LabelScope(unique=True): [i for i in drawn if i["duplicate_of"] is None],
+        LabelScope(language="en", unique=True): [
+            i for i in drawn if i["language"] == "en" and i["duplicate_of"] is None
+        ],
+        LabelScope(): drawn,
+    }
+    async with database[1]() as session:
+        for scope, expected in scopes.items():
+            cells = await store.label_cells(session, scope)
+            assert sum(cell.count for cell in cells if cell.random) == len(expected), scope

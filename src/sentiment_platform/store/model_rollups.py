@@ -18,7 +18,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, null, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
@@ -44,11 +55,11 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
 
 def by_model(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
     """The cells' counts per model, as rows shaped like `rollup_reads.summary`'s (kind 'm';
-    copies are not kept apart here, so its two sums are the same)."""
+    no language, and copies are not kept apart here, so its two sums are the same)."""
     rows = ModelRollup.__table__.c
-    counted = func.sum(rows.count)
+    counted = cast(func.sum(rows.count), BigInteger)  # as the post rollups' sums
     return (
-        select(literal_column("'m'"), null(), null(), rows.model, counted, counted)
+        select(literal_column("'m'"), null(), null(), rows.model, null(), counted, counted)
         .where(*where)
         .group_by(rows.model)
     )

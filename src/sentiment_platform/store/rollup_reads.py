@@ -10,6 +10,7 @@ Every cell counts its posts twice over: all of them, and those that are not copi
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Text,
     and_,
@@ -96,42 +98,40 @@ async def total(
 
 @cache
 def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, ...]) -> Any:
-    """Four sums of one read of the cells, so an answer returns its sums, not every cell
-    it reads: per (bucket, sentiment), per (source, sentiment), per emotion, per language;
-    and, from `model_rollups` over the same cells, per model. Rows are (kind 't' / 's' / 'e'
-    / 'l' / 'm', moment, source, label, all posts, posts that are not copies). Unanalysed
-    cells (sentiment '') are read too: `unanalysed` and `by_language` count them. PostgreSQL
-    sums in one pass over the cells (GROUPING SETS); SQLite has no GROUPING SETS, so it
-    groups a CTE four times. `model_rollups` keeps no language nor copies: its sums are the
-    window's (and source's) whatever the other filters."""
+    """Three sums of one read of the cells, so an answer returns its sums, not every cell
+    it reads: per (bucket, sentiment), per (source, sentiment, language), per emotion; and,
+    from `model_rollups` over the same cells, per model. Rows are (kind 't' / 's' / 'e' /
+    'm', moment, source, label, language, all posts, posts that are not copies). Unanalysed
+    cells (sentiment '') are read too: `unanalysed` and `by_language` count them. Language
+    rides in the source set rather than a fourth set of its own: one hash table fewer per
+    cell read (measured cheaper: benchmarks/README.md, "Languages and copies: the reads").
+    PostgreSQL sums in one pass over the cells (GROUPING SETS); SQLite has no GROUPING SETS,
+    so it groups a CTE three times. `model_rollups` keeps no language nor copies: its sums
+    are the window's (and source's) whatever the other filters."""
     moment: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
     rows = PostRollup.__table__.c
     where = _where(cells, labels)
     model_where = _where(cells, [n for n in labels if n == "source"], ModelRollup.__table__)
     models = model_rollups.by_model(model_where)
     if dialect == "postgresql":
-        kind = case(
-            {7: "t", 3: "s", 5: "e"},
-            value=func.grouping(rows.source, rows.emotion, rows.language),
-            else_="l",
-        )
+        kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
         labelled = (
             select(
                 kind,
                 cast(moment, Text),  # text decodes faster than a timestamptz (store/post_pages)
                 rows.source,
-                # the set's label: the others are NULL in its rows
-                func.coalesce(rows.emotion, rows.language, rows.sentiment),
-                func.sum(rows.count),
-                func.coalesce(func.sum(rows.count).filter(~rows.duplicate), 0),
+                func.coalesce(rows.emotion, rows.sentiment),  # the set's label (the other: NULL)
+                rows.language,
+                # bigint, not sum()'s numeric: the driver decodes an integer far faster
+                cast(func.sum(rows.count), BigInteger),
+                cast(func.sum(rows.count).filter(~rows.duplicate), BigInteger),  # NULL: copies
             )
             .where(*where)
             .group_by(
                 func.grouping_sets(
                     tuple_(moment, rows.sentiment),
-                    tuple_(rows.source, rows.sentiment),
+                    tuple_(rows.source, rows.sentiment, rows.language),
                     rows.emotion,
-                    rows.language,
                 )
             )
         )
@@ -152,14 +152,13 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
     c = read.c
     sums = (func.sum(c.count), func.sum(c.kept))
     return union_all(
-        select(literal_column("'t'"), c.moment, null(), c.sentiment, *sums).group_by(
+        select(literal_column("'t'"), c.moment, null(), c.sentiment, null(), *sums).group_by(
             c.moment, c.sentiment
         ),
-        select(literal_column("'s'"), null(), c.source, c.sentiment, *sums).group_by(
-            c.source, c.sentiment
+        select(literal_column("'s'"), null(), c.source, c.sentiment, c.language, *sums).group_by(
+            c.source, c.sentiment, c.language
         ),
-        select(literal_column("'e'"), null(), null(), c.emotion, *sums).group_by(c.emotion),
-        select(literal_column("'l'"), null(), null(), c.language, *sums).group_by(c.language),
+        select(literal_column("'e'"), null(), null(), c.emotion, null(), *sums).group_by(c.emotion),
         models,
     )
 
@@ -189,7 +188,7 @@ async def summary(
     unique: bool = False,
 ) -> Summary:
     """The counts of the minutes [start, end) touches (of one source, one language), summed
-    four ways; `unit` (minute, hour, day, week or month) is the timeline's bucket; `unique`
+    three ways; `unit` (minute, hour, day, week or month) is the timeline's bucket; `unique`
     counts each group of copies once (its first post), except in `models`."""
     answer = Summary()
     spans = pieces(*minute_range(start, end), GRAINS_FOR[unit])
@@ -198,25 +197,30 @@ async def summary(
     params = _params(spans, source=source, language=language)
     labels = tuple(name for name in LABELS if name in params)
     statement = _summary_statement(dialect_name(reader), unit, len(spans), labels)
-    for kind, moment, name, label, every, kept in await fetch_rows(reader, statement, params):
-        count = int(kept if unique and kind != "m" else every)
+    by_source: dict[tuple[str, str], int] = defaultdict(int)
+    languages: dict[str, int] = defaultdict(int)
+    rows = await fetch_rows(reader, statement, params)
+    for kind, moment, name, label, language, every, kept in rows:
+        count = int((kept or 0) if unique and kind != "m" else every)
         if kind == "s":
-            answer.duplicates += int(every) - int(kept)
+            answer.duplicates += int(every) - int(kept or 0)
+            if language:  # '': stored before detection
+                languages[language] += count
             if label == UNANALYSED:
                 answer.unanalysed += count
             else:
-                answer.by_source[(name, label)] = count
+                by_source[(name, label)] += count
         elif kind == "m":
             if count:  # a rescore may leave a model none of the window's posts keep
                 answer.models[label] = count
         elif label == UNANALYSED or not count:
-            continue  # unanalysed: in no share; language '': stored before detection
+            continue  # in no share
         elif kind == "t":
             answer.timeline[(_moment(moment), label)] = count
-        elif kind == "e":
-            answer.emotions[label] = count
         else:
-            answer.languages[label] = count
+            answer.emotions[label] = count
+    answer.by_source = dict(by_source)
+    answer.languages = {code: count for code, count in languages.items() if count}
     return answer
 
 
