@@ -253,10 +253,13 @@ async def rule_posts(
     source: str | None,
     negative_only: bool,
     limit: int,
+    language: str | None = None,
+    unique: bool = False,
 ) -> list[tuple[str, str, str]]:
     """(post_id, content, source) of posts analysed in [start, end) that may match a rule,
     newest first, at most `limit`: a keyword pre-filter (ILIKE) the caller narrows to whole
-    words with the matcher."""
+    words with the matcher; of one language, and without copies when `unique`, as the rule
+    counts them."""
     query = (
         select(SocialMediaPost.post_id, SocialMediaPost.content, SocialMediaPost.source)
         .join(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
@@ -266,6 +269,10 @@ async def rule_posts(
         query = query.where(SentimentAnalysis.sentiment == Sentiment.NEGATIVE.value)
     if source is not None:
         query = query.where(SocialMediaPost.source == source)
+    if language is not None:
+        query = query.where(SocialMediaPost.language == language)
+    if unique:
+        query = query.where(SocialMediaPost.duplicate_of.is_(None))
     if keywords:
         query = query.where(
             or_(*(SocialMediaPost.content.ilike(_like(k), escape="\\") for k in keywords))
