@@ -136,19 +136,25 @@ class EmbeddedBackend:
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
             return []
-        sentiment, features = self.encoder.run(texts)
-        emotion = softmax(features @ self.emotion_weight + self.emotion_bias)
-        s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
+        sentiments, emotions = self.labels(*self.encoder.run(texts))
         return [
             Prediction(
-                sentiment=self.sentiments[s],
-                confidence=float(sentiment[row, s]),
-                emotion=self.emotions[e],
-                emotion_confidence=float(emotion[row, e]),
-                model=self.name,
+                sentiment=s, confidence=sp, emotion=e, emotion_confidence=ep, model=self.name
             )
-            for row, (s, e) in enumerate(zip(s_best, e_best, strict=True))
+            for (s, sp), (e, ep) in zip(sentiments, emotions, strict=True)
         ]
+
+    def labels(
+        self, sentiment: np.ndarray, features: np.ndarray
+    ) -> tuple[list[tuple[Sentiment, float]], list[tuple[Emotion, float]]]:
+        """Each text's sentiment and emotion with their probabilities, from the encoder's
+        sentiment probabilities (an adapted model's, corrected) and pooled features."""
+        emotion = softmax(features @ self.emotion_weight + self.emotion_bias)
+        s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
+        return (
+            [(self.sentiments[s], float(sentiment[row, s])) for row, s in enumerate(s_best)],
+            [(self.emotions[e], float(emotion[row, e])) for row, e in enumerate(e_best)],
+        )
 
 
 def artifact_files() -> Traversable:

@@ -34,8 +34,8 @@ from sentiment_platform.models.database import AnalysisModel
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded"  # kinds: the shipped model, or an imported int8 ONNX classifier
-ONNX = "onnx"
+EMBEDDED = "embedded"  # kinds: the shipped model, an imported int8 ONNX classifier, or
+ONNX = "onnx"  # the shipped encoder with heads `adapt` learnt (`adaptation.ADAPTED`)
 ANY_LANGUAGE = "*"
 TASKS = tuple(task.value for task in Task)
 LANGUAGE = re.compile(r"^[a-z]{2}$")  # ISO 639-1
@@ -115,9 +115,9 @@ async def ensure_embedded(session: AsyncSession) -> str | None:
     return identity.name
 
 
-async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
-    """Add an imported model (its `model.json`, already checked by whoever wrote it) to the
-    registry, or update its row when it is imported again under the same name."""
+async def register(session: AsyncSession, manifest: dict[str, Any], kind: str = ONNX) -> None:
+    """Add an imported (or adapted) model (its `model.json`, already checked by whoever wrote
+    it) to the registry, or update its row when it is imported again under the same name."""
     name, task = str(manifest["name"]), str(manifest["task"])
     identity = embedded_identity()
     if identity is not None and name in (identity.name, EMBEDDED):
@@ -134,7 +134,7 @@ async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
         session,
         name=name,
         task=task,
-        kind=ONNX,
+        kind=kind,
         languages=list(manifest.get("languages") or ["en"]),
         source=str(manifest.get("source") or ""),
         size_bytes=int(manifest.get("size_bytes") or 0),
