@@ -124,13 +124,6 @@ def _encode(
     return np.concatenate([p for p, _ in parts]), np.concatenate([f for _, f in parts])
 
 
-def _predict(correction: Correction | None, rows: Rows) -> np.ndarray:
-    probabilities = rows.probabilities
-    if correction is not None:
-        probabilities = correction.apply(probabilities, rows.features)
-    return np.asarray(probabilities.argmax(axis=1))
-
-
 @dataclass(frozen=True, slots=True)
 class _Learnt:
     correction: Correction
@@ -167,28 +160,26 @@ def _learn(
             np.ones(len(replay_labels), np.float32),
         )
     random = np.flatnonzero([item.random for item in labelled])
-    folds = adapt_fit.stratified_folds(labels[random], request.folds)
-    predicted = np.empty(random.size, dtype=np.int64)
-    for done, fold in enumerate(folds):
-        keep = np.ones(len(labels), dtype=bool)
-        keep[random[fold]] = False
-        training = adapt_fit.training_rows(rows.take(np.flatnonzero(keep)), replayed, len(classes))
-        correction = adapt_fit.fit_correction(training, len(classes))
-        predicted[fold] = _predict(correction, rows.take(random[fold]))
-        progress("cross-validating", done + 1, len(folds) + 1)
+    steps = request.folds + 1
+
+    def step(done: int, _: int) -> None:
+        progress("cross-validating", done, steps)
+
+    predicted = adapt_fit.cross_validated(rows, random, replayed, len(classes), request.folds, step)
     truth = labels[random]
-    active_figures = adapt_fit.figures(truth, _predict(active, rows.take(random)))
+    active_figures = adapt_fit.figures(truth, adapt_fit.predict(active, rows.take(random)))
     candidate_figures = adapt_fit.figures(truth, predicted)
     final = adapt_fit.fit_correction(
         adapt_fit.training_rows(rows, replayed, len(classes)), len(classes)
     )
-    progress("cross-validating", len(folds) + 1, len(folds) + 1)
+    progress("cross-validating", steps, steps)
     return _Learnt(
         final, active_figures, candidate_figures, 0 if replayed is None else len(replayed)
     )
 
 
-def _replay_sample(directory: Path | None, rows: int) -> tuple[list[str], list[str]]:
+def replay_sample(directory: Path | None, rows: int) -> tuple[list[str], list[str]]:
+    """`rows` base training tweets (a fixed sample) and their labels; none without data."""
     if directory is None:
         return [], []
     data = load_sentiment(directory, "train")
@@ -238,7 +229,7 @@ async def adapt(
     try:
         encoder = backend.encoder.config
         active = load_correction(settings, choice, encoder) if choice.kind == ADAPTED else None
-        replay = await asyncio.to_thread(_replay_sample, replay_dir, request.replay_rows)
+        replay = await asyncio.to_thread(replay_sample, replay_dir, request.replay_rows)
         learnt = await asyncio.to_thread(
             _learn, backend, labelled, active, replay, request, progress
         )

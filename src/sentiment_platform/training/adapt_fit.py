@@ -17,6 +17,7 @@ judged by, rather than at the commonest class.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,7 @@ STEPS = 300  # full-batch Adam steps
 LEARNING_RATE = 0.05
 POWER_ITERATIONS = 4  # of the randomised SVD that finds the directions
 SEED = 30
+REPLAY_WEIGHT = 1.0  # the replayed rows' weight in all, as a multiple of the labels'
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,9 @@ def balanced(labels: np.ndarray, classes: int, total: float) -> np.ndarray:
     return weights
 
 
-def training_rows(labelled: Rows, replay: Rows | None, classes: int) -> Rows:
+def training_rows(
+    labelled: Rows, replay: Rows | None, classes: int, replay_weight: float = REPLAY_WEIGHT
+) -> Rows:
     """The labelled rows (and the replayed base rows, weighing as much in all), with
     class-balanced weights."""
     rows = Rows(
@@ -81,7 +85,7 @@ def training_rows(labelled: Rows, replay: Rows | None, classes: int) -> Rows:
     )
     if replay is None or len(replay) == 0:
         return rows
-    weights = balanced(replay.labels, classes, float(len(labelled)))
+    weights = balanced(replay.labels, classes, replay_weight * len(labelled))
     return rows + Rows(replay.probabilities, replay.features, replay.labels, weights)
 
 
@@ -145,6 +149,35 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = SEED) -> list[np.nd
             folds[(offset + position) % k].append(int(row))
         offset += members.size
     return [np.sort(np.array(fold, dtype=np.int64)) for fold in folds]
+
+
+def predict(correction: Correction | None, rows: Rows) -> np.ndarray:
+    """Class indices: the shipped model's, corrected when a correction is given."""
+    probabilities = rows.probabilities
+    if correction is not None:
+        probabilities = correction.apply(probabilities, rows.features)
+    return np.asarray(probabilities.argmax(axis=1))
+
+
+def cross_validated(
+    rows: Rows,
+    judged: np.ndarray,
+    replay: Rows | None,
+    classes: int,
+    folds: int,
+    step: Callable[[int, int], None] = lambda done, total: None,
+) -> np.ndarray:
+    """The candidate's predictions for `rows[judged]` (the random labels), each made by a
+    correction learnt without that row's stratified fold (every other label, and the
+    replay, teach it)."""
+    predicted = np.empty(judged.size, dtype=np.int64)
+    for done, fold in enumerate(stratified_folds(rows.labels[judged], folds)):
+        keep = np.ones(len(rows), dtype=bool)
+        keep[judged[fold]] = False
+        training = training_rows(rows.take(np.flatnonzero(keep)), replay, classes)
+        predicted[fold] = predict(fit_correction(training, classes), rows.take(judged[fold]))
+        step(done + 1, folds)
+    return predicted
 
 
 @dataclass(frozen=True, slots=True)
