@@ -20,6 +20,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Post, PostLabel, Sentiment, utcnow
 from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
+from sentiment_platform.services.analysis.model_catalogue import catalogue
 from sentiment_platform.services.analysis.registry import embedded_identity, serving_choice
 from sentiment_platform.services.analysis.registry_backend import load_registry_backend
 from sentiment_platform.services.trust.review import draw_random
@@ -163,6 +164,11 @@ def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> Non
         try:
             async with create_session_factory(engine)() as session:
                 choices = await serving_choice(session)
+                view = await catalogue(session)  # what GET /api/models answers
+            item = next(item for item in view.items if item.name == ADAPTED)
+            assert item.kind == "adapted" and item.tasks == ["sentiment"]
+            assert item.details["cross_validation"]["candidate"]["macro_recall"] == candidate
+            assert view.active["sentiment"]["*"] == ADAPTED
             backend.swap(backend.load(choices))
             predictions = backend.predict(
                 ["Order 4411 still shows processing after 12 days", "Loved the lamp, great job"]
