@@ -37,7 +37,8 @@ from sentiment_platform.services.analysis.embedded_backend import (
     load_embedded_backend,
 )
 from sentiment_platform.training import adapt_fit
-from sentiment_platform.training.adapt import FOLDS, REPLAY_ROWS, replay_sample
+from sentiment_platform.training.adapt import FOLDS
+from sentiment_platform.training.adapt_data import REPLAY_ROWS, replay_sample
 from sentiment_platform.training.adapt_fit import Rows
 from sentiment_platform.training.configs import SentimentConfig
 from sentiment_platform.training.data import (

@@ -18,7 +18,7 @@ from sentiment_platform import config, store
 from sentiment_platform.cli import app
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
-from sentiment_platform.domain import Analysis, Post, PostLabel, Sentiment, utcnow
+from sentiment_platform.domain import Analysis, Emotion, Post, PostLabel, Sentiment, utcnow
 from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
 from sentiment_platform.services.analysis.model_catalogue import catalogue
 from sentiment_platform.services.analysis.registry import embedded_identity, serving_choice
@@ -71,16 +71,22 @@ def _praise(r: random.Random) -> str:
     return template.format(t=r.choice(["headphones", "update", "app", "checkout", "lamp"]))
 
 
-def feed(per_kind: int, seed: int = 0) -> list[tuple[str, Sentiment]]:
-    """A shop's feed as its team labels it: complaints negative, notices neutral, praise
-    positive."""
+Labelled = tuple[str, Sentiment, Emotion]
+
+
+def feed(per_kind: int, seed: int = 0) -> list[Labelled]:
+    """A shop's feed as its team labels it: complaints negative and angry (the shipped
+    model: neutral, neutral), notices neutral, praise positive and joyful."""
     r = random.Random(seed)
-    kinds = [(_complaint, Sentiment.NEGATIVE), (_notice, Sentiment.NEUTRAL)]
-    kinds.append((_praise, Sentiment.POSITIVE))
-    return [(make(r), label) for make, label in kinds for _ in range(per_kind)]
+    kinds = [
+        (_complaint, Sentiment.NEGATIVE, Emotion.ANGER),
+        (_notice, Sentiment.NEUTRAL, Emotion.NEUTRAL),
+        (_praise, Sentiment.POSITIVE, Emotion.JOY),
+    ]
+    return [(make(r), label, feeling) for make, label, feeling in kinds for _ in range(per_kind)]
 
 
-async def _seed(url: str, rows: list[tuple[str, Sentiment]], randomly: int, agree: bool) -> None:
+async def _seed(url: str, rows: list[Labelled], randomly: int, agree: bool) -> None:
     """Store the posts analysed by the embedded model; draw `randomly` of them through the
     review queue's random draw, then label every post: with `rows`' label, or with the
     model's own prediction when `agree`."""
@@ -89,11 +95,11 @@ async def _seed(url: str, rows: list[tuple[str, Sentiment]], randomly: int, agre
     await upgrade_schema(engine)
     sessions = create_session_factory(engine)
     backend = load_embedded_backend(settings, threads=2)
-    predictions = backend.predict([text for text, _ in rows])
+    predictions = backend.predict([text for text, _, _ in rows])
     backend.close()
     posts = [
         Post(post_id=f"a{i:04d}", source="shop", content=text, created_at=T0)
-        for i, (text, _) in enumerate(rows)
+        for i, (text, _, _) in enumerate(rows)
     ]
     analyses = [Analysis.of(p.post_id, pr, T0) for p, pr in zip(posts, predictions, strict=True)]
     try:
@@ -103,11 +109,11 @@ async def _seed(url: str, rows: list[tuple[str, Sentiment]], randomly: int, agre
             drawn = await draw_random(session, LabelScope(), randomly, rng=random.Random(1))
         assert len(drawn) == randomly
         async with engine.connect() as connection:
-            for post, (_, label), prediction in zip(posts, rows, predictions, strict=True):
-                given = prediction.sentiment if agree else label
-                await store.set_label(
-                    connection, post.post_id, PostLabel(sentiment=given), utcnow()
-                )
+            for post, (_, label, feeling), prediction in zip(posts, rows, predictions, strict=True):
+                given = PostLabel(sentiment=label, emotion=feeling)
+                if agree:
+                    given = PostLabel(sentiment=prediction.sentiment, emotion=prediction.emotion)
+                await store.set_label(connection, post.post_id, given, utcnow())
     finally:
         await engine.dispose()
 
@@ -136,11 +142,12 @@ def run(*args: str) -> Result:
     return CliRunner().invoke(app, list(args))
 
 
-def macro_recalls(output: str) -> tuple[float, float]:
-    """(active, candidate) macro-recall as `adapt` printed them."""
-    found = re.findall(r"(active|candidate) +\S+: macro-recall ([\d.]+), accuracy [\d.]+", output)
-    figures = dict(found)
-    return float(figures["active"]), float(figures["candidate"])
+def macro_recalls(output: str, task: str = "sentiment") -> tuple[float, float]:
+    """(active, candidate) macro-recall for `task` as `adapt` printed them."""
+    lines = output.split(f"{task}: 5-fold cross-validation", 1)[1].splitlines()[1:3]
+    pattern = r"(active|candidate) +\S+: macro-recall ([\d.]+), accuracy"
+    figures = {m.group(1): float(m.group(2)) for m in map(re.compile(pattern).search, lines) if m}
+    return figures["active"], figures["candidate"]
 
 
 def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> None:
@@ -148,16 +155,20 @@ def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> Non
     result = run("adapt", "--min-labels", "200", "--activate", "--replay-rows", "400")
     assert result.exit_code == 0, result.output
     assert "labels: 240 (180 random)" in result.output
-    assert "5-fold cross-validation on the 180 random labels:" in result.output
+    assert "sentiment: 5-fold cross-validation on the 180 random labels (240 labels, " in (
+        result.output
+    )
     active, candidate = macro_recalls(result.output)
     assert active < 70 < 90 < candidate  # every complaint called neutral, then learnt
-    assert f"activated {ADAPTED!r} for sentiment" in result.output
+    e_active, e_candidate = macro_recalls(result.output, "emotion")
+    assert e_active < 70 < 90 < e_candidate  # every complaint called neutral, not angry
+    assert f"activated {ADAPTED!r} for sentiment and emotion" in result.output
 
     listed = run("model", "list")
     row = next(line for line in listed.output.splitlines() if ADAPTED in line)
-    assert "sentiment (*)" in row and "adapt" in row
+    assert "sentiment (*), emotion (*)" in row and "adapt" in row
 
-    async def served() -> list[tuple[str, str]]:
+    async def served() -> list[tuple[str, str, str]]:
         settings = config.get_settings()
         engine = create_engine(settings)
         backend = load_registry_backend(settings)
@@ -166,22 +177,21 @@ def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> Non
                 choices = await serving_choice(session)
                 view = await catalogue(session)  # what GET /api/models answers
             item = next(item for item in view.items if item.name == ADAPTED)
-            assert item.kind == "adapted" and item.tasks == ["sentiment"]
-            assert item.details["cross_validation"]["candidate"]["macro_recall"] == candidate
+            assert item.kind == "adapted" and item.tasks == ["sentiment", "emotion"]
+            compared = item.details["cross_validation"]
+            assert compared["sentiment"]["candidate"]["macro_recall"] == candidate
+            assert compared["emotion"]["candidate"]["macro_recall"] == e_candidate
             assert view.active["sentiment"]["*"] == ADAPTED
             backend.swap(backend.load(choices))
             predictions = backend.predict(
                 ["Order 4411 still shows processing after 12 days", "Loved the lamp, great job"]
             )
-            return [(p.sentiment.value, p.model) for p in predictions]
+            return [(p.sentiment.value, p.emotion.value, p.model) for p in predictions]
         finally:
             backend.close()
             await engine.dispose()
 
-    assert asyncio.run(served()) == [
-        ("negative", f"{ADAPTED}+{EMBEDDED}"),
-        ("positive", f"{ADAPTED}+{EMBEDDED}"),
-    ]
+    assert asyncio.run(served()) == [("negative", "anger", ADAPTED), ("positive", "joy", ADAPTED)]
 
 
 def test_no_win_no_activation(store_url: str) -> None:
@@ -193,12 +203,17 @@ def test_no_win_no_activation(store_url: str) -> None:
     assert "no replay (--replay-rows 0)" in result.output
     active, candidate = macro_recalls(result.output)
     assert active == 100.0 and candidate <= active
-    assert f"not activated: {ADAPTED!r} does not beat {EMBEDDED!r}" in result.output
+    assert macro_recalls(result.output, "emotion")[0] == 100.0
+    kept = "emotion: the candidate does not beat the active head; the head is kept"
+    assert kept in result.output
+    refused = f"not activated for sentiment: {ADAPTED!r} does not beat {EMBEDDED!r}"
+    assert refused in result.output
     row = next(line for line in run("model", "list").output.splitlines() if ADAPTED in line)
-    assert row.split("│")[-2].strip() == "-"  # registered, active nowhere
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[2] == "sentiment" and cells[-2] == "-"  # registered, active nowhere
     again = run("adapt", "--min-labels", "200", "--replay-rows", "0")
     assert again.exit_code == 0, again.output
-    assert f"registered {ADAPTED[:-1] + '2'!r}" in again.output
+    assert f"registered {ADAPTED[:-1] + '2'!r} for sentiment in" in again.output
 
 
 def test_too_few_labels_refused(store_url: str) -> None:

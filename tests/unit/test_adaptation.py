@@ -27,6 +27,8 @@ from sentiment_platform.training.adapt_fit import (
 )
 
 LABELS = ["negative", "neutral", "positive"]
+EMOTIONS = ["anger", "fear", "joy", "neutral", "sadness", "surprise"]
+ENCODER = {"sentiment": LABELS, "emotion": EMOTIONS}
 
 
 def shifted_rows(n: int, seed: int) -> Rows:
@@ -90,23 +92,27 @@ def test_zero_correction_is_the_shipped_model() -> None:
 
 def _written(tmp_path: Path) -> Path:
     correction = Correction(np.ones((41, 3), np.float32), np.zeros(3, np.float32))
-    manifest = {"name": "m-adapted-1", "task": "sentiment", "labels": LABELS, "base": "e/v5"}
-    write_adapted(tmp_path / "m", manifest, correction)
+    manifest = {"name": "m-adapted-1", "task": "sentiment", "labels": ENCODER, "base": "e/v5"}
+    write_adapted(tmp_path / "m", manifest, {"sentiment": correction})
     return tmp_path / "m"
 
 
 def test_adapted_files_round_trip_and_refuse_another_encoder(tmp_path: Path) -> None:
     directory = _written(tmp_path)
-    model = read_adapted(directory, "e/v5", LABELS, 41)
-    assert model.name == "m-adapted-1" and model.sentiment.weight.shape == (41, 3)
-    assert json.loads((directory / "model.json").read_text())["kind"] == "adapted"
+    model = read_adapted(directory, "e/v5", ENCODER, 41)
+    assert model.name == "m-adapted-1" and list(model.heads) == ["sentiment"]
+    assert model.heads["sentiment"].weight.shape == (41, 3)
+    written = json.loads((directory / "model.json").read_text())
+    assert written["kind"] == "adapted" and written["tasks"] == ["sentiment"]
     with pytest.raises(ModelLoadError, match="adapted from 'e/v5', but the embedded model is now"):
-        read_adapted(directory, "e/v6", LABELS, 41)
-    with pytest.raises(ModelLoadError, match=r"holds a \(41, 3\) weight"):
-        read_adapted(directory, "e/v5", LABELS, 1536)
+        read_adapted(directory, "e/v6", ENCODER, 41)
+    with pytest.raises(ModelLoadError, match=r"holds a \(41, 3\) sentiment weight"):
+        read_adapted(directory, "e/v5", ENCODER, 1536)
+    with pytest.raises(ModelLoadError, match="labels for sentiment"):
+        read_adapted(directory, "e/v5", {"sentiment": LABELS[::-1]}, 41)
     (directory / "heads.npz").unlink()
     with pytest.raises(ModelLoadError, match="heads.npz cannot be read"):
-        read_adapted(directory, "e/v5", LABELS, 41)
+        read_adapted(directory, "e/v5", ENCODER, 41)
 
 
 def test_adapted_names_count_up_per_base() -> None:

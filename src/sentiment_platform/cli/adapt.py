@@ -66,30 +66,42 @@ def adapt(
             bar.stop()
             typer.echo(f"adapt: {error.detail}", err=True)
             raise typer.Exit(1) from None
-    if outcome.replay_note:
-        typer.echo(f"note: {outcome.replay_note}", err=True)
+    for note in outcome.notes:
+        typer.echo(f"note: {note}", err=True)
+    typer.echo(f"labels: {outcome.labels} ({outcome.random_labels} random)")
+    for task in outcome.tasks:
+        typer.echo(
+            f"{task.task}: {request.folds}-fold cross-validation on the {task.random_labels} "
+            f"random labels ({task.labels} labels, {task.replayed} replayed base rows):"
+        )
+        for role, name, figures in (
+            ("active   ", task.active, task.active_figures),
+            ("candidate", outcome.name, task.candidate_figures),
+        ):
+            typer.echo(
+                f"  {role} {name}: macro-recall {figures.macro_recall:.2f}, "
+                f"accuracy {figures.accuracy:.2f}"
+            )
+    kept = [t.task for t in outcome.tasks if t.task == "sentiment" or t.wins]
     typer.echo(
-        f"labels: {outcome.labels} ({outcome.random_labels} random), "
-        f"replayed base rows: {outcome.replayed}"
+        f"registered {outcome.name!r} for {' and '.join(kept)} in {outcome.path} "
+        f"({outcome.seconds:.1f} s)"
     )
-    folds, random = request.folds, outcome.random_labels
-    typer.echo(f"{folds}-fold cross-validation on the {random} random labels:")
-    for name, figures in (
-        (f"active    {outcome.active}", outcome.active_figures),
-        (f"candidate {outcome.name}", outcome.candidate_figures),
-    ):
-        typer.echo(
-            f"  {name}: macro-recall {figures.macro_recall:.2f}, accuracy {figures.accuracy:.2f}"
-        )
-    typer.echo(f"registered {outcome.name!r} in {outcome.path} ({outcome.seconds:.1f} s)")
+    if outcome.emotion is not None and not outcome.emotion.wins:
+        typer.echo("emotion: the candidate does not beat the active head; the head is kept")
+    won = [t.task for t in outcome.tasks if t.wins]
     if outcome.activated:
-        typer.echo(f"activated {outcome.name!r} for sentiment; the workers switch within 10 s")
-    elif activate:
         typer.echo(
-            f"not activated: {outcome.name!r} does not beat {outcome.active!r} on the random "
-            "labels; it stays registered (`model activate` serves it anyway)"
+            f"activated {outcome.name!r} for {' and '.join(outcome.activated)}; the workers "
+            "switch within 10 s"
         )
-    elif outcome.wins:
-        typer.echo(f"it beats the active model: `model activate {outcome.name}` serves it")
-    else:
+    if activate and not outcome.sentiment.wins:
+        typer.echo(
+            f"not activated for sentiment: {outcome.name!r} does not beat "
+            f"{outcome.sentiment.active!r} on the random labels; it stays registered "
+            "(`model activate` serves it anyway)"
+        )
+    elif not activate and won:
+        typer.echo(f"it beats the active model for {' and '.join(won)}: `--activate` serves it")
+    elif not activate:
         typer.echo("it does not beat the active model; kept registered, not activated")

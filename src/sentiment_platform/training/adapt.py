@@ -2,17 +2,19 @@
 judged against the active model on the random labels, and kept as a new registry version.
 
 1. Read every label in the store (random and uncertain alike: both teach) and which
-   model serves sentiment now: the embedded model or an earlier adapted version (an
-   imported ONNX model has no features to adapt from: refused, saying so).
+   models serve now: the embedded model or an earlier adapted version (an imported ONNX
+   model serving sentiment has no features to adapt from: refused, saying so).
 2. Encode the labelled posts, and a sample of the base training data to replay, in batches
    through the embedded encoder (one pass: probabilities and pooled features).
-3. Cross-validate: the random labels fall into `FOLDS` stratified folds; for each, a
-   candidate learns from every other label (and the replay) and predicts that fold. The
-   pooled predictions give the candidate's macro-recall and accuracy, beside the active
+3. Cross-validate, per task: the random labels fall into `FOLDS` stratified folds; for
+   each, a candidate learns from every other label (and the replay) and predicts that fold.
+   The pooled predictions give the candidate's macro-recall and accuracy, beside the active
    model's on the same random labels. (An active adapted model learnt from those very
-   labels, so its figure is optimistic: the comparison leans towards keeping it.)
-4. Learn the candidate on every label, write `MODELS_DIR/<name>/`, register it (kind
-   `adapted`), and activate it only when asked and only when it won.
+   labels, so its figure is optimistic: the comparison leans towards keeping it.) Emotion
+   too, when at least `--min-labels` labels (`MIN_RANDOM` of them random) carry one.
+4. Learn the candidate on every label, write `MODELS_DIR/<name>/` (the emotion correction
+   only if it won; else the shipped emotion head serves), register it (kind `adapted`), and
+   activate each task it won, only when asked.
 
 The fitting is `adapt_fit`; serving the result is `services/analysis/adaptation.py`.
 """
@@ -21,8 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,30 +45,52 @@ from sentiment_platform.services.analysis.embedded_backend import (
     EmbeddedBackend,
     load_embedded_backend,
 )
+from sentiment_platform.services.analysis.registry import Choice
 from sentiment_platform.services.analysis.registry_backend import load_correction
 from sentiment_platform.training import adapt_fit
+from sentiment_platform.training.adapt_data import (
+    EMOTION_DATA,
+    REPLAY_ROWS,
+    SENTIMENT_DATA,
+    Progress,
+    emotion_replay_sample,
+    encode,
+    replay_directory,
+    replay_sample,
+)
 from sentiment_platform.training.adapt_fit import Figures, Rows
-from sentiment_platform.training.data import load_sentiment
 
 FOLDS = 5
 MIN_RANDOM = 30  # random labels the comparison needs before it means anything
-REPLAY_ROWS = 3_000  # base training tweets replayed beside the labels
-REPLAY_SEED = 30
-BATCH = 256  # texts per encoder call
-# Where the base model's sentiment data lives in a checkout (`train --data`): beside the
-# working directory, else beside the source tree.
-REPLAY_DATA = Path("..") / "shared" / "data" / "tweeteval" / "sentiment"
-
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
+SENTIMENT, EMOTION = Task.SENTIMENT.value, Task.EMOTION.value
+Texts = tuple[list[str], list[str]]  # texts and their labels
 
 
 @dataclass(frozen=True, slots=True)
 class AdaptRequest:
     min_labels: int = 200
     activate: bool = False
-    replay_data: Path | None = None  # None: REPLAY_DATA, if it is there
+    replay_data: Path | None = None  # None: SENTIMENT_DATA, if it is there
     replay_rows: int = REPLAY_ROWS
     folds: int = FOLDS
+
+
+@dataclass(slots=True)
+class TaskOutcome:
+    """One task's comparison: the active model and the candidate on its random labels."""
+
+    task: str
+    labels: int
+    random_labels: int
+    replayed: int
+    active: str
+    active_figures: Figures
+    candidate_figures: Figures
+    correction: Correction = field(repr=False)
+
+    @property
+    def wins(self) -> bool:
+        return self.candidate_figures.macro_recall > self.active_figures.macro_recall
 
 
 @dataclass(slots=True)
@@ -77,121 +100,115 @@ class AdaptOutcome:
     name: str
     labels: int
     random_labels: int
-    replayed: int
-    replay_note: str | None
-    active: str
-    active_figures: Figures
-    candidate_figures: Figures
-    wins: bool
-    activated: bool = False
+    sentiment: TaskOutcome
+    emotion: TaskOutcome | None  # None: the emotion was not compared (`notes` says why)
+    notes: list[str]
+    activated: list[str] = field(default_factory=list)  # the tasks it now serves
     seconds: float = 0.0
     path: Path = field(default_factory=Path)
 
-
-def _replay_directory(request: AdaptRequest) -> tuple[Path | None, str | None]:
-    """The replay data's directory, or None and why it is left out."""
-    if request.replay_rows <= 0:
-        return None, "no replay (--replay-rows 0): the labels alone teach the model"
-    if request.replay_data is not None:
-        if not (request.replay_data / "train_text.txt").is_file():
-            raise Unprocessable(
-                f"--replay-data {request.replay_data}: no train_text.txt and train_labels.txt "
-                "there (TweetEval sentiment's layout)"
-            )
-        return request.replay_data, None
-    for root in (Path.cwd(), Path(__file__).resolve().parents[3]):
-        directory = (root / REPLAY_DATA).resolve()
-        if (directory / "train_text.txt").is_file():
-            return directory, None
-    return None, (
-        f"replay data not found ({REPLAY_DATA} from here or from the source tree; "
-        "--replay-data DIR names it): training on the labels alone, so the model may drift "
-        "from what it knew where the labels are few"
-    )
-
-
-def _encode(
-    backend: EmbeddedBackend, texts: list[str], progress: Progress, done: int, total: int
-) -> tuple[np.ndarray, np.ndarray]:
-    parts = []
-    for start in range(0, len(texts), BATCH):
-        parts.append(backend.encoder.run(texts[start : start + BATCH]))
-        done += len(texts[start : start + BATCH])
-        progress("encoding", done, total)
-    if not parts:
-        size = int(backend.encoder.config["feature_size"])
-        return np.zeros((0, len(backend.sentiments)), np.float32), np.zeros((0, size), np.float32)
-    return np.concatenate([p for p, _ in parts]), np.concatenate([f for _, f in parts])
+    @property
+    def tasks(self) -> list[TaskOutcome]:
+        return [self.sentiment] + ([self.emotion] if self.emotion is not None else [])
 
 
 @dataclass(frozen=True, slots=True)
-class _Learnt:
-    correction: Correction
-    active: Figures
-    candidate: Figures
-    replayed: int
+class _Plan:
+    choices: dict[str, Choice]
+    labelled: list[store.LabelledText]
+    taken: set[str]
+    emotion: bool  # compare the emotion too
+    notes: list[str]
+
+
+def _learn_task(
+    task: str,
+    rows: Rows,
+    random: np.ndarray,
+    replay: Rows | None,
+    active: tuple[str, Correction | None],
+    request: AdaptRequest,
+    progress: Progress,
+) -> TaskOutcome:
+    """Cross-validate the candidate against the active model on `rows[random]`, then learn
+    it on every row (blocking)."""
+    classes = int(rows.probabilities.shape[1])
+    steps, stage = request.folds + 1, f"cross-validating {task}"
+    predicted = adapt_fit.cross_validated(
+        rows, random, replay, classes, request.folds, lambda done, _: progress(stage, done, steps)
+    )
+    truth = rows.labels[random]
+    active_figures = adapt_fit.figures(truth, adapt_fit.predict(active[1], rows.take(random)))
+    final = adapt_fit.fit_correction(adapt_fit.training_rows(rows, replay, classes), classes)
+    progress(stage, steps, steps)
+    return TaskOutcome(
+        task,
+        len(rows),
+        int(random.size),
+        0 if replay is None else len(replay),
+        active[0],
+        active_figures,
+        adapt_fit.figures(truth, predicted),
+        final,
+    )
+
+
+def _rows(probabilities: np.ndarray, features: np.ndarray, labels: list[int]) -> Rows:
+    return Rows(probabilities, features, np.array(labels, np.int64), np.ones(len(labels), "f4"))
 
 
 def _learn(
     backend: EmbeddedBackend,
-    labelled: list[store.LabelledText],
-    active: Correction | None,
-    replay: tuple[list[str], list[str]],
+    plan: _Plan,
+    actives: dict[str, tuple[str, Correction | None]],
+    replays: dict[str, Texts],
     request: AdaptRequest,
     progress: Progress,
-) -> _Learnt:
-    """Encode, cross-validate and fit (blocking: numpy and ONNX Runtime)."""
-    classes = list(backend.encoder.sentiment_labels)
-    texts = [item.content for item in labelled]
-    total = len(texts) + len(replay[0])
-    probabilities, features = _encode(backend, texts, progress, 0, total)
-    labels = np.array([classes.index(item.sentiment) for item in labelled], dtype=np.int64)
-    rows = Rows(probabilities, features, labels, np.ones(len(labels), np.float32))
-    replayed: Rows | None = None
-    if replay[0]:
-        replay_probabilities, replay_features = _encode(
-            backend, replay[0], progress, len(texts), total
+) -> tuple[TaskOutcome, TaskOutcome | None]:
+    """Encode everything once, then compare and learn each task (blocking)."""
+    texts = [item.content for item in plan.labelled]
+    batches = [texts, replays[SENTIMENT][0], replays[EMOTION][0]]
+    total, done, encoded = sum(map(len, batches)), 0, []
+    for batch in batches:
+        encoded.append(encode(backend, batch, progress, done, total))
+        done += len(batch)
+    (probabilities, features), (s_probabilities, s_features), (_, e_features) = encoded
+    sentiments = list(backend.encoder.sentiment_labels)
+    rows = _rows(probabilities, features, [sentiments.index(i.sentiment) for i in plan.labelled])
+    replay = None
+    if replays[SENTIMENT][0]:
+        replay = _rows(
+            s_probabilities, s_features, list(map(sentiments.index, replays[SENTIMENT][1]))
         )
-        replay_labels = np.array([classes.index(label) for label in replay[1]], dtype=np.int64)
-        replayed = Rows(
-            replay_probabilities,
-            replay_features,
-            replay_labels,
-            np.ones(len(replay_labels), np.float32),
+    random = np.flatnonzero([item.random for item in plan.labelled])
+    sentiment = _learn_task(SENTIMENT, rows, random, replay, actives[SENTIMENT], request, progress)
+    if not plan.emotion:
+        return sentiment, None
+    emotions = list(backend.encoder.config["emotion_labels"])
+    keep = np.array([i for i, item in enumerate(plan.labelled) if item.emotion is not None])
+    e_rows = _rows(
+        backend.emotion_probabilities(features[keep]),
+        features[keep],
+        [emotions.index(str(plan.labelled[i].emotion)) for i in keep],
+    )
+    e_replay = None
+    if replays[EMOTION][0]:
+        e_replay = _rows(
+            backend.emotion_probabilities(e_features),
+            e_features,
+            list(map(emotions.index, replays[EMOTION][1])),
         )
-    random = np.flatnonzero([item.random for item in labelled])
-    steps = request.folds + 1
-
-    def step(done: int, _: int) -> None:
-        progress("cross-validating", done, steps)
-
-    predicted = adapt_fit.cross_validated(rows, random, replayed, len(classes), request.folds, step)
-    truth = labels[random]
-    active_figures = adapt_fit.figures(truth, adapt_fit.predict(active, rows.take(random)))
-    candidate_figures = adapt_fit.figures(truth, predicted)
-    final = adapt_fit.fit_correction(
-        adapt_fit.training_rows(rows, replayed, len(classes)), len(classes)
-    )
-    progress("cross-validating", steps, steps)
-    return _Learnt(
-        final, active_figures, candidate_figures, 0 if replayed is None else len(replayed)
-    )
+    e_random = np.flatnonzero([plan.labelled[i].random for i in keep])
+    emotion = _learn_task(EMOTION, e_rows, e_random, e_replay, actives[EMOTION], request, progress)
+    return sentiment, emotion
 
 
-def replay_sample(directory: Path | None, rows: int) -> tuple[list[str], list[str]]:
-    """`rows` base training tweets (a fixed sample) and their labels; none without data."""
-    if directory is None:
-        return [], []
-    data = load_sentiment(directory, "train")
-    pick = np.random.default_rng(REPLAY_SEED).permutation(len(data.texts))[:rows]
-    taken = data.take(np.sort(pick))
-    return taken.texts, taken.hard_labels()
-
-
-async def _plan(session: AsyncSession, request: AdaptRequest) -> tuple[Any, list[Any], set[str]]:
-    """(the sentiment choice serving now, every label, the names taken), checked."""
+async def _plan(session: AsyncSession, request: AdaptRequest) -> _Plan:
+    """What serves now, every label, the names taken, whether the emotion is compared; the
+    refusals."""
     await registry.ensure_embedded(session)
-    choice = (await registry.serving_choice(session))[Task.SENTIMENT.value]
+    choices = await registry.serving_choice(session)
+    choice = choices[SENTIMENT]
     if choice.kind not in (registry.EMBEDDED, ADAPTED):
         raise Conflict(
             f"sentiment is served by {choice.name!r} ({choice.kind or 'missing'}), which adapt "
@@ -199,19 +216,32 @@ async def _plan(session: AsyncSession, request: AdaptRequest) -> tuple[Any, list
         )
     labelled = await store.labelled_texts(session)
     random = sum(item.random for item in labelled)
+    least = max(MIN_RANDOM, request.folds)
     if len(labelled) < request.min_labels:
         raise Unprocessable(
             f"adapt needs at least {request.min_labels} labels (--min-labels); the store holds "
             f"{len(labelled)} ({random} random). Label posts from GET /api/review first"
         )
-    if random < max(MIN_RANDOM, request.folds):
+    if random < least:
         raise Unprocessable(
-            f"adapt needs at least {max(MIN_RANDOM, request.folds)} random labels (posts "
-            f"handed out by GET /api/review?strategy=random) to compare models; the store "
-            f"holds {random} of {len(labelled)} labels"
+            f"adapt needs at least {least} random labels (posts handed out by GET "
+            f"/api/review?strategy=random) to compare models; the store holds {random} of "
+            f"{len(labelled)} labels"
         )
+    emotional = [item for item in labelled if item.emotion is not None]
+    e_random = sum(item.random for item in emotional)
+    notes, emotion = [], False
+    if choices[EMOTION].kind not in (registry.EMBEDDED, ADAPTED):
+        notes.append(f"emotion kept: it is served by {choices[EMOTION].name!r}")
+    elif len(emotional) < request.min_labels or e_random < least:
+        notes.append(
+            f"emotion kept: {len(emotional)} labels carry an emotion ({e_random} random); "
+            f"adapting it needs {request.min_labels} (--min-labels), {least} of them random"
+        )
+    else:
+        emotion = True
     taken = {row.name for row in await store.list_models(session)}
-    return choice, labelled, taken
+    return _Plan(choices, labelled, taken, emotion, notes)
 
 
 async def adapt(
@@ -220,73 +250,90 @@ async def adapt(
     request: AdaptRequest,
     progress: Progress = lambda stage, done, total: None,
 ) -> AdaptOutcome:
-    """Adapt, compare, register and (when asked and won) activate; see the module."""
+    """Adapt, compare, register and (when asked, for each task it won) activate."""
     started = time.perf_counter()
     async with sessions() as session, session.begin():
-        choice, labelled, taken = await _plan(session, request)
-    replay_dir, replay_note = _replay_directory(request)
+        plan = await _plan(session, request)
+    found = {
+        SENTIMENT: replay_directory(SENTIMENT_DATA, request.replay_data, request.replay_rows),
+        EMOTION: replay_directory(EMOTION_DATA, None, request.replay_rows if plan.emotion else 0),
+    }
+    notes = plan.notes + [f"{task}: {note}" for task, (_, note) in found.items()
+                          if note and (task == SENTIMENT or plan.emotion)]  # fmt: skip
     backend = await asyncio.to_thread(load_embedded_backend, settings)
     try:
         encoder = backend.encoder.config
-        active = load_correction(settings, choice, encoder) if choice.kind == ADAPTED else None
-        replay = await asyncio.to_thread(replay_sample, replay_dir, request.replay_rows)
-        learnt = await asyncio.to_thread(
-            _learn, backend, labelled, active, replay, request, progress
+        actives: dict[str, tuple[str, Correction | None]] = {
+            task: (choice.name, None) for task, choice in plan.choices.items()
+        }
+        for task, choice in plan.choices.items():
+            if choice.kind == ADAPTED:
+                actives[task] = (choice.name, load_correction(settings, choice, encoder))
+        replays = {
+            SENTIMENT: replay_sample(found[SENTIMENT][0], request.replay_rows),
+            EMOTION: emotion_replay_sample(found[EMOTION][0], request.replay_rows),
+        }
+        sentiment, emotion = await asyncio.to_thread(
+            _learn, backend, plan, actives, replays, request, progress
         )
     finally:
         backend.close()
     models_dir = settings.models_path
     on_disk = {p.name for p in models_dir.iterdir()} if models_dir.is_dir() else set()
-    name = adapted_name(backend.name, taken | on_disk)
+    name = adapted_name(backend.name, plan.taken | on_disk)
     outcome = AdaptOutcome(
         name=name,
-        labels=len(labelled),
-        random_labels=sum(item.random for item in labelled),
-        replayed=learnt.replayed,
-        replay_note=replay_note,
-        active=choice.name,
-        active_figures=learnt.active,
-        candidate_figures=learnt.candidate,
-        wins=learnt.candidate.macro_recall > learnt.active.macro_recall,
+        labels=len(plan.labelled),
+        random_labels=sum(item.random for item in plan.labelled),
+        sentiment=sentiment,
+        emotion=emotion,
+        notes=notes,
         path=registry.model_directory(settings, name),
     )
-    manifest = write_adapted(
-        outcome.path, _manifest(outcome, backend, request, replay_dir), learnt.correction
-    )
+    heads = {t.task: t.correction for t in outcome.tasks if t.task == SENTIMENT or t.wins}
+    manifest = write_adapted(outcome.path, _manifest(outcome, backend), heads)
     async with sessions() as session, session.begin():
-        await registry.register(session, manifest, kind=ADAPTED)
-        if request.activate and outcome.wins:
-            await registry.activate(session, name, Task.SENTIMENT.value)
-            outcome.activated = True
+        await registry.register(session, manifest, kind=ADAPTED, tasks=list(heads))
+        for compared in outcome.tasks:
+            if request.activate and compared.wins:
+                await registry.activate(session, name, compared.task)
+                outcome.activated.append(compared.task)
     outcome.seconds = round(time.perf_counter() - started, 1)
     return outcome
 
 
-def _manifest(
-    outcome: AdaptOutcome, backend: EmbeddedBackend, request: AdaptRequest, replay: Path | None
-) -> dict[str, Any]:
+def _manifest(outcome: AdaptOutcome, backend: EmbeddedBackend) -> dict[str, Any]:
+    def figures(task: TaskOutcome) -> dict[str, Any]:
+        return {
+            "labels": task.labels,
+            "random_labels": task.random_labels,
+            "replayed": task.replayed,
+            "active": {"model": task.active, **_figures(task.active_figures)},
+            "candidate": _figures(task.candidate_figures),
+            "wins": task.wins,
+        }
+
     return {
         "name": outcome.name,
-        "task": Task.SENTIMENT.value,
-        "labels": list(backend.encoder.sentiment_labels),
+        "task": SENTIMENT,
+        "labels": {
+            SENTIMENT: list(backend.encoder.sentiment_labels),
+            EMOTION: list(backend.encoder.config["emotion_labels"]),
+        },
         "base": backend.name,
         "languages": ["en"],
         "source": "adapt",
         "imported_at": utcnow().isoformat(),
-        "emotion": f"{backend.name}'s emotion head (not adapted)",
         "training": {
             "labels": outcome.labels,
             "random_labels": outcome.random_labels,
-            "replayed": outcome.replayed,
-            "replay_data": None if replay is None else str(replay),
             "components": adapt_fit.COMPONENTS,
             "weight_decay": adapt_fit.WEIGHT_DECAY,
+            "notes": outcome.notes,
         },
-        "cross_validation": {
-            "folds": request.folds,
-            "random_labels": outcome.random_labels,
-            "active": {"model": outcome.active, **asdict(outcome.active_figures)},
-            "candidate": asdict(outcome.candidate_figures),
-            "wins": outcome.wins,
-        },
+        "cross_validation": {task.task: figures(task) for task in outcome.tasks},
     }
+
+
+def _figures(figures: Figures) -> dict[str, float]:
+    return {"macro_recall": figures.macro_recall, "accuracy": figures.accuracy}

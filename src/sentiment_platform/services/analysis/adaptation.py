@@ -1,17 +1,18 @@
-"""An adapted model, served: the shipped encoder with a sentiment correction learnt from the
-user's labels (`sentiment-platform adapt`, `training/adapt.py`).
+"""An adapted model, served: the shipped encoder with corrections learnt from the user's
+labels (`sentiment-platform adapt`, `training/adapt.py`).
 
 The embedded model is one int8 ONNX graph with no trainable weights shipped beside it, so
-adaptation keeps the encoder frozen and learns a residual on its outputs: the corrected
-sentiment logits are `log p + features · W + b`, where `p` are the shipped model's
-(calibrated) probabilities. W and b start at zero and are pulled towards zero while they
-learn, so with no evidence the adapted model is the shipped one. One encoder pass still
-gives both tasks; the correction costs one small matrix product a batch.
+adaptation keeps the encoder frozen and learns a residual on its outputs: a task's corrected
+logits are `log p + features · W + b`, where `p` are the shipped model's probabilities for
+that task (sentiment: calibrated; emotion: its linear head's). W and b start at zero and are
+pulled towards zero while they learn, so with no evidence the adapted model is the shipped
+one. One encoder pass still gives both tasks; a correction costs one small matrix product.
 
 A model directory (`MODELS_DIR/<name>/`) holds `model.json` (`name`, `kind` "adapted",
-`task`, `labels`, `base`: the embedded model whose features W reads, `format`, and what
-`adapt` measured) and `heads.npz` (`sentiment_weight` features × classes, `sentiment_bias`).
-Heads learnt on another encoder's features mean nothing on this one: loading refuses them
+`tasks` it serves (sentiment, and emotion when its correction won), `labels` per task,
+`base`: the embedded model whose features W reads, `format`, and what `adapt` measured) and
+`heads.npz` (`<task>_weight` features × classes and `<task>_bias` for each task). Heads
+learnt on another encoder's features mean nothing on this one: loading refuses them
 (`ModelLoadError` naming the base), and `adapt` learns new ones.
 """
 
@@ -57,15 +58,16 @@ class AdaptedModel:
 
     name: str
     base: str
-    labels: list[str]
-    sentiment: Correction
+    heads: dict[str, Correction]  # task → its correction
     manifest: dict[str, Any]
 
 
-def read_adapted(directory: Path, base: str, labels: list[str], feature_size: int) -> AdaptedModel:
+def read_adapted(
+    directory: Path, base: str, labels: dict[str, list[str]], feature_size: int
+) -> AdaptedModel:
     """The model in `directory`, or ModelLoadError saying which file is wrong and why.
-    `base`, `labels` and `feature_size` are the serving encoder's: heads learnt on another
-    encoder, or for other classes, are refused."""
+    `base`, `labels` (per task) and `feature_size` are the serving encoder's: heads learnt
+    on another encoder, or for other classes, are refused."""
     path = directory / MANIFEST
     try:
         manifest = json.loads(path.read_text("utf-8"))
@@ -82,36 +84,49 @@ def read_adapted(directory: Path, base: str, labels: list[str], feature_size: in
             f"model {directory}: adapted from {manifest.get('base')!r}, but the embedded model "
             f"is now {base!r}; run `sentiment-platform adapt` again"
         )
-    if manifest.get("labels") != labels:
-        raise ModelLoadError(
-            f"model {directory}: {MANIFEST} labels {manifest.get('labels')} are not the "
-            f"embedded model's {labels}"
-        )
+    tasks, named = manifest.get("tasks"), manifest.get("labels")
+    if not isinstance(tasks, list) or not tasks or not isinstance(named, dict):
+        raise ModelLoadError(f"model {directory}: {MANIFEST} names no tasks and their labels")
+    heads: dict[str, Correction] = {}
+    for task in tasks:
+        if task not in labels or named.get(task) != labels[task]:
+            raise ModelLoadError(
+                f"model {directory}: {MANIFEST} labels for {task} {named.get(task)} are not "
+                f"the embedded model's {labels.get(task)}"
+            )
+        heads[task] = _head(directory, task, feature_size, len(labels[task]))
+    return AdaptedModel(str(manifest["name"]), base, heads, manifest)
+
+
+def _head(directory: Path, task: str, feature_size: int, classes: int) -> Correction:
     try:
         with np.load(directory / HEADS) as heads:
-            weight = np.asarray(heads["sentiment_weight"], dtype=np.float32)
-            bias = np.asarray(heads["sentiment_bias"], dtype=np.float32)
+            weight = np.asarray(heads[f"{task}_weight"], dtype=np.float32)
+            bias = np.asarray(heads[f"{task}_bias"], dtype=np.float32)
     except (OSError, ValueError, KeyError) as exc:
         raise ModelLoadError(f"model {directory}: {HEADS} cannot be read: {exc}") from None
-    if weight.shape != (feature_size, len(labels)) or bias.shape != (len(labels),):
+    if weight.shape != (feature_size, classes) or bias.shape != (classes,):
         raise ModelLoadError(
-            f"model {directory}: {HEADS} holds a {weight.shape} weight and a {bias.shape} "
-            f"bias; the encoder needs ({feature_size}, {len(labels)}) and ({len(labels)},)"
+            f"model {directory}: {HEADS} holds a {weight.shape} {task} weight and a "
+            f"{bias.shape} bias; the encoder needs ({feature_size}, {classes}) and ({classes},)"
         )
     if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
         raise ModelLoadError(f"model {directory}: {HEADS} holds values that are not finite")
-    return AdaptedModel(str(manifest["name"]), base, labels, Correction(weight, bias), manifest)
+    return Correction(weight, bias)
 
 
 def write_adapted(
-    directory: Path, manifest: dict[str, Any], sentiment: Correction
+    directory: Path, manifest: dict[str, Any], heads: dict[str, Correction]
 ) -> dict[str, Any]:
     """Write the model's two files (the directory must not exist yet); returns the manifest
-    as written (with `kind`, `format` and the heads' `size_bytes`)."""
+    as written (with `kind`, `format`, `tasks` and the heads' `size_bytes`)."""
     directory.mkdir(parents=True)
-    np.savez(directory / HEADS, sentiment_weight=sentiment.weight, sentiment_bias=sentiment.bias)
+    arrays = {f"{task}_{part}": getattr(head, part) for task, head in heads.items()
+              for part in ("weight", "bias")}  # fmt: skip
+    np.savez(directory / HEADS, **arrays)
     size = (directory / HEADS).stat().st_size
     manifest = {**manifest, "size_bytes": size, "format": ADAPTED_FORMAT, "kind": ADAPTED}
+    manifest["tasks"] = list(heads)
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
     return manifest
 

@@ -2,8 +2,8 @@
 
 It answers sentiment from the model active for sentiment and emotion from the one active for
 emotion: the embedded model (one encoder pass gives both), an imported int8 ONNX classifier
-(`OnnxClassifier`, whose labels are already the platform's), or for sentiment an adapted
-model (the embedded encoder's pass, its sentiment corrected: `adaptation.Correction`). With
+(`OnnxClassifier`, whose labels are already the platform's), or an adapted model (the
+embedded encoder's pass, that task's probabilities corrected: `adaptation.Correction`). With
 nothing activated it is exactly the embedded model, so a store that never used the registry
 sees no change.
 
@@ -50,7 +50,7 @@ class Classifier(Protocol):
 @dataclass(frozen=True, slots=True)
 class Served:
     """What serves one task: the embedded model (classifier None), an imported one, or an
-    adapted one (the embedded model with its sentiment `correction`)."""
+    adapted one (the embedded model with this task's `correction`)."""
 
     name: str
     classifier: Classifier | None
@@ -78,15 +78,15 @@ class ModelSet:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         sentiment, emotion = self.sentiment.classifier, self.emotion.classifier
-        correction = self.sentiment.correction
-        if sentiment is None and emotion is None and correction is None:
+        fixes = (self.sentiment.correction, self.emotion.correction)
+        if sentiment is None and emotion is None and fixes == (None, None):
             return self.embedded.predict(texts)  # already named after the embedded model
         own: tuple[list[tuple[Sentiment, float]], list[tuple[Emotion, float]]] = ([], [])
         if None in (sentiment, emotion):  # one encoder pass for whatever the embedded gives
             probabilities, features = self.embedded.encoder.run(texts)
-            if correction is not None:
-                probabilities = correction.apply(probabilities, features)
-            own = self.embedded.labels(probabilities, features)
+            if fixes[0] is not None:
+                probabilities = fixes[0].apply(probabilities, features)
+            own = self.embedded.labels(probabilities, features, fixes[1])
         if sentiment is not None:
             sentiments = [(Sentiment(label), p) for label, p in sentiment.predict(texts)]
         else:
@@ -139,17 +139,21 @@ def _failed(choice: Choice, directory: Path, exc: Exception) -> ModelLoadFailed:
 
 
 def load_correction(settings: Settings, choice: Choice, encoder: Mapping[str, Any]) -> Correction:
-    """The sentiment correction of the adapted model `choice` names, checked against the
-    embedded encoder's `config.json` (`encoder`), or ModelLoadFailed saying why."""
+    """The correction for `choice.task` of the adapted model `choice` names, checked against
+    the embedded encoder's `config.json` (`encoder`), or ModelLoadFailed saying why."""
     directory = model_directory(settings, choice.name)
-    labels = list(encoder["sentiment_labels"])
+    labels = {
+        Task.SENTIMENT.value: list(encoder["sentiment_labels"]),
+        Task.EMOTION.value: list(encoder["emotion_labels"]),
+    }
     try:
         model = read_adapted(directory, encoder["name"], labels, int(encoder["feature_size"]))
     except Exception as exc:  # whatever is wrong with the files, it must not serve
         raise _failed(choice, directory, exc) from exc
-    if model.name != choice.name or choice.task != Task.SENTIMENT.value:
-        raise ModelLoadFailed(choice, f"its model.json says {model.name!r} for sentiment")
-    return model.sentiment
+    if model.name != choice.name or choice.task not in model.heads:
+        tasks = " and ".join(model.heads)
+        raise ModelLoadFailed(choice, f"its model.json says {model.name!r} for {tasks}")
+    return model.heads[choice.task]
 
 
 def check_loads(settings: Settings, choices: Mapping[str, Choice]) -> str | None:
