@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     embedded_threads: int | None = Field(None, ge=1)  # chunks run at once; None: all cores
     models_dir: str | None = None  # imported models; None: `models/` beside the SQLite file
     dedup_window_hours: float = Field(24.0, gt=0.0, le=720.0)  # copies found this far apart
+    # A post no model reads: left without sentiment ("skip"), or read by the English model.
+    unsupported_languages: Literal["skip", "english"] = "skip"
 
     # --- LLM fallback ---
     llm_provider: Literal["groq", "openai", "anthropic"] | None = None

@@ -254,6 +254,9 @@ class Analysis:
         )
 
 
+UNSUPPORTED_LANGUAGE = "unsupported_language"  # a post's `analysis` when no model reads it
+
+
 class PostView(BaseModel):
     """A stored post with its analysis (null until analysed): the REST item and the live event."""
 
@@ -269,6 +272,11 @@ class PostView(BaseModel):
     model: str | None = None
     analyzed_at: datetime | None = None
     label: LabelView | None = None
+    # Issue 31: the detected language (ISO 639-1 or "und"; null: stored before detection),
+    # the first post of its group of copies, and why it has no sentiment when no model read it.
+    language: str | None = None
+    duplicate_of: str | None = None
+    analysis: Literal["unsupported_language"] | None = None
 
     @classmethod
     def of(cls, post: Any, analysis: Any | None, label: LabelView | None = None) -> PostView:

@@ -20,7 +20,7 @@ from sentiment_platform.bus.redis import redis_client
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment, utcnow
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.services.alerting.monitor import AlertMonitor
 from sentiment_platform.services.alerting.policy import ALERT_TYPE, Action
 from tests.support.counted import save_counted

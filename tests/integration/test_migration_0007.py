@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.config import Settings
 from sentiment_platform.db import MIGRATIONS_DIR, create_engine
-from sentiment_platform.models.database import UTCDateTime
+from sentiment_platform.models.database import GRAIN_UNITS, UTCDateTime, bucket_floor_sql
 from sentiment_platform.services.reporting.aggregator import Bucket, compute_metrics
 from sentiment_platform.store import PostFilter, count_matches, posts_page, rollups
 from sentiment_platform.store.post_pages import decode_cursor
@@ -74,12 +74,25 @@ async def old_store(request, tmp_path: Path):
             )
             await connection.execute(statement.bindparams(*binds), params)
     async with AsyncSession(engine) as session, session.begin():
-        # the cells as the platform kept them (0006 has no model rollups)
-        await rollups.rebuild(session, models=False)
+        await _count_as_0006(session)
     yield engine, request.param
     await engine.dispose()
     if request.param == "postgres":
         await recreate_postgres_database(url, create=False)
+
+
+async def _count_as_0006(session: AsyncSession) -> None:
+    """The cells as the platform kept them at 0006 (no language, copies or model rollups)."""
+    dialect = session.bind.dialect.name
+    for grain, unit in GRAIN_UNITS.items():
+        bucket = bucket_floor_sql(dialect, unit, "created_at")
+        await session.execute(
+            text(
+                "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, count)"
+                f" SELECT '{grain}', {bucket}, source, coalesce(sentiment, ''), "
+                "coalesce(emotion, ''), count(*) FROM social_media_posts GROUP BY 2, 3, 4, 5"
+            )
+        )
 
 
 async def _cells(session: AsyncSession) -> list[tuple]:
@@ -167,7 +180,7 @@ async def test_rows_in_range_are_left_alone(tmp_path: Path) -> None:
             {"t": ARRIVED, "i": LATER},
         )
     async with AsyncSession(engine) as session, session.begin():
-        await rollups.rebuild(session, models=False)
+        await _count_as_0006(session)
         before = await _cells(session)
     async with engine.begin() as connection:
         await connection.run_sync(_upgrade, "head")

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from sentiment_platform.domain import Sentiment
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.services.analysis.quantification import adjusted_shares, load_confusion
 from tests.support.seed import T0, seed
 

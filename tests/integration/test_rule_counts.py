@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import utcnow
-from sentiment_platform.models.database import RuleCount
+from sentiment_platform.models.alerting import RuleCount
 from sentiment_platform.store import RuleHit
 from tests.support.databases import LazyPostgres
 

@@ -18,7 +18,7 @@ from sentiment_platform import store
 from sentiment_platform.bus.memory import MemoryEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
 from sentiment_platform.services.alerting.monitor import AlertMonitor
 from sentiment_platform.services.alerting.policy import Action, State

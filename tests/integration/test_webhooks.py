@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
-from sentiment_platform.models.database import WebhookDelivery
+from sentiment_platform.models.alerting import WebhookDelivery
 from sentiment_platform.rule_spec import RuleSpec, rule_alert_type
 from sentiment_platform.services.alerting.destinations import UnsafeWebhookUrl, check_destination
 from sentiment_platform.services.alerting.webhooks import (

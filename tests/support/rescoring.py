@@ -19,7 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.domain import Analysis, Emotion, Post, Prediction, Sentiment
-from sentiment_platform.models.database import ModelRollup, PostRollup, RuleCount, UTCDateTime
+from sentiment_platform.models.alerting import RuleCount
+from sentiment_platform.models.database import ModelRollup, PostRollup, UTCDateTime
 from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 from sentiment_platform.services.alerting.rule_hits import rule_hits
 from sentiment_platform.store import rollups

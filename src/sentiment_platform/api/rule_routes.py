@@ -36,7 +36,7 @@ from sentiment_platform.api.schemas import (
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.errors import Conflict, NotFound
-from sentiment_platform.models.database import AlertRule, WebhookDelivery
+from sentiment_platform.models.alerting import AlertRule, WebhookDelivery
 from sentiment_platform.rule_spec import (
     BUILTIN_RULE_ID,
     RuleSpec,

@@ -83,6 +83,12 @@ class SocialMediaPost(Base):
     label_sentiment: Mapped[str | None] = mapped_column(String(16))
     label_emotion: Mapped[str | None] = mapped_column(String(16))
     labelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Language and copies (0010): ISO 639-1 or "und" (null: stored before detection); the
+    # post_id of the first post of its group of copies; why it has no sentiment
+    # ("unsupported_language": no model reads its language), null when analysed.
+    language: Mapped[str | None] = mapped_column(String(8))
+    duplicate_of: Mapped[str | None] = mapped_column(String(128))
+    analysis_status: Mapped[str | None] = mapped_column("analysis", String(32))
 
     analysis: Mapped[SentimentAnalysis | None] = relationship(back_populates="post", uselist=False)
 
@@ -91,7 +97,7 @@ class SocialMediaPost(Base):
         Index("ix_posts_created_at_id", text("created_at DESC"), text("id DESC")),
         *(
             Index(f"ix_posts_{name}_created_at_id", name, text("created_at DESC"), text("id DESC"))
-            for name in ("source", "sentiment", "emotion")
+            for name in ("source", "sentiment", "emotion", "language")
         ),
         # The labelled posts alone (0009): quality reads a range's labels, not its posts.
         Index(
@@ -151,10 +157,12 @@ class ReviewDraw(Base):
 
 
 class PostRollup(Base):
-    """How many posts a bucket holds: `grain` m / h / d, its UTC start, source and labels.
+    """How many posts a bucket holds: `grain` m / h / d, its UTC start, source, labels,
+    language and whether they are copies.
 
     Unanalysed posts are counted with sentiment and emotion '' (so page totals include them);
-    metrics read only the labelled rows.
+    metrics read only the labelled rows. `language` is '' for posts stored before detection
+    (0010); `duplicate` counts the copies apart, so `unique=true` is the rows without it.
     """
 
     __tablename__ = "post_rollups"
@@ -164,112 +172,9 @@ class PostRollup(Base):
     source: Mapped[str] = mapped_column(String(64), primary_key=True)
     sentiment: Mapped[str] = mapped_column(String(16), primary_key=True)
     emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
+    language: Mapped[str] = mapped_column(String(8), primary_key=True, default="")
+    duplicate: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=False)
     count: Mapped[int] = mapped_column(BigInteger)
-
-
-class Alert(Base):
-    __tablename__ = "alerts"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    alert_type: Mapped[str] = mapped_column(String(64))
-    message: Mapped[str] = mapped_column(Text)
-    severity: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))
-    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The rule that raised it (0005): 0 or NULL (rows from before rules) is the built-in rule.
-    # No foreign key: a deleted rule's alerts stay, with the name it had.
-    rule_id: Mapped[int | None] = mapped_column(BigIntId)
-    rule_name: Mapped[str | None] = mapped_column(String(100))
-
-    __table_args__ = (
-        Index("ix_alerts_created_at", "created_at"),
-        Index("ix_alerts_rule_created_at", "rule_id", "created_at"),
-        # At most one open incident per type, whatever the monitors believe (0002).
-        Index(
-            "ux_alerts_one_firing",
-            "alert_type",
-            unique=True,
-            postgresql_where=text("state = 'firing'"),
-            sqlite_where=text("state = 'firing'"),
-        ),
-    )
-
-
-class AlertRule(Base):
-    """A user's alert rule (issue 14, 0005); the built-in rule (id 0) has no row."""
-
-    __tablename__ = "alert_rules"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(100))
-    keywords: Mapped[list[str]] = mapped_column(JSON, default=list)
-    source: Mapped[str | None] = mapped_column(String(64))
-    metric: Mapped[str] = mapped_column(String(32))
-    emotion: Mapped[str | None] = mapped_column(String(16))
-    threshold: Mapped[float] = mapped_column(Float)
-    window_minutes: Mapped[int] = mapped_column(Integer)
-    min_posts: Mapped[int] = mapped_column(Integer)
-    webhook_url: Mapped[str | None] = mapped_column(Text)
-    webhook_secret: Mapped[str | None] = mapped_column(Text)  # stored, never returned
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-
-    @property
-    def has_secret(self) -> bool:
-        return bool(self.webhook_secret)
-
-
-class WebhookDelivery(Base):
-    """One notification to send (a fire, re-notification or resolve), kept until delivered
-    or given up: at least once, in order per rule (`id` order), surviving restarts.
-
-    `attempt` counts the tries so far; `status` / `error` are the last one's; `attempts` logs
-    each try (`at`, `attempt`, `status`, `error`)."""
-
-    __tablename__ = "webhook_deliveries"
-
-    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    alert_id: Mapped[int] = mapped_column(BigIntId)
-    rule_id: Mapped[int] = mapped_column(BigIntId)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    attempt: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[int | None] = mapped_column(Integer)
-    error: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    done: Mapped[bool] = mapped_column(Boolean, default=False)
-
-    __table_args__ = (
-        Index("ix_webhook_deliveries_alert", "alert_id", "id"),
-        # The queue: the pending deliveries of each rule, oldest first.
-        Index(
-            "ix_webhook_deliveries_pending",
-            "rule_id",
-            "id",
-            postgresql_where=text("NOT done"),
-            sqlite_where=text("NOT done"),
-        ),
-    )
-
-
-class RuleCount(Base):
-    """Analysed posts per rule, per minute of analysis (UTC, truncated), per sentiment and
-    emotion (0006): what the alert monitor evaluates every rule from, without reading posts.
-
-    Rule 0 (the built-in rule) counts every analysed post; a user rule the posts it matches.
-    Added by the worker in the transaction that saves the analyses (`store.add_rule_counts`).
-    """
-
-    __tablename__ = "rule_counts"
-
-    rule_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    minute: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
-    sentiment: Mapped[str] = mapped_column(String(16), primary_key=True)
-    emotion: Mapped[str] = mapped_column(String(16), primary_key=True)
-    count: Mapped[int] = mapped_column(Integer)
 
 
 class AnalysisModel(Base):

@@ -3,8 +3,10 @@ one module per table family. The caller owns the transaction (one unit of work).
 request makes alone take a `Reader`: that session, or a bare connection.
 
 - `posts`: idempotent batch writes of posts and analyses, reads by id, retention's deletes.
-- `post_pages`: filters, keyset cursors, pages, totals and the export's stream.
-- `rollups` (+ `counts`, the shared upsert): counts per minute / hour / day × source × labels.
+- `post_pages`: filters, keyset cursors, pages, totals and the export's stream
+  (`post_items`: a post row as the API's item).
+- `rollups` (+ `counts`, the shared upsert): counts per minute / hour / day × source × labels
+  × language × copy; `rollup_reads`: the metrics answer's one read of them, a page's total.
 - `alerts`: the alert pages, an alert's row, and the monitor's SQL.
 - `alert_rules`: the user's rules and the built-in one.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
@@ -63,9 +65,9 @@ from sentiment_platform.store.models_registry import (
     rename_activations,
     set_activation,
 )
+from sentiment_platform.store.post_items import PostItem
 from sentiment_platform.store.post_pages import (
     PostFilter,
-    PostItem,
     count_matches,
     decode_cursor,
     encode_cursor,

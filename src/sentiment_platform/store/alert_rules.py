@@ -12,7 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.config import Settings
-from sentiment_platform.models.database import AlertRule
+from sentiment_platform.models.alerting import AlertRule
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME, RuleSpec, RuleView
 from sentiment_platform.store.alerts import close_rule_alerts
 from sentiment_platform.store.deliveries import cancel_rule_deliveries
@@ -86,9 +86,12 @@ async def update_rule(
     session: AsyncSession, rule: AlertRule, spec: RuleSpec, now: datetime
 ) -> AlertRule:
     """Replace the rule's fields; a `webhook_secret` absent from the body keeps the stored
-    one (the client cannot read it back), an explicit null clears it."""
+    one (the client cannot read it back), an explicit null clears it; a `unique` absent
+    keeps the rule's (a rule from before copies were marked keeps counting every copy until
+    it is asked otherwise, whatever a new rule's default)."""
     for name, value in _columns(spec).items():
-        setattr(rule, name, value)
+        if name != "unique" or "unique" in spec.model_fields_set:
+            setattr(rule, name, value)
     if "webhook_secret" in spec.model_fields_set:
         secret = spec.webhook_secret
         rule.webhook_secret = secret.get_secret_value() if secret is not None else None

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, BUILTIN_RULE_NAME
 from sentiment_platform.store.prepared import dialect_name
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentiment_platform.models.database import WebhookDelivery
+from sentiment_platform.models.alerting import WebhookDelivery
 
 
 async def enqueue_delivery(

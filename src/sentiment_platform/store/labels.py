@@ -28,11 +28,15 @@ UNCERTAIN = "uncertain"
 
 @dataclass(frozen=True, slots=True)
 class LabelScope:
-    """The posts a draw or a quality read is about: a source and a `created_at` range."""
+    """The posts a draw or a quality read is about: a source and a `created_at` range; for
+    `label_cells` also one language and whether copies are left out (a uniform draw over
+    every post is uniform over such a part of them, so no draw has to name these)."""
 
     source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    language: str | None = None
+    unique: bool = False  # only the first post of each group of copies
 
 
 def label_columns(label: Mapping[str, Any] | None, at: datetime) -> dict[str, Any]:
@@ -150,8 +154,11 @@ def post_filters(post: Any, shape: tuple[bool, bool, bool]) -> list[Any]:
 
 
 @cache
-def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
+def _cells_statement(shape: tuple[bool, bool, bool], language: bool, unique: bool) -> Any:
     post, draw = SocialMediaPost, ReviewDraw
+    narrower = [post.language == bindparam("language")] if language else []
+    if unique:
+        narrower.append(post.duplicate_of.is_(None))
     random = (
         exists()
         .where(draw.post_ref == post.id, draw.strategy == RANDOM, *covering(draw, shape))
@@ -159,7 +166,7 @@ def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
     )
     labelled = (
         select(post.label_sentiment, post.sentiment, post.model, post.analyzed_at, random)
-        .where(post.label_sentiment.is_not(None), *post_filters(post, shape))
+        .where(post.label_sentiment.is_not(None), *post_filters(post, shape), *narrower)
         .subquery("labelled")
     )
     c = labelled.c
@@ -172,7 +179,10 @@ async def label_cells(reader: Reader, scope: LabelScope) -> list[LabelCell]:
     """Every label in the scope (the post's `created_at` in it), counted by (label, stored
     prediction, model, random): O(labels), on the partial index of labelled posts."""
     shape, params = scoped(scope)
-    rows = (await reader.execute(_cells_statement(shape), params)).all()
+    if scope.language is not None:
+        params["language"] = scope.language
+    statement = _cells_statement(shape, scope.language is not None, scope.unique)
+    rows = (await reader.execute(statement, params)).all()
     return [
         LabelCell(label, prediction, model, bool(random), int(count), latest)
         for label, prediction, model, random, count, latest in rows

@@ -104,13 +104,14 @@ async def save_batch(
             _, created_at, source = refs[post_id]
             analysis = by_post[post_id]
             minute = rollups.floor("m", created_at)
-            deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value)] += 1
+            kind = ("", False)  # language, copy: set by issue 31's worker
+            deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value, *kind)] += 1
             by_model[(minute, source, analysis.model)] += 1
             if post_id not in new:  # counted as unanalysed when it was stored
-                deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED)] -= 1
+                deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED, *kind)] -= 1
     for post_id, (_, created_at, source) in new.items():
         if post_id not in stored:
-            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED)
+            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED, "", False)
             deltas[(rollups.floor("m", created_at), source, *unanalysed)] += 1
     await rollups.add(session, deltas)
     await model_rollups.add(session, by_model)
@@ -219,10 +220,13 @@ async def rule_posts(
     source: str | None,
     negative_only: bool,
     limit: int,
+    language: str | None = None,
+    unique: bool = False,
 ) -> list[tuple[str, str, str]]:
     """(post_id, content, source) of posts analysed in [start, end) that may match a rule,
     newest first, at most `limit`: a keyword pre-filter (ILIKE) the caller narrows to whole
-    words with the matcher."""
+    words with the matcher; of one language, and without copies when `unique`, as the rule
+    counts them."""
     query = (
         select(SocialMediaPost.post_id, SocialMediaPost.content, SocialMediaPost.source)
         .join(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
@@ -232,6 +236,10 @@ async def rule_posts(
         query = query.where(SentimentAnalysis.sentiment == Sentiment.NEGATIVE.value)
     if source is not None:
         query = query.where(SocialMediaPost.source == source)
+    if language is not None:
+        query = query.where(SocialMediaPost.language == language)
+    if unique:
+        query = query.where(SocialMediaPost.duplicate_of.is_(None))
     if keywords:
         query = query.where(
             or_(*(SocialMediaPost.content.ilike(_like(k), escape="\\") for k in keywords))

@@ -55,6 +55,8 @@ class Labelled:
     emotion: str
     model: str
     analyzed_at: datetime
+    language: str | None
+    duplicate_of: str | None
 
 
 _POSTS_TABLE: Any = SocialMediaPost.__table__
@@ -126,8 +128,9 @@ async def relabel(
     models: Counter[model_rollups.Key] = Counter()
     for post, new in changed:
         minute = rollups.floor("m", post.created_at)
-        labels[(minute, post.source, post.sentiment, post.emotion)] -= 1
-        labels[(minute, post.source, new.sentiment.value, new.emotion.value)] += 1
+        kind = (post.language or "", post.duplicate_of is not None)
+        labels[(minute, post.source, post.sentiment, post.emotion, *kind)] -= 1
+        labels[(minute, post.source, new.sentiment.value, new.emotion.value, *kind)] += 1
         models[(minute, post.source, post.model)] -= 1
         models[(minute, post.source, new.model)] += 1
     await rollups.add(session, labels)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
-from sentiment_platform.models.database import RuleCount
+from sentiment_platform.models.alerting import RuleCount
 from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.timegrain import Grain
 

@@ -2,6 +2,7 @@
 
 from alembic import context
 
+from sentiment_platform.models import alerting  # noqa: F401 - its tables join Base.metadata
 from sentiment_platform.models.database import Base
 
 connection = context.config.attributes["connection"]

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
 from sentiment_platform.domain import AlertItem, Sentiment
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import RuleView, rule_alert_type
 from sentiment_platform.services.alerting import webhooks
 from sentiment_platform.services.alerting.details import explain_alert

@@ -44,7 +44,7 @@ from sentiment_platform import store
 from sentiment_platform.bus import ALERT, Event, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
-from sentiment_platform.models.database import Alert
+from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleView
 from sentiment_platform.services.alerting.evaluation import measure, record, state_of
 from sentiment_platform.services.alerting.leadership import Lease

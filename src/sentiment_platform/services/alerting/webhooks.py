@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem
-from sentiment_platform.models.database import WebhookDelivery
+from sentiment_platform.models.alerting import WebhookDelivery
 from sentiment_platform.retry import Backoff
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID
 from sentiment_platform.services.alerting.destinations import (

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel
@@ -27,6 +26,7 @@ from sentiment_platform.store import LabelCell, LabelScope, Reader
 STRATIFIED = "stratified"
 SHIPPED = "shipped confusion matrix"
 COUNTED = "counted"
+SHIPPED_LANGUAGE = "en"  # the language the shipped confusion matrix was measured on
 _INDEX = {sentiment.value: i for i, sentiment in enumerate(Sentiment)}
 
 
@@ -108,18 +108,50 @@ async def window_estimate(
     reader: Reader,
     counts: Mapping[str, int],
     models: Mapping[str, int],
-    scope: tuple[datetime, datetime, str | None],
+    scope: LabelScope,
     *,
     min_labels: int,
     shipped: Confusion | None,
 ) -> WindowEstimate:
-    """Read the window's random labels (minute-aligned `scope`: since, until, source) and
-    estimate. No labels are read when nothing was counted."""
+    """Read the window's random labels (`scope`: minute-aligned since, until, and the
+    source, language and `unique` the counts were filtered by) and estimate. No labels are
+    read when nothing was counted.
+
+    The labels are filtered as the counts are (a random draw over every post is random over
+    one language's, or over the originals). The model whose predictions they correct is the
+    window's main one over every language and copies included (`models` is not kept per
+    language), and the shipped confusion matrix, measured on English, is not applied to
+    another language's counts: the note says both."""
     model = counting_model(models)
-    since, until, source = scope
     cells: list[LabelCell] = []
     if model is not None:
-        cells = await store.label_cells(reader, LabelScope(source, since, until))
-    return estimate_from(
-        counts, random_confusion(cells, model), model, min_labels=min_labels, shipped=shipped
+        cells = await store.label_cells(reader, scope)
+    other_language = scope.language not in (None, SHIPPED_LANGUAGE)
+    estimate = estimate_from(
+        counts,
+        random_confusion(cells, model),
+        model,
+        min_labels=min_labels,
+        shipped=None if other_language else shipped,
     )
+    return _noted(estimate, scope, other_language and shipped is not None)
+
+
+def _noted(estimate: WindowEstimate, scope: LabelScope, unshipped: bool) -> WindowEstimate:
+    """The note with what the filters made of the estimate."""
+    said = []
+    if scope.language is not None:
+        said.append(f"counts and random labels of language={scope.language} posts alone")
+    if scope.unique:
+        said.append("each group of copies counted once, and labels on copies left out")
+    if scope.language is not None or scope.unique:
+        said.append(
+            "the model is the window's main one over every post"
+            " (models are not counted per language or copy)"
+        )
+    if unshipped and estimate.info.method == COUNTED:
+        said.append("the shipped confusion matrix is measured on English posts: not applied")
+    if not said:
+        return estimate
+    info = estimate.info.model_copy(update={"note": "; ".join([estimate.info.note, *said])})
+    return WindowEstimate(info, estimate.shares, estimate.intervals)

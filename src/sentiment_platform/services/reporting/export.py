@@ -19,7 +19,7 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.domain import PostView
-from sentiment_platform.store import rollups
+from sentiment_platform.store import rollup_reads, rollups
 from sentiment_platform.store.post_pages import PostFilter, count_matches, stream_posts
 from sentiment_platform.store.prepared import Reader
 
@@ -74,13 +74,14 @@ async def row_cap(
 async def expected_rows(session: AsyncSession, where: PostFilter) -> int:
     """About how many posts the export holds, for a progress bar (from the rollups; a
     text search: at most that)."""
-    return await rollups.total(
+    return await rollup_reads.total(
         session,
         where.since,
         where.until,
         source=where.source,
         sentiment=where.sentiment.value if where.sentiment else None,
         emotion=where.emotion.value if where.emotion else None,
+        language=where.language,
     )
 
 
