@@ -45,9 +45,11 @@ from sentiment_platform.store.alerts import (
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
 from sentiment_platform.store.labels import (
     LabelCell,
+    LabelledText,
     LabelScope,
     clear_label,
     label_cells,
+    labelled_texts,
     set_label,
     skipped_count,
 )
@@ -119,6 +121,7 @@ __all__ = [
     "set_activation",
     "Candidate",
     "LabelCell",
+    "LabelledText",
     "LabelScope",
     "Skip",
     "clear_label",
@@ -126,6 +129,7 @@ __all__ = [
     "draw_population",
     "items_by_refs",
     "label_cells",
+    "labelled_texts",
     "post_key_bounds",
     "record_draws",
     "set_label",

@@ -9,14 +9,14 @@ after its post's random draw counts the same and nothing has to be kept in step.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from sentiment_platform.domain import LabelView, PostLabel
 from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
@@ -211,3 +211,33 @@ async def skipped_count(reader: Reader, scope: LabelScope) -> int:
     the holes people left in the random sample (they skip the hard posts)."""
     shape, params = scoped(scope)
     return int((await reader.execute(_skipped_statement(shape), params)).scalar_one())
+
+
+# --- what adaptation learns from --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledText:
+    """A labelled post's text and label; `random` when a random draw handed it out (under
+    any filter: within its filter it is a fair sample, never one chosen for being hard)."""
+
+    content: str
+    sentiment: str
+    emotion: str | None
+    random: bool
+
+
+async def labelled_texts(session: AsyncSession, languages: Sequence[str]) -> list[LabelledText]:
+    """Every labelled post's text and label among the posts in `languages` (and those of no
+    known language: "und", or stored before detection), oldest post first: O(labels), on the
+    partial index of labelled posts."""
+    post, draw = SocialMediaPost, ReviewDraw
+    random = exists().where(draw.post_ref == post.id, draw.strategy == RANDOM)
+    readable = or_(post.language.is_(None), post.language.in_([*languages, "und"]))
+    statement = (
+        select(post.content, post.label_sentiment, post.label_emotion, random)
+        .where(post.label_sentiment.is_not(None), readable)
+        .order_by(post.id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [LabelledText(str(c), str(s), e, bool(r)) for c, s, e, r in rows]

@@ -36,8 +36,8 @@ from sentiment_platform.models.database import AnalysisModel
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded"  # kinds: the shipped model, or an imported int8 ONNX classifier
-ONNX = "onnx"
+EMBEDDED = "embedded"  # kinds: the shipped model, an imported int8 ONNX classifier, or
+ONNX = "onnx"  # the shipped encoder with heads `adapt` learnt (`adaptation.ADAPTED`)
 ANY_LANGUAGE = "*"
 EMBEDDED_LANGUAGES = ("en",)  # the shipped model was trained on English tweets alone
 TASKS = tuple(task.value for task in Task)
@@ -118,14 +118,22 @@ async def ensure_embedded(session: AsyncSession) -> str | None:
     return identity.name
 
 
-async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
-    """Add an imported model (its `model.json`, already checked by whoever wrote it) to the
-    registry, or update its row when it is imported again under the same name."""
-    name, task = str(manifest["name"]), str(manifest["task"])
+async def register(
+    session: AsyncSession,
+    manifest: dict[str, Any],
+    kind: str = ONNX,
+    tasks: list[str] | None = None,
+) -> None:
+    """Add an imported (or adapted) model (its `model.json`, already checked by whoever wrote
+    it) to the registry, one row per task it serves (`tasks`, default its `task`), or update
+    its rows when it is imported again under the same name."""
+    name = str(manifest["name"])
+    served = tasks or [str(manifest["task"])]
     identity = embedded_identity()
     if identity is not None and name in (identity.name, EMBEDDED):
         raise Conflict(f"the name {name!r} is the embedded model's: choose another --name")
-    other_tasks = [row.task for row in await store.model_rows(session, name) if row.task != task]
+    rows = await store.model_rows(session, name)
+    other_tasks = [row.task for row in rows if row.task not in served]
     if other_tasks:
         raise Conflict(
             f"a model named {name!r} already serves {other_tasks[0]}: choose another --name, "
@@ -133,18 +141,19 @@ async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
         )
     imported_at = manifest.get("imported_at")
     agreement = manifest.get("agreement")
-    await store.put_model(
-        session,
-        name=name,
-        task=task,
-        kind=ONNX,
-        languages=list(manifest.get("languages") or ["en"]),
-        source=str(manifest.get("source") or ""),
-        size_bytes=int(manifest.get("size_bytes") or 0),
-        agreement=float(agreement) if agreement is not None else None,
-        imported_at=parse_iso_8601(imported_at) if imported_at else utcnow(),
-        details=dict(manifest),
-    )
+    for task in served:
+        await store.put_model(
+            session,
+            name=name,
+            task=task,
+            kind=kind,
+            languages=list(manifest.get("languages") or ["en"]),
+            source=str(manifest.get("source") or ""),
+            size_bytes=int(manifest.get("size_bytes") or 0),
+            agreement=float(agreement) if agreement is not None else None,
+            imported_at=parse_iso_8601(imported_at) if imported_at else utcnow(),
+            details=dict(manifest),
+        )
 
 
 async def _named(session: AsyncSession, name: str) -> list[AnalysisModel]:

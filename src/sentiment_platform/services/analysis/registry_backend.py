@@ -1,9 +1,11 @@
 """The `embedded` entry of ANALYZER_BACKENDS: the registry's active models, switchable live.
 
 It answers sentiment from the model active for sentiment and emotion from the one active for
-emotion: the embedded model (one encoder pass gives both) or an imported int8 ONNX classifier
-(`OnnxClassifier`, whose labels are already the platform's). With nothing activated it is
-exactly the embedded model, so a store that never used the registry sees no change.
+emotion: the embedded model (one encoder pass gives both), an imported int8 ONNX classifier
+(`OnnxClassifier`, whose labels are already the platform's), or an adapted model (the
+embedded encoder's pass, that task's probabilities corrected: `adaptation.Correction`). With
+nothing activated it is exactly the embedded model, so a store that never used the registry
+sees no change.
 
 Each language is read by its own pair (`Routes`): the pair activated for it, else the `*`
 pair; and a pair reads a language only when both its models are registered for it, so a
@@ -19,16 +21,19 @@ and swaps it in between batches. A set that fails to load never replaces the one
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment, Task
+from sentiment_platform.services.analysis.adaptation import ADAPTED, Correction, read_adapted
 from sentiment_platform.services.analysis.backends import BackendUnavailable
-from sentiment_platform.services.analysis.embedded_backend import EmbeddedBackend
+from sentiment_platform.services.analysis.embedded_backend import EmbeddedBackend, artifact_files
 from sentiment_platform.services.analysis.language import UNDETERMINED
 from sentiment_platform.services.analysis.registry import (
     ANY_LANGUAGE,
@@ -55,13 +60,15 @@ class Classifier(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Served:
-    """What serves one task: the embedded model (classifier None) or an imported one, and
-    the languages it is registered for."""
+    """What serves one task: the embedded model (classifier None), an imported one, or an
+    adapted one (the embedded model with this task's `correction`), and the languages it is
+    registered for."""
 
     name: str
     classifier: Classifier | None
     imported_at: datetime | None = None
     languages: frozenset[str] = frozenset(EMBEDDED_LANGUAGES)
+    correction: Correction | None = None
 
     def same_as(self, choice: Choice) -> bool:
         return (
@@ -92,19 +99,23 @@ class ModelSet:
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         sentiment, emotion = self.sentiment.classifier, self.emotion.classifier
-        if sentiment is None and emotion is None:
+        fixes = (self.sentiment.correction, self.emotion.correction)
+        if sentiment is None and emotion is None and fixes == (None, None):
             return self.embedded.predict(texts)  # already named after the embedded model
-        both = self.embedded.predict(texts) if None in (sentiment, emotion) else None
+        own: tuple[list[tuple[Sentiment, float]], list[tuple[Emotion, float]]] = ([], [])
+        if None in (sentiment, emotion):  # one encoder pass for whatever the embedded gives
+            probabilities, features = self.embedded.encoder.run(texts)
+            if fixes[0] is not None:
+                probabilities = fixes[0].apply(probabilities, features)
+            own = self.embedded.labels(probabilities, features, fixes[1])
         if sentiment is not None:
             sentiments = [(Sentiment(label), p) for label, p in sentiment.predict(texts)]
         else:
-            assert both is not None
-            sentiments = [(p.sentiment, p.confidence) for p in both]
+            sentiments = own[0]
         if emotion is not None:
             emotions = [(Emotion(label), p) for label, p in emotion.predict(texts)]
         else:
-            assert both is not None
-            emotions = [(p.emotion, p.emotion_confidence) for p in both]
+            emotions = own[1]
         if len(sentiments) != len(texts) or len(emotions) != len(texts):
             raise RuntimeError(f"a model gave a wrong number of answers for {len(texts)} texts")
         name = self.name
@@ -165,15 +176,37 @@ def load_classifier(settings: Settings, choice: Choice) -> Classifier:
     try:
         classifier = OnnxClassifier(directory, threads=settings.embedded_threads)
     except Exception as exc:  # whatever is wrong with the files, it must not serve
-        # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
-        reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
-        raise ModelLoadFailed(choice, " ".join(reason.split())[:500]) from exc
+        raise _failed(choice, directory, exc) from exc
     if classifier.task.value != choice.task or classifier.name != choice.name:
         classifier.close()
         raise ModelLoadFailed(
             choice, f"its model.json says {classifier.name!r} for {classifier.task.value}"
         )
     return classifier
+
+
+def _failed(choice: Choice, directory: Path, exc: Exception) -> ModelLoadFailed:
+    # /api/health shows the reason to anyone: MODELS_DIR's place on disk stays out.
+    reason = str(exc).replace(str(directory), f"MODELS_DIR/{choice.name}")
+    return ModelLoadFailed(choice, " ".join(reason.split())[:500])
+
+
+def load_correction(settings: Settings, choice: Choice, encoder: Mapping[str, Any]) -> Correction:
+    """The correction for `choice.task` of the adapted model `choice` names, checked against
+    the embedded encoder's `config.json` (`encoder`), or ModelLoadFailed saying why."""
+    directory = model_directory(settings, choice.name)
+    labels = {
+        Task.SENTIMENT.value: list(encoder["sentiment_labels"]),
+        Task.EMOTION.value: list(encoder["emotion_labels"]),
+    }
+    try:
+        model = read_adapted(directory, encoder["name"], labels, int(encoder["feature_size"]))
+    except Exception as exc:  # whatever is wrong with the files, it must not serve
+        raise _failed(choice, directory, exc) from exc
+    if model.name != choice.name or choice.task not in model.heads:
+        tasks = " and ".join(model.heads)
+        raise ModelLoadFailed(choice, f"its model.json says {model.name!r} for {tasks}")
+    return model.heads[choice.task]
 
 
 def check_loads(settings: Settings, routes: ChoicesByLanguage) -> str | None:
@@ -186,6 +219,10 @@ def check_loads(settings: Settings, routes: ChoicesByLanguage) -> str | None:
                 continue
             checked.add((choice.name, choice.task))
             try:
+                if choice.kind == ADAPTED:
+                    encoder = json.loads((artifact_files() / "config.json").read_text("utf-8"))
+                    load_correction(settings, choice, encoder)
+                    continue
                 load_classifier(settings, choice).close()
             except ModelLoadFailed as error:
                 return str(error)
@@ -238,8 +275,14 @@ class RegistryBackend:
             if choice.kind == EMBEDDED:
                 return Served(self.embedded.name, None, None, frozenset(choice.languages))
             known = pool.get(key)
-            if known is not None and known.classifier is not None and known.same_as(choice):
+            loaded_once = known is not None and (known.classifier or known.correction) is not None
+            if known is not None and loaded_once and known.same_as(choice):
                 return known
+            languages = frozenset(choice.languages)
+            if choice.kind == ADAPTED:
+                correction = load_correction(self.settings, choice, self.embedded.encoder.config)
+                pool[key] = Served(choice.name, None, choice.imported_at, languages, correction)
+                return pool[key]
             classifier = load_classifier(self.settings, choice)
             loaded.append(classifier)
             pool[key] = Served(
