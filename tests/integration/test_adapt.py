@@ -21,7 +21,7 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.domain import Analysis, Emotion, Post, PostLabel, Sentiment, utcnow
 from sentiment_platform.services.analysis.embedded_backend import load_embedded_backend
 from sentiment_platform.services.analysis.model_catalogue import catalogue
-from sentiment_platform.services.analysis.registry import embedded_identity, serving_choice
+from sentiment_platform.services.analysis.registry import embedded_identity, serving_routes
 from sentiment_platform.services.analysis.registry_backend import load_registry_backend
 from sentiment_platform.services.trust.review import draw_random
 from sentiment_platform.store import LabelScope
@@ -174,7 +174,7 @@ def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> Non
         backend = load_registry_backend(settings)
         try:
             async with create_session_factory(engine)() as session:
-                choices = await serving_choice(session)
+                routes = await serving_routes(session)
                 view = await catalogue(session)  # what GET /api/models answers
             item = next(item for item in view.items if item.name == ADAPTED)
             assert item.kind == "adapted" and item.tasks == ["sentiment", "emotion"]
@@ -182,7 +182,7 @@ def test_adapt_learns_the_feed_and_activates_when_it_wins(store_url: str) -> Non
             assert compared["sentiment"]["candidate"]["macro_recall"] == candidate
             assert compared["emotion"]["candidate"]["macro_recall"] == e_candidate
             assert view.active["sentiment"]["*"] == ADAPTED
-            backend.swap(backend.load(choices))
+            backend.swap(backend.load(routes))
             predictions = backend.predict(
                 ["Order 4411 still shows processing after 12 days", "Loved the lamp, great job"]
             )
