@@ -44,6 +44,11 @@ def create_engine(settings: Settings) -> AsyncEngine:
                 "timezone": "UTC",
                 "statement_timeout": str(settings.db_statement_timeout_ms),
                 "application_name": "sentiment-platform",
+                # No parallel plans for requests: on a metrics read over many cells the
+                # planner chose two workers, whose start-up cost several times the serial
+                # read (8-10 ms against 1.5-3.5 ms; benchmarks/README.md). Operators' bulk
+                # commands get them back (`rollups.no_statement_timeout`).
+                "max_parallel_workers_per_gather": "0",
             },
         },
     )

@@ -142,10 +142,12 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
 
 
 async def no_statement_timeout(session: AsyncSession) -> None:
-    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
-    operators' commands and exports, not for requests."""
+    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL), and allow parallel
+    plans again (db.create_engine turns them off): for the bulk work of operators' commands
+    and exports, not for requests."""
     if dialect_name(session) == "postgresql":
         await session.execute(text("SET LOCAL statement_timeout = 0"))
+        await session.execute(text("SET LOCAL max_parallel_workers_per_gather = 2"))
 
 
 async def purge(session: AsyncSession, before: datetime) -> int:
