@@ -4,7 +4,9 @@ A label lives on its post's row (`label_sentiment`, `label_emotion`, `labelled_a
 page shows it without a join and setting one is one UPDATE on the unique `post_id` index.
 Whether a label is a *random* label is not stored with it: it follows from the review
 draws (`review_draws`), read when the labels are aggregated, so a label set before or
-after its post's random draw counts the same and nothing has to be kept in step.
+after its post's random draw counts the same. The rule is the label rollups' (models/
+label_rollup_sql.py): a post's widest random draw must cover the range read; the metrics
+read the same labels from those rollups.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import aliased
 
 from sentiment_platform.domain import LabelView, PostLabel
 from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
+from sentiment_platform.models.label_rollup_sql import WIDEST_FIRST
 from sentiment_platform.store.prepared import Reader, write_rows
 
 RANDOM = "random"  # the review strategy whose draws make a label a random label
@@ -151,12 +155,16 @@ def post_filters(post: Any, shape: tuple[bool, bool, bool]) -> list[Any]:
 
 @cache
 def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
-    post, draw = SocialMediaPost, ReviewDraw
-    random = (
-        exists()
-        .where(draw.post_ref == post.id, draw.strategy == RANDOM, *covering(draw, shape))
-        .label("random")
+    post, draw = SocialMediaPost, aliased(ReviewDraw, name="widest")
+    widest = (
+        select(ReviewDraw.id)
+        .where(ReviewDraw.post_ref == post.id, ReviewDraw.strategy == RANDOM)
+        .order_by(text(WIDEST_FIRST))
+        .limit(1)
+        .correlate(post)
+        .scalar_subquery()
     )
+    random = exists().where(draw.id == widest, *covering(draw, shape)).label("random")
     labelled = (
         select(post.label_sentiment, post.sentiment, post.model, post.analyzed_at, random)
         .where(post.label_sentiment.is_not(None), *post_filters(post, shape))

@@ -12,8 +12,8 @@ from the minute rows, so a 30-day answer reads ~30 + 48 + 120 cells per key, not
 
 Two workers adding to the same cells cannot deadlock: each transaction upserts its keys in
 one sorted order (`add`). Beside them `model_rollups` counts the same analysed posts by the
-model that labelled them; a rebuild and a purge here do both tables, and a metrics answer
-reads both in one statement (`Summary.models`).
+model that labelled them and `label_rollups` the random labels; a rebuild and a purge here
+do all three tables, and a metrics answer reads all three in one statement (`Summary`).
 """
 
 from __future__ import annotations
@@ -47,11 +47,12 @@ from sentiment_platform import timegrain
 from sentiment_platform.domain import as_utc
 from sentiment_platform.models.database import (
     GRAIN_UNITS,
+    LabelRollup,
     ModelRollup,
     PostRollup,
     bucket_floor_sql,
 )
-from sentiment_platform.store import model_rollups
+from sentiment_platform.store import label_rollups, model_rollups, prepared
 from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
 from sentiment_platform.timegrain import Grain
@@ -157,9 +158,7 @@ def _where(
     return clauses
 
 
-def _params(
-    spans: Sequence[tuple[str, datetime, datetime]], **labels: str | None
-) -> dict[str, Any]:
+def _params(spans: Sequence[Span], **labels: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {name: value for name, value in labels.items() if value is not None}
     for i, (grain, low, high) in enumerate(spans):
         params |= {f"grain{i}": grain, f"low{i}": low, f"high{i}": high}
@@ -185,7 +184,10 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
     rows = PostRollup.__table__.c
     labels = ("source",) if by_source else ()
     where = _where(cells, labels, labelled=True)
-    models = model_rollups.by_model(_where(cells, labels, False, ModelRollup.__table__))
+    models = (  # and the random labels whose draws cover the range, per model
+        model_rollups.by_model(_where(cells, labels, False, ModelRollup.__table__)),
+        label_rollups.by_cell(_where(cells, labels, False, LabelRollup.__table__), by_source),
+    )
     if dialect == "postgresql":
         kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
         labelled = (
@@ -205,7 +207,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
                 )
             )
         )
-        return union_all(labelled, models)
+        return union_all(labelled, *models)
     read = (
         select(moment.label("moment"), rows.source, rows.sentiment, rows.emotion, rows.count)
         .where(*where)
@@ -221,7 +223,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, by_source: bool) -> 
             c.source, c.sentiment
         ),
         select(literal_column("'e'"), null(), null(), c.emotion, total).group_by(c.emotion),
-        models,
+        *models,
     )
 
 
@@ -253,6 +255,7 @@ class Summary:
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
     emotions: dict[str, int] = field(default_factory=dict)
     models: dict[str, int] = field(default_factory=dict)
+    labels: label_rollups.Cells = field(default_factory=dict)  # the covered random labels
 
 
 async def summary(
@@ -261,18 +264,20 @@ async def summary(
     """The counts of the minutes [start, end) touches, summed three ways; `unit` (minute,
     hour, day, week or month) is the timeline's bucket."""
     answer = Summary()
-    spans = pieces(*minute_range(start, end), GRAINS_FOR[unit])
+    minutes = minute_range(start, end)
+    spans = pieces(*minutes, GRAINS_FOR[unit])
     if not spans:
         return answer
     dialect = dialect_name(reader)
     statement = _summary_statement(dialect, unit, len(spans), source is not None)
-    for kind, moment, name, label, count in await fetch_rows(
-        reader, statement, _params(spans, source=source)
-    ):
+    params = _params(spans, source=source) | label_rollups.reach_params(*minutes)
+    for kind, moment, name, label, count in await fetch_rows(reader, statement, params):
         if kind == "t":
             answer.timeline[(_moment(moment), label)] = int(count)
         elif kind == "s":
             answer.by_source[(name, label)] = int(count)
+        elif kind == "l":  # name: the model, moment: its prediction
+            answer.labels[(name, label, moment)] = int(count)
         elif kind == "m":
             if count:  # a rescore may leave a model none of the window's posts keep
                 answer.models[label] = int(count)
@@ -298,7 +303,7 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
     cells lie together on disk and an answer reads few pages.
     """
     dialect = dialect_name(session)
-    await no_statement_timeout(session)  # an operator's command: minutes at 10M posts
+    await prepared.no_statement_timeout(session)  # an operator's command: minutes at 10M posts
     day = floor("d", since) if since is not None else EARLIEST
     params = {"day": day}
     binds = [bindparam("day", type_=PostRollup.bucket_start.type)]
@@ -319,14 +324,8 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
             params,
         )
         written += result.rowcount or 0
-    return written + await model_rollups.rebuild(session, day)
-
-
-async def no_statement_timeout(session: AsyncSession) -> None:
-    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
-    operators' commands and exports, not for requests."""
-    if dialect_name(session) == "postgresql":
-        await session.execute(text("SET LOCAL statement_timeout = 0"))
+    written += await model_rollups.rebuild(session, day)
+    return written + await label_rollups.rebuild(session, day)
 
 
 async def purge(session: AsyncSession, before: datetime) -> int:
@@ -339,7 +338,8 @@ async def purge(session: AsyncSession, before: datetime) -> int:
         ),
         {"before": day},
     )
-    return int(result.rowcount or 0) + await model_rollups.purge(session, day)
+    purged = int(result.rowcount or 0) + await model_rollups.purge(session, day)
+    return purged + await label_rollups.purge(session, day)
 
 
 def _moment(value: datetime | str) -> datetime:

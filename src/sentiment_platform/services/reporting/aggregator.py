@@ -213,11 +213,10 @@ async def compute_metrics(
     }
 
     total = sum(sentiment_counts.values())
-    estimate = await window_estimate(
-        reader,
+    estimate = window_estimate(
         sentiment_counts,
         counts.models,
-        (*rollups.minute_range(start, end), source),
+        counts.labels,
         min_labels=min_labels,
         shipped=shipped_confusion(),
     )

@@ -5,24 +5,22 @@ Only labels a random review draw chose, on posts created in the window's minutes
 source), predicted by the model that made most of the window's counts, are used: any
 other label would bias the estimate (people label the posts they find interesting). With
 fewer than `min_labels` of them the answer is what it was without labels: the shipped
-confusion matrix undone (label shift assumed), or nothing where none ships. Reading the
-labels is O(labels) (`store.label_cells`), so the metrics answer stays O(buckets + labels).
+confusion matrix undone (label shift assumed), or nothing where none ships. The labels
+come from the label rollups, read with the counts in one statement (`rollups.summary`), so
+the metrics answer stays O(buckets).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 from pydantic import BaseModel
 
-from sentiment_platform import store
 from sentiment_platform.domain import Sentiment
 from sentiment_platform.services.analysis.estimation import stratified_estimate
 from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
-from sentiment_platform.store import LabelCell, LabelScope, Reader
 
 STRATIFIED = "stratified"
 SHIPPED = "shipped confusion matrix"
@@ -56,14 +54,13 @@ def counting_model(models: Mapping[str, int]) -> str | None:
     return min(models, key=lambda name: (-models[name], name))
 
 
-def random_confusion(cells: list[LabelCell], model: str | None) -> np.ndarray:
-    """K×K [label, prediction] counts of the random labels on `model`'s predictions."""
+def random_confusion(cells: Mapping[tuple[str, str, str], int], model: str | None) -> np.ndarray:
+    """K×K [label, prediction] counts of the random labels on `model`'s predictions, from
+    (model, label, prediction) → count."""
     matrix = np.zeros((len(_INDEX), len(_INDEX)), dtype=np.int64)
-    for cell in cells:
-        if not cell.random or cell.model != model:
-            continue
-        if cell.label in _INDEX and cell.prediction in _INDEX:
-            matrix[_INDEX[cell.label], _INDEX[cell.prediction]] += cell.count
+    for (name, label, prediction), count in cells.items():
+        if name == model and label in _INDEX and prediction in _INDEX:
+            matrix[_INDEX[label], _INDEX[prediction]] += count
     return matrix
 
 
@@ -104,22 +101,17 @@ def estimate_from(
     return WindowEstimate(info, shares, None)
 
 
-async def window_estimate(
-    reader: Reader,
+def window_estimate(
     counts: Mapping[str, int],
     models: Mapping[str, int],
-    scope: tuple[datetime, datetime, str | None],
+    labels: Mapping[tuple[str, str, str], int],
     *,
     min_labels: int,
     shipped: Confusion | None,
 ) -> WindowEstimate:
-    """Read the window's random labels (minute-aligned `scope`: since, until, source) and
-    estimate. No labels are read when nothing was counted."""
+    """Estimate from the window's counts per sentiment and per model and its random labels
+    (model, label, prediction → count; `rollups.Summary.labels`)."""
     model = counting_model(models)
-    since, until, source = scope
-    cells: list[LabelCell] = []
-    if model is not None:
-        cells = await store.label_cells(reader, LabelScope(source, since, until))
     return estimate_from(
-        counts, random_confusion(cells, model), model, min_labels=min_labels, shipped=shipped
+        counts, random_confusion(labels, model), model, min_labels=min_labels, shipped=shipped
     )

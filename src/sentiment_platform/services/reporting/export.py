@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform.domain import PostView
 from sentiment_platform.store import rollups
 from sentiment_platform.store.post_pages import PostFilter, count_matches, stream_posts
-from sentiment_platform.store.prepared import Reader
+from sentiment_platform.store.prepared import Reader, no_statement_timeout
 
 Format = Literal["csv", "jsonl"]
 # CSV is flat: a label is its sentiment in `label` (the column `ingest file` reads back),
@@ -106,7 +106,7 @@ async def export_chunks(
         buffer.truncate()
     rows = 0
     async with session_factory() as session, session.begin():
-        await rollups.no_statement_timeout(session)  # the stream may take minutes
+        await no_statement_timeout(session)  # the stream may take minutes
         async with aclosing(stream_posts(session, where, CHUNK_ROWS)) as posts:
             async for post in posts:
                 if rows == max_rows:
