@@ -41,6 +41,7 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.label_rollups import random_labels
 from sentiment_platform.store.labels import (
     LabelCell,
     LabelScope,
@@ -70,7 +71,13 @@ from sentiment_platform.store.post_pages import (
     posts_page,
     stream_posts,
 )
-from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch, stored_post_ids
+from sentiment_platform.store.posts import (
+    newest_model,
+    posts_by_ids,
+    rule_posts,
+    save_batch,
+    stored_post_ids,
+)
 from sentiment_platform.store.prepared import Reader, ping
 from sentiment_platform.store.rescore import (
     Labelled,
@@ -124,6 +131,8 @@ __all__ = [
     "draw_population",
     "items_by_refs",
     "label_cells",
+    "newest_model",
+    "random_labels",
     "post_key_bounds",
     "record_draws",
     "set_label",

@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import LabelRollup
 from sentiment_platform.models.label_rollup_sql import TABLE, rebuild_sql
-from sentiment_platform.store.prepared import dialect_name
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 CELLS: Any = LabelRollup.__table__
 _AT = LabelRollup.bucket_start.type
@@ -82,3 +82,22 @@ async def purge(session: AsyncSession, day: datetime) -> int:
         {"day": day},
     )
     return int(result.rowcount or 0)
+
+
+_RANGE = (
+    select(CELLS.c.model, CELLS.c.label, CELLS.c.prediction, func.sum(CELLS.c.count))
+    .where(
+        CELLS.c.grain == "d",
+        CELLS.c.bucket_start >= bindparam("reach_since", type_=_AT),
+        CELLS.c.bucket_start < bindparam("reach_until", type_=_AT),
+        *covering(by_source=False),
+    )
+    .group_by(CELLS.c.model, CELLS.c.label, CELLS.c.prediction)
+)
+
+
+async def random_labels(reader: Reader, since: datetime, until: datetime) -> Cells:
+    """The random labels of every source's posts created in the whole days [since, until),
+    by draws covering that range: (model, label, prediction) → count, from the day cells."""
+    rows = await fetch_rows(reader, _RANGE, reach_params(since, until))
+    return {(model, label, prediction): int(count) for model, label, prediction, count in rows}
