@@ -395,7 +395,7 @@ def main() -> None:
         print(f"\n{size:,} posts over {args.days:g} days (hello-world after: {after['rps']:,.0f})")
         print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms | target |")
         print("|---|---|---|---|---|---|---|")
-        first_page = results[size]["posts"]["rps"]
+        first_page = results[size].get("posts", {}).get("rps", 0.0)
         for name, row in results[size].items():
             print(
                 f"| {name} | {row['rps']:,.0f} | {row.get('p50_ms', float('nan')):.1f} | "
@@ -404,10 +404,11 @@ def main() -> None:
             )
         held = ", ".join(
             f"{name.removesuffix(' (cache off)')} {row['posts_in_window']:,.0f}"
+            f" ({row.get('labels_in_window', 0):,.0f} random labels)"
             for name, row in results[size].items()
             if "posts_in_window" in row
         )
-        print(f"posts in each metrics window when measured: {held}")
+        print(f"posts (random labels) in each metrics window when measured: {held}")
     if len(results) > 1:
         small, large = min(results), max(results)
         print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth; the issue: ≥ 0.8)")

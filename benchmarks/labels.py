@@ -10,7 +10,10 @@ PostgreSQL a throw-away database, dropped afterwards unless `--keep`), then:
 - `sentiment-platform serve` (one process, the in-process bus, the embedded worker off,
   `RATE_LIMIT_PER_MINUTE=0`) and `GET /api/review?limit=50` alone over HTTP, p50;
 - `wrk -t2 -c<connections> -d<duration>s` with a Lua script that PUTs a label on a random
-  stored post (random sentiment, sometimes an emotion): req/s, p50, p99, non-2xx.
+  stored post (random sentiment, sometimes an emotion): req/s, p50, p99, non-2xx. Every
+  post is drawn at random first (one `review_draws` row each, unless `--undrawn`), so each
+  PUT is a random label and moves its label rollup cells (0011's triggers): the write at
+  its dearest.
 - the machine's ceiling first: the FastAPI hello-world (`hello.py`) in one process.
 
     .venv/bin/python benchmarks/labels.py --store postgres --posts 1000000 --days 30
@@ -63,19 +66,31 @@ def load(url: str, posts: int, days: float) -> None:
     subprocess.run([*CLI, "init-db"], env=env, check=True, capture_output=True)
 
 
-async def draws(url: str, count: int) -> tuple[str, dict[str, float]]:
-    """The bench posts' token, and each strategy's p50 / max ms for one draw of 50."""
-    from sqlalchemy import select
+async def draws(url: str, count: int, drawn: bool) -> tuple[str, dict[str, float]]:
+    """The bench posts' token, and each strategy's p50 / max ms for one draw of 50 (first,
+    with `drawn`, every post drawn at random once)."""
+    from sqlalchemy import bindparam, select, text
 
     from sentiment_platform.config import Settings
     from sentiment_platform.db import create_engine, create_session_factory
-    from sentiment_platform.models.database import SocialMediaPost
+    from sentiment_platform.domain import utcnow
+    from sentiment_platform.models.database import SocialMediaPost, UTCDateTime
     from sentiment_platform.services.trust.review import draw_random, draw_uncertain
     from sentiment_platform.store import LabelScope
 
     engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     sessions = create_session_factory(engine)
     figures: dict[str, float] = {}
+    if drawn:
+        async with sessions() as session, session.begin():
+            if not await session.scalar(text("SELECT count(*) FROM review_draws")):
+                await session.execute(
+                    text(
+                        "INSERT INTO review_draws (post_ref, strategy, drawn_at) "
+                        "SELECT id, 'random', :at FROM social_media_posts"
+                    ).bindparams(bindparam("at", type_=UTCDateTime())),
+                    {"at": utcnow()},
+                )
     async with sessions() as session:
         post_id = await session.scalar(select(SocialMediaPost.post_id).limit(1))
         assert post_id is not None and post_id.startswith("bench-")
@@ -165,7 +180,7 @@ def run(store: str, args: argparse.Namespace, workdir: Path) -> dict[str, object
         if not args.reuse:
             load(url, args.posts, args.days)
             result["load s"] = round(time.perf_counter() - begun, 1)
-        token, figures = asyncio.run(draws(url, args.draws))
+        token, figures = asyncio.run(draws(url, args.draws, not args.undrawn))
         result |= figures
         script = workdir / "put_label.lua"
         script.write_text(LUA % (token, args.posts))
@@ -190,6 +205,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
+    parser.add_argument(
+        "--undrawn", action="store_true", help="no random draw first: labels, not random ones"
+    )
     parser.add_argument(
         "--reuse", action="store_true", help="the PostgreSQL database a --keep run left (kept)"
     )

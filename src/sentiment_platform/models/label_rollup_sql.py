@@ -98,8 +98,10 @@ def _row(alias: str) -> str:
     return "(SELECT " + ", ".join(f"{alias}.{name} AS {name}" for name in _WATCHED) + ")"
 
 
-def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
-    """Per trigger: (when it fires, its WHEN condition, its statements)."""
+def _bodies(dialect: str) -> dict[str, tuple[str, str, str, list[str]]]:
+    """Per trigger: (when it fires, its WHEN condition, a condition that needs a subquery
+    (SQLite: part of WHEN; PostgreSQL, whose WHEN takes none: the function's first test),
+    its statements)."""
     differs = "IS NOT" if dialect == "sqlite" else "IS DISTINCT FROM"
     changed = " OR ".join(f"OLD.{name} {differs} NEW.{name}" for name in _WATCHED)
     labelled = "(OLD.label_sentiment IS NOT NULL OR NEW.label_sentiment IS NOT NULL)"
@@ -110,6 +112,7 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
         "label_rollups_post_update": (
             f"AFTER UPDATE OF {', '.join(_WATCHED)} ON social_media_posts",
             f"{labelled} AND ({changed})",
+            "",
             [
                 add_cells(dialect, _row("OLD"), widest_draw("OLD.id"), -1),
                 add_cells(dialect, _row("NEW"), widest_draw("NEW.id"), 1),
@@ -118,12 +121,16 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
         "label_rollups_post_delete": (
             "BEFORE DELETE ON social_media_posts",
             "OLD.label_sentiment IS NOT NULL",
+            "",
             [add_cells(dialect, _row("OLD"), widest_draw("OLD.id"), -1)],
         ),
         # A draw that becomes its labelled post's widest moves the post's cells to its reach.
         "label_rollups_draw_insert": (
             "AFTER INSERT ON review_draws",
             "NEW.strategy = 'random'",
+            # most draws hand out unlabelled posts: nothing to move, and nothing more read
+            "EXISTS (SELECT 1 FROM social_media_posts WHERE id = NEW.post_ref"
+            " AND label_sentiment IS NOT NULL)",
             [
                 add_cells(
                     dialect, post, widest_draw("NEW.post_ref", but="NEW.id"), -1, newest_is_widest
@@ -137,18 +144,19 @@ def _bodies(dialect: str) -> dict[str, tuple[str, str, list[str]]]:
 def create_triggers(dialect: str) -> list[str]:
     """The DDL that creates the triggers (and on PostgreSQL their functions)."""
     statements = []
-    for name, (event, condition, body) in _bodies(dialect).items():
+    for name, (event, condition, guard, body) in _bodies(dialect).items():
+        steps = "".join(f"{statement}; " for statement in body)
         if dialect == "sqlite":
-            steps = "".join(f"{statement}; " for statement in body)
+            when = f"{condition} AND {guard}" if guard else condition
             statements.append(
-                f"CREATE TRIGGER {name} {event} FOR EACH ROW WHEN {condition} BEGIN {steps}END"
+                f"CREATE TRIGGER {name} {event} FOR EACH ROW WHEN {when} BEGIN {steps}END"
             )
             continue
         result = "OLD" if event.startswith("BEFORE DELETE") else "NULL"
-        steps = "".join(f"{statement}; " for statement in body)
+        test = f"IF NOT ({guard}) THEN RETURN {result}; END IF; " if guard else ""
         statements.append(
-            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {steps}"
-            f"RETURN {result}; END $$"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {test}"
+            f"{steps}RETURN {result}; END $$"
         )
         statements.append(
             f"CREATE TRIGGER {name} {event} FOR EACH ROW WHEN ({condition}) "
@@ -159,7 +167,7 @@ def create_triggers(dialect: str) -> list[str]:
 
 def drop_triggers(dialect: str) -> list[str]:
     statements = []
-    for name, (event, _, _) in _bodies(dialect).items():
+    for name, (event, *_) in _bodies(dialect).items():
         table = event.rsplit(" ON ", 1)[1]
         where = "" if dialect == "sqlite" else f" ON {table}"
         statements.append(f"DROP TRIGGER IF EXISTS {name}{where}")

@@ -48,6 +48,7 @@ from sentiment_platform.store.labels import (
     clear_label,
     label_cells,
     set_label,
+    set_labels,
     skipped_count,
 )
 from sentiment_platform.store.models_registry import (
@@ -136,6 +137,7 @@ __all__ = [
     "post_key_bounds",
     "record_draws",
     "set_label",
+    "set_labels",
     "skip_post",
     "skipped_count",
     "uncertain_posts",
