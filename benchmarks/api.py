@@ -110,6 +110,15 @@ def verdict(name: str, row: dict[str, float], first_page_rps: float) -> str:
     return f"{wanted}: {'met' if met else 'MISSED'}"
 
 
+def cpu_line() -> str:
+    """The cores, the CPU flags and the load average: what every figure is read against."""
+    flags = subprocess.run(
+        ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
+    ).stdout.strip()
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return f"cpu: {os.cpu_count()} cores; load average {' '.join(load)}; {flags}"
+
+
 PREFIX = ["sentiment_bench_api"]  # set from --prefix
 
 
@@ -371,10 +380,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     PREFIX[0] = args.prefix
-    flags = subprocess.run(
-        ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"cpu: {os.cpu_count()} cores; {flags}")
+    print(cpu_line())
     if args.in_process:
         in_process(database_url(args.database_url, args.sizes[0]), args.in_process)
         return

@@ -36,11 +36,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from api import _ms, psql_admin, started, stop_server  # benchmarks/api.py's helpers
+from api import _ms, cpu_line, psql_admin, started, stop_server  # benchmarks/api.py's helpers
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from sentiment_platform.cli import app; app()"]
 PORT = 8791
+DRAW_SLICE = 50_000  # posts drawn a statement when every post is drawn first
 LUA = """
 local token, count = "%s", %d
 local sentiments = {"negative", "neutral", "positive"}
@@ -81,16 +82,26 @@ async def draws(url: str, count: int, drawn: bool) -> tuple[str, dict[str, float
     engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     sessions = create_session_factory(engine)
     figures: dict[str, float] = {}
-    if drawn:
-        async with sessions() as session, session.begin():
-            if not await session.scalar(text("SELECT count(*) FROM review_draws")):
+    if drawn:  # in slices of keys: each statement within the driver's command timeout
+        async with sessions() as session:
+            done = await session.scalar(text("SELECT count(*) FROM review_draws"))
+            keys = text("SELECT min(id), max(id) FROM social_media_posts")
+            low, high = (await session.execute(keys)).one() if not done else (0, -1)
+        for first in range(low, high + 1, DRAW_SLICE):
+            async with sessions() as session, session.begin():
                 await session.execute(
                     text(
                         "INSERT INTO review_draws (post_ref, strategy, drawn_at) "
-                        "SELECT id, 'random', :at FROM social_media_posts"
+                        "SELECT id, 'random', :at FROM social_media_posts "
+                        "WHERE id >= :first AND id < :next"
                     ).bindparams(bindparam("at", type_=UTCDateTime())),
-                    {"at": utcnow()},
+                    {"at": utcnow(), "first": first, "next": first + DRAW_SLICE},
                 )
+        if not done:  # fresh statistics, as `bench load` leaves for the posts
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                for table in ("review_draws", "label_rollups"):
+                    await autocommit.execute(text(f"ANALYZE {table}"))
     async with sessions() as session:
         post_id = await session.scalar(select(SocialMediaPost.post_id).limit(1))
         assert post_id is not None and post_id.startswith("bench-")
@@ -212,12 +223,14 @@ def main() -> None:
         "--reuse", action="store_true", help="the PostgreSQL database a --keep run left (kept)"
     )
     args = parser.parse_args()
+    print(cpu_line())
     print(
         json.dumps({"ceiling (hello-world, 1 process)": ceiling(args.duration, args.connections)})
     )
     with tempfile.TemporaryDirectory() as workdir:
-        print(json.dumps(run(args.store, args, Path(workdir))))
+        print(json.dumps(run(args.store, args, Path(workdir))), flush=True)
     print("server (1 API process), the database and wrk share this machine")
+    print(cpu_line())
 
 
 if __name__ == "__main__":

@@ -89,7 +89,9 @@ def rebuild_sql(dialect: str, *, from_day: bool = True) -> str:
         f"FROM social_media_posts AS p JOIN review_draws AS d ON d.id = {chosen} "
         f"CROSS JOIN ({_GRAINS}) AS g "
         f"WHERE p.label_sentiment IS NOT NULL{' AND p.created_at >= :day' if from_day else ''} "
-        f"GROUP BY {', '.join(str(i) for i in range(1, len(KEY) + 1))}"
+        f"GROUP BY {', '.join(str(i) for i in range(1, len(KEY) + 1))} "
+        # in key order, so a range's cells lie together on disk (as the post rollups')
+        f"ORDER BY {', '.join(str(i) for i in range(1, len(KEY) + 1))}"
     )
 
 
