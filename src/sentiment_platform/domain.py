@@ -257,6 +257,16 @@ class Analysis:
 UNSUPPORTED_LANGUAGE = "unsupported_language"  # a post's `analysis` when no model reads it
 
 
+@dataclass(frozen=True, slots=True)
+class PostMarks:
+    """What the worker learns of a post besides its labels: its language, the first post of
+    its copies' group, and `analysis` ("unsupported_language": no model reads it)."""
+
+    language: str
+    duplicate_of: str | None = None
+    analysis: str | None = None
+
+
 class PostView(BaseModel):
     """A stored post with its analysis (null until analysed): the REST item and the live event."""
 
@@ -271,18 +281,21 @@ class PostView(BaseModel):
     emotion_confidence: float | None = None
     model: str | None = None
     analyzed_at: datetime | None = None
-    label: LabelView | None = None
-    # Issue 31: the detected language (ISO 639-1 or "und"; null: stored before detection),
-    # the first post of its group of copies, and why it has no sentiment when no model read it.
-    language: str | None = None
+    language: str | None = None  # ISO 639-1 or "und"; null: stored before detection (0010)
     duplicate_of: str | None = None
     analysis: Literal["unsupported_language"] | None = None
+    label: LabelView | None = None  # last, as a page writes it (`store.post_pages`)
 
     @classmethod
-    def of(cls, post: Any, analysis: Any | None, label: LabelView | None = None) -> PostView:
-        """Combine a post and its analysis: domain objects and ORM rows alike carry the fields.
-        A `Post` that came labelled was stored with its analysis, its label set then."""
+    def of(
+        cls, post: Any, analysis: Any | None, label: LabelView | None = None, marks: Any = None
+    ) -> PostView:
+        """Combine a post and its analysis: domain objects and ORM rows alike carry the fields
+        (`marks`: a just stored post's PostMarks). A `Post` that came labelled was stored
+        with its analysis, its label set then."""
         fields = {name: getattr(post, name) for name in _POST_FIELDS}
+        held, names = (marks, _MARK_FIELDS) if marks is not None else (post, _ROW_MARKS)
+        fields |= {n: getattr(held, got, None) for n, got in zip(_MARK_FIELDS, names, strict=True)}
         if analysis is not None:
             fields |= {name: getattr(analysis, name) for name in _ANALYSIS_FIELDS}
             brought = getattr(post, "label", None)
@@ -292,6 +305,8 @@ class PostView(BaseModel):
 
 
 _POST_FIELDS = ("post_id", "source", "content", "author", "created_at")
+_MARK_FIELDS = ("language", "duplicate_of", "analysis")
+_ROW_MARKS = ("language", "duplicate_of", "analysis_status")  # `analysis`: the relationship
 _ANALYSIS_FIELDS = (
     "sentiment",
     "confidence",

@@ -4,7 +4,8 @@ the services agree on it without importing each other.
 A rule watches the posts that mention any of its `keywords` (case-insensitive, whole words
 or phrases; surrounding double quotes are accepted and dropped; no keywords: every post),
 optionally from one `source`, and fires when its `metric` over the last `window_minutes`
-passes `threshold` over at least `min_posts` posts:
+passes `threshold` over at least `min_posts` posts (with `unique`, each group of copies
+counted once; with `language`, that language's posts alone):
 
 - `negative_share`: the negative share of the rule's posts, threshold in (0, 1);
 - `emotion_share`: the share of `emotion` among them, threshold in (0, 1);
@@ -20,10 +21,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -49,6 +51,20 @@ Metric = Literal["negative_share", "emotion_share", "volume"]
 
 _SPACES = re.compile(r"\s+")
 _WORD = re.compile(r"\w")
+_ISO_639_1 = re.compile(r"[a-z]{2}")
+UNDETERMINED = "und"  # a post's language when detection could not tell (too short, unclear)
+
+
+def language_code(value: str) -> str:
+    """A `language=` filter (rules, metrics, pages, export): an ISO 639-1 code or `und`, as
+    the worker stores a post's language; upper case is read as lower."""
+    code = value.strip().lower()
+    if code != UNDETERMINED and not _ISO_639_1.fullmatch(code):
+        raise ValueError("must be an ISO 639-1 code (two letters: en, fr, de, ...) or und")
+    return code
+
+
+LanguageCode = Annotated[str, Field(min_length=2, max_length=3), AfterValidator(language_code)]
 
 
 def rule_alert_type(rule_id: int) -> str:
@@ -103,6 +119,10 @@ class RuleSpec(BaseModel):
     min_posts: int = Field(20, ge=1, le=10_000_000)
     webhook_url: str | None = Field(None, min_length=1, max_length=MAX_URL_CHARS)
     webhook_secret: SecretStr | None = Field(None, min_length=1, max_length=256)
+    # Count each group of copies once (its first post): a copy flood alone fires nothing.
+    # New rules default to true; a PUT without it keeps the rule's value.
+    unique: bool = True
+    language: LanguageCode | None = None  # the posts of one language alone; null: all
 
     _no_nul = field_validator("*", mode="before")(refuse_nul)
 
@@ -173,6 +193,8 @@ class RuleView(BaseModel):
     min_posts: int
     webhook_url: str | None
     has_secret: bool
+    unique: bool = False  # rules from before 0010 (and the built-in rule) count every copy
+    language: str | None = None
     builtin: bool = False
     created_at: datetime | None = None
     updated_at: datetime | None = None

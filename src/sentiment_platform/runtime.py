@@ -2,7 +2,8 @@
 
 `open_runtime(settings)` opens what every entry point needs — the engine and its session
 factory, the bus and the events channel (over one shared Redis connection pool in Redis
-mode), and the analyzer when the process runs one — and closes it all in reverse order.
+mode), the duplicate index, and the analyzer when the process runs one — and closes it all
+in reverse order.
 The API lifespan, the `worker` and `ingest` commands, the benchmarks and the tests all
 start from it, so there is one way to wire the platform.
 
@@ -17,6 +18,7 @@ import importlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import redis.asyncio as redis
@@ -31,6 +33,8 @@ from sentiment_platform.bus.redis_events import RedisEvents
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory
 from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.analysis.duplicates import DuplicateIndex, LocalDuplicateIndex
+from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
 
 
@@ -43,6 +47,8 @@ class Runtime:
     events: Events
     redis: redis.Redis | None  # the one pool every Redis user shares; None when embedded
     analyzer: Analyzer | None  # set where this process labels posts
+    # Which posts are copies: shared by every worker in Redis mode, this process's otherwise.
+    duplicates: DuplicateIndex
 
     @property
     def model_status(self) -> str:
@@ -77,11 +83,16 @@ async def open_runtime(
         client: redis.Redis | None = None
         bus: Bus
         events: Events
+        window = timedelta(hours=settings.dedup_window_hours)
+        duplicates: DuplicateIndex = LocalDuplicateIndex(window)
         if settings.uses_redis:
             client = redis_client(settings)
             stack.push_async_callback(client.aclose)
             bus = RedisStreamBus.from_settings(settings, client)
             events = RedisEvents(client, settings.events_channel)
+            # Beside the stream it dedups: the workers of one stream share one index.
+            prefix = f"{settings.redis_stream_name}:dedup:"
+            duplicates = RedisDuplicateIndex(client, window, prefix)
         else:
             path = embedded_queue_path(settings)
             memory_bus = MemoryBus(
@@ -101,6 +112,7 @@ async def open_runtime(
             events=events,
             redis=client,
             analyzer=analyzer,
+            duplicates=duplicates,
         )
 
 

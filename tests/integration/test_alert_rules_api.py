@@ -110,6 +110,8 @@ async def test_the_builtin_rule_is_listed_and_read_only(api: httpx.AsyncClient) 
         "webhook_url": None,
         "has_secret": False,
         "has_webhook": False,
+        "unique": False,  # the built-in rule counts every copy, as before copies were marked
+        "language": None,
         "builtin": True,
         "created_at": None,
         "updated_at": None,

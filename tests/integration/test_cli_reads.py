@@ -5,6 +5,8 @@ default."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from typer.testing import CliRunner
 from sentiment_platform import config
 from sentiment_platform.cli import app as cli
 from sentiment_platform.config import Settings
-from sentiment_platform.db import create_engine, create_session_factory
+from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.models.database import PostRollup, SocialMediaPost
 from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.languages import seed_languages
 
 
 @pytest.fixture
@@ -86,6 +89,32 @@ def test_bench_load_rebuild_and_export(store_env: str, tmp_path: Path) -> None:
     assert f"exported {len(rows)} posts" in exported.output
     created = [row["created_at"] for row in rows]
     assert created == sorted(created, reverse=True)
+
+
+def test_export_by_language(sqlite_env: str, tmp_path: Path) -> None:
+    """`export --language` (issue 31): one language's posts, with their language, copy mark
+    and analysis state; a bad code is refused naming `--language`."""
+
+    async def seed() -> None:
+        engine = create_engine(Settings(database_url=sqlite_env))
+        try:
+            await upgrade_schema(engine)
+            await seed_languages(create_session_factory(engine))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(seed())
+    runner = CliRunner()
+    out = tmp_path / "german.csv"
+    exported = runner.invoke(cli, ["export", "--language", "DE", "--out", str(out)])
+    assert exported.exit_code == 0, exported.output
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert len(rows) == 100 and "exported 100 posts" in exported.output
+    assert {(row["language"], row["analysis"], row["sentiment"]) for row in rows} == {
+        ("de", "unsupported_language", "")
+    }
+    refused = runner.invoke(cli, ["export", "--language", "german"])
+    assert refused.exit_code == 2 and "--language" in refused.output
 
 
 def test_serve_workers_refuses_the_embedded_default(sqlite_env: str) -> None:

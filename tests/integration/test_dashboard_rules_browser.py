@@ -305,8 +305,13 @@ def test_dashboard_shows_a_rule_firing_and_its_explanation(
         window_minutes="1",
         min_posts="10",
     )
+    # 24 people, not one complaint copied (two words apart: a rule made in the form counts
+    # each group of copies once).
     negative = [
-        {"source": "forum", "content": f"Awful delay again, terrible service, I hate this {i}"}
+        {
+            "source": "forum",
+            "content": f"Awful delay, order {i} from store {100 + i}, I hate it",
+        }
         for i in range(24)
     ]
     neutral = [

@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 
 from sentiment_platform.services.analysis.duplicates import LocalDuplicateIndex
 from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
+from sentiment_platform.services.analysis.language import LanguageDetector
+from sentiment_platform.services.analysis.text_reading import read_texts
 from tests.support.duplicate_corpus import build, load_tweets
 
 pytestmark = pytest.mark.redis
@@ -73,6 +75,24 @@ async def test_the_issue_acceptance_and_the_same_answers_as_in_process(
     assert hits >= 0.95 * len(corpus.original_of), hits
     assert [post for post in corpus.unrelated if marks[post] is not None] == []
     assert marks == await _marks(LocalDuplicateIndex(DAY), corpus.posts)
+
+
+async def test_fingerprints_made_with_the_language_are_taken_as_they_are(
+    clients: tuple[Redis, Redis], prefix: str
+) -> None:
+    """`assign(posts, found=read_texts(...).fingerprints)`: the worker's one-pass path."""
+    now = datetime.now(UTC)
+    edit = TEXT.replace("phone", "laptop")
+    texts = [TEXT, "RT @x: " + TEXT, edit, "Merci beaucoup pour la livraison rapide", "ok"]
+    posts = [(f"p{n}-é", text, now) for n, text in enumerate(texts)]  # lengths are in bytes
+    reading = read_texts(LanguageDetector(), texts)
+    assert reading.languages == ["en", "en", "en", "fr", "und"]
+    redis_index = RedisDuplicateIndex(clients[0], DAY, prefix)
+    local_index = LocalDuplicateIndex(DAY)
+    expected = [None, "p0-é", "p0-é", None, None]
+    assert await redis_index.assign(posts, found=reading.fingerprints) == expected
+    assert await local_index.assign(posts, found=reading.fingerprints) == expected
+    assert await redis_index.assign(posts) == await local_index.assign(posts)
 
 
 async def test_two_workers_share_the_state(clients: tuple[Redis, Redis], prefix: str) -> None:

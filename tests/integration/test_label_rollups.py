@@ -58,7 +58,7 @@ async def _label(http: httpx.AsyncClient, post_id: str, sentiment: Sentiment) ->
 def _day_total(cells: Counter[tuple[object, ...]]) -> Counter[tuple[object, ...]]:
     """(model, prediction, label) → count at the day grain."""
     found: Counter[tuple[object, ...]] = Counter()
-    for (grain, _, _, _, model, prediction, label, *_), count in cells.items():
+    for (grain, _, _, _, _, model, prediction, label, *_), count in cells.items():
         if grain == "d":
             found[(model, prediction, label)] += count
     return found
@@ -98,7 +98,7 @@ async def test_every_write_keeps_the_cells_a_rebuild_gives(database) -> None:
             ("m-b", "neutral", "positive"): 1,  # p2, rescored
             ("m-a", "neutral", "neutral"): 1,  # p4
         }
-        assert all(key[7] for key in cells)  # every one by a draw with no source filter
+        assert all(key[8] for key in cells)  # every one by a draw with no source filter
         assert cells == await _rebuilt(sessions)
         quality = (await http.get("/api/quality")).json()
         assert quality["random_labels"] == 5 and quality["labels"] == 5
@@ -142,6 +142,35 @@ async def test_a_range_takes_the_labels_of_the_draws_covering_it(database) -> No
             if expected is not None:
                 assert quality["random_labels"] == expected, scope
         assert await _cells(sessions) == await _rebuilt(sessions)
+
+
+async def test_a_copy_mark_moves_the_label_and_unique_leaves_it_out(database) -> None:
+    """A labelled post marked a copy later (`duplicate_of` set) moves its cells to the
+    copies' key, as a rebuild computes; `unique=true` then reads its label no more."""
+    settings, sessions = database
+    await _save(sessions, [(f"c{i}", "news", i, N, None) for i in range(4)])
+    window = {"start": T0.isoformat(), "end": (T0 + timedelta(minutes=5)).isoformat()}
+    async with app_client(settings, sessions) as (_, http):
+        await http.get("/api/review", params={"limit": 4})
+        for i in range(4):
+            await _label(http, f"c{i}", P)
+
+        async def estimated(unique: str) -> int:
+            answer = await http.get("/api/metrics", params={**window, "unique": unique})
+            assert answer.status_code == 200, answer.text
+            return int(answer.json()["estimate"]["labels"])
+
+        assert (await estimated("false"), await estimated("true")) == (4, 4)
+        async with sessions() as session, session.begin():
+            posts = SocialMediaPost.__table__
+            await session.execute(
+                update(posts).where(posts.c.post_id == "c3").values(duplicate_of="c0")
+            )
+        cells = await _cells(sessions)
+        copies = {key[4]: count for key, count in cells.items() if key[0] == "d"}
+        assert copies == {False: 3, True: 1}
+        assert cells == await _rebuilt(sessions)
+        assert (await estimated("false"), await estimated("true")) == (4, 3)
 
 
 async def test_retention_purge_drops_old_cells(database) -> None:

@@ -111,6 +111,12 @@ async def test_metrics_then_posts_arrive(embedded: Settings) -> None:
             assert metrics["sentiment"]["neutral"]["percentage"] == 100.0
             assert len(metrics["emotion"]) == 6 and metrics["bucket"] == "minute"
             assert metrics["models"] == {"test-fixture": 3}  # the /api/metrics body, models too
+            assert (metrics["unanalysed"], metrics["duplicates"], metrics["unique"]) == (
+                0,
+                0,
+                False,
+            )
+            assert isinstance(metrics["by_language"], dict)  # issue 31's fields, every post's
             assert parts_of(server.app).hub.client_count == 1
 
             sent = time.monotonic()

@@ -1,7 +1,7 @@
 """0011 on a store written by 0010, on SQLite and PostgreSQL: the label rollups are
 backfilled from the labels and random draws there are (a label on a post drawn only for the
-uncertain queue, or never drawn, is not a random one), the triggers keep them from then on,
-and a downgrade removes both."""
+uncertain queue, or never drawn, is not a random one; a label on a copy is kept apart), the
+triggers keep them from then on, and a downgrade removes both."""
 
 from __future__ import annotations
 
@@ -19,9 +19,10 @@ from tests.support.databases import recreate_postgres_database, scratch_database
 pytestmark = pytest.mark.asyncio
 
 T0 = datetime(2026, 3, 30, 23, 10, tzinfo=UTC)
-# post_id, label, drawn by
+# post_id, label, drawn by (e is a copy of a)
 POSTS = [("a", "negative", "random"), ("b", "positive", "uncertain"), ("c", "neutral", None),
          ("d", None, "random"), ("e", "positive", "random")]  # fmt: skip
+COPIES = {"e": "a"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -39,10 +40,10 @@ async def store_at_0010(request, tmp_path: Path):
             await connection.execute(
                 text(
                     "INSERT INTO social_media_posts (id, post_id, source, content, created_at, "
-                    "ingested_at, sentiment, model, label_sentiment, language) VALUES (:k, :p, "
-                    "'news', 'x', :t, :t, 'negative', 'm-a', :l, 'en')"
+                    "ingested_at, sentiment, model, label_sentiment, language, duplicate_of) "
+                    "VALUES (:k, :p, 'news', 'x', :t, :t, 'negative', 'm-a', :l, 'en', :c)"
                 ),
-                {"k": key, "p": post_id, "t": at, "l": label},
+                {"k": key, "p": post_id, "t": at, "l": label, "c": COPIES.get(post_id)},
             )
             if strategy is not None:
                 await connection.execute(
@@ -61,7 +62,7 @@ async def store_at_0010(request, tmp_path: Path):
 async def _cells(connection) -> list[tuple]:
     rows = await connection.execute(
         text(
-            "SELECT grain, language, model, prediction, label, all_sources, count "
+            "SELECT grain, language, duplicate, model, prediction, label, all_sources, count "
             "FROM label_rollups WHERE count <> 0"
         )
     )
@@ -73,9 +74,10 @@ async def test_backfill_then_triggers_then_downgrade(store_at_0010) -> None:
     async with engine.begin() as connection:
         await connection.run_sync(_migrate, "0011")
         expected = [
-            (grain, "en", "m-a", "negative", label, True, 1)
+            (grain, "en", copy, "m-a", "negative", label, True, 1)
             for grain in "mhd"
-            for label in ("negative", "positive")  # a and e: labelled, drawn at random
+            # a and e (a copy): labelled, drawn at random
+            for copy, label in ((False, "negative"), (True, "positive"))
         ]
         assert await _cells(connection) == sorted(expected)
         # from here on the triggers keep them: d labelled, a cleared
@@ -85,15 +87,25 @@ async def test_backfill_then_triggers_then_downgrade(store_at_0010) -> None:
         await connection.execute(
             text("UPDATE social_media_posts SET label_sentiment = NULL WHERE post_id = 'a'")
         )
-        after = [(grain, "en", "m-a", "negative", "positive", True, 2) for grain in "mhd"]
+        after = [
+            (grain, "en", copy, "m-a", "negative", "positive", True, 1)
+            for grain in "mhd"
+            for copy in (False, True)  # d, e
+        ]
         assert await _cells(connection) == sorted(after)
+        # a copy mark moves the label too: d becomes a copy of a
+        await connection.execute(
+            text("UPDATE social_media_posts SET duplicate_of = 'a' WHERE post_id = 'd'")
+        )
+        copies = [(grain, "en", True, "m-a", "negative", "positive", True, 2) for grain in "mhd"]
+        assert await _cells(connection) == sorted(copies)
     async with engine.begin() as connection:
         await connection.run_sync(lambda c: _migrate(c, "0010", down=True))
         await connection.execute(
             text("UPDATE social_media_posts SET label_sentiment = 'neutral' WHERE post_id = 'e'")
         )  # no trigger left to fire on a table that is gone
         await connection.run_sync(_migrate, "0011")
-        assert [cell[4:] for cell in await _cells(connection)] == [
+        assert [cell[5:] for cell in await _cells(connection)] == [
             ("neutral", True, 1),
             ("positive", True, 1),
         ] * 3

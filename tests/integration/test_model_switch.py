@@ -24,8 +24,8 @@ from sentiment_platform.db import create_engine, create_session_factory, upgrade
 from sentiment_platform.pipeline.worker import Worker, WorkerConfig
 from sentiment_platform.services.analysis.rescore import rescore as rescore_history
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
+from tests.support import model_switch
 from tests.support.app_client import app_client
-from tests.support.databases import scratch_database_url
 from tests.support.model_switch import (
     BROKEN,
     EMBEDDED,
@@ -42,6 +42,8 @@ from tests.support.model_switch import (
 )
 from tests.support.pipeline import wait_until
 
+backing = model_switch.backing  # the fixture: SQLite, then PostgreSQL
+
 pytestmark = pytest.mark.asyncio
 
 FAST = WorkerConfig(batch_size=40, block_ms=100, claim_idle_ms=60_000, retry_base_s=0.05)
@@ -50,15 +52,6 @@ FAST = WorkerConfig(batch_size=40, block_ms=100, claim_idle_ms=60_000, retry_bas
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return import_tiny_models(tmp_path_factory.mktemp("models"), tmp_path_factory.mktemp("hf"))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backing(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Sessions | None]:
-    """The store's URL, and on PostgreSQL the pipeline tests' emptied database (a sync
-    fixture: it may ask for that async one by name)."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'switch.db'}", None
-    return scratch_database_url("pipeline"), request.getfixturevalue("pg_sessions")
 
 
 @pytest_asyncio.fixture

@@ -104,6 +104,7 @@ async def test_the_command_rescores_its_scope_and_refuses_bad_options(stored, mo
         "meanwhile": 0,
         "failed": 0,
         "other_model": 0,
+        "unreadable": 0,
         "batches": 1,
     }
     assert await _done(sessions) == 30

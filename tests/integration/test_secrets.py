@@ -6,18 +6,15 @@ unreachable here); everything else is the real thing: the console script, uvicor
 
 from __future__ import annotations
 
-import json
-import re
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.fake_llm import openai_chat
 from tests.support.servers import serve_process
 
 LLM_KEY = "sk-live-4f1c9a7e2b-never-log-me"
@@ -25,40 +22,10 @@ API_KEYS = ("write-key-alpha-7d3e9b1c", "write-key-beta-2a8f6c4e")
 SCRIPT = Path(sys.executable).with_name("sentiment-platform")
 
 
-class OpenAIChat(BaseHTTPRequestHandler):
-    """Answers `Label these N posts` with N well-formed labels, as a provider would."""
-
-    def do_POST(self) -> None:  # noqa: N802 - the http.server API
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][-1]["content"]
-        count = int(re.search(r"Label these (\d+) posts", prompt).group(1))  # type: ignore[union-attr]
-        items = [
-            {
-                "sentiment": "negative",
-                "confidence": 0.8,
-                "emotion": "anger",
-                "emotion_confidence": 0.7,
-            }
-        ] * count
-        answer = {"choices": [{"message": {"role": "assistant", "content": json.dumps(items)}}]}
-        payload = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *_args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def provider() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), OpenAIChat)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+    with openai_chat() as url:
+        yield url
 
 
 def test_no_secret_reaches_the_logs_of_a_full_run(provider: str, tmp_path: Path) -> None:

@@ -125,11 +125,11 @@ async def test_a_batch_the_database_times_out_on_is_split(
     class QueryCanceled(Exception):
         sqlstate = "57014"
 
-    async def slow_when_large(session, posts, analyses):  # type: ignore[no-untyped-def]
+    async def slow_when_large(session, posts, analyses, marks=None):  # type: ignore[no-untyped-def]
         sizes.append(len(posts))
         if len(posts) > 16:
             raise DBAPIError("INSERT ...", {}, QueryCanceled("canceling statement"))
-        return await real_save(session, posts, analyses)
+        return await real_save(session, posts, analyses, marks)
 
     monkeypatch.setattr(settle.store, "save_batch", slow_when_large)
     bus = MemoryBus()

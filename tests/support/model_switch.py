@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import delete, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +22,7 @@ from sentiment_platform.domain import Post, Task
 from sentiment_platform.models.database import AnalysisModel, ModelActivation
 from sentiment_platform.services.analysis import registry
 from sentiment_platform.services.analysis.registry import embedded_identity
+from tests.support.databases import scratch_database_url
 from tests.support.hf_tiny import SENTIMENT_LABELS, build_tiny_classifier
 from tests.support.pipeline import wait_until
 
@@ -45,6 +47,15 @@ def import_tiny_models(root: Path, scratch: Path) -> Path:
     (root / BROKEN / "model.json").write_text(json.dumps({**manifest, "name": BROKEN}))
     (root / BROKEN / "model.onnx").write_bytes(b"\x00not an onnx graph" * 64)
     return root
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backing(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Sessions | None]:
+    """The store's URL, and on PostgreSQL the pipeline tests' emptied database (a sync
+    fixture: it may ask for that async one by name)."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'switch.db'}", None
+    return scratch_database_url("pipeline"), request.getfixturevalue("pg_sessions")
 
 
 async def committed(sessions: Sessions, work: Any) -> Any:

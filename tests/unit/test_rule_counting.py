@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import Analysis, Emotion, Post, Sentiment
+from sentiment_platform.domain import Analysis, Emotion, Post, PostMarks, Sentiment
 from sentiment_platform.rule_spec import RuleView
 from sentiment_platform.services.alerting.matcher import Matcher, RuleFilter
 from sentiment_platform.services.alerting.policy import (
@@ -48,6 +48,29 @@ def test_rule_zero_counts_every_post_and_rules_the_posts_they_match() -> None:
         RuleHit(2, next_minute, "neutral", "anger", 1),  # "b" is not from "shop"
     ]
     assert hits == sorted(hits)  # the lock order of add_rule_counts
+
+
+def test_a_unique_rule_skips_copies_a_language_rule_other_languages_rule_zero_neither() -> None:
+    matcher = Matcher.build(
+        [
+            RuleFilter(1, ("delay",), unique=True),
+            RuleFilter(2, ("delay",), language="fr"),
+            RuleFilter(3, ("delay",)),
+        ]
+    )
+    pairs = [
+        pair("a", "delay again", Sentiment.NEGATIVE, T0),
+        pair("b", "RT @x: delay again", Sentiment.NEGATIVE, T0),
+        pair("c", "encore un delay", Sentiment.NEGATIVE, T0),
+        pair("d", "delay before detection", Sentiment.NEGATIVE, T0),
+    ]
+    marks = {
+        "a": PostMarks("en"),
+        "b": PostMarks("en", duplicate_of="a"),
+        "c": PostMarks("fr"),
+    }  # "d": stored before languages were detected
+    counted = {(hit.rule_id): hit.count for hit in rule_hits(matcher, pairs, marks)}
+    assert counted == {0: 4, 1: 3, 2: 1, 3: 4}
 
 
 def test_only_the_stored_posts_are_counted_once() -> None:

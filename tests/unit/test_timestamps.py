@@ -16,7 +16,7 @@ from sentiment_platform.domain import (
     parse_iso_8601,
     utcnow,
 )
-from sentiment_platform.store.post_pages import _api_stamp, _api_stamp_of
+from sentiment_platform.store.post_items import _api_stamp, _api_stamp_of
 from sentiment_platform.store.prepared import instant_of_text
 
 EDGES = [

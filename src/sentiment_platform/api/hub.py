@@ -33,7 +33,8 @@ Why it is shaped this way:
   a browser) is allowed.
 
 Messages are `{"type", "data"}`: `metrics` (the `/api/metrics` body for the last
-`ALERT_WINDOW_MINUTES`), `post` (one analysed post item) and `alert` (the alert item). A
+`ALERT_WINDOW_MINUTES`; with `?language=xx` and/or `?unique=true`, filtered as `/api/metrics`
+filters it: `api/ws_metrics.py`), `post` (one analysed post item) and `alert` (the alert item). A
 client that connects with `/ws?batch=1` gets one `posts` message per flush instead, `data`
 being the list of post items: far fewer frames for a busy dashboard.
 """
@@ -54,10 +55,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.websockets import WebSocketDisconnected
 
+from sentiment_platform.api.ws_metrics import (
+    EVERY_POST,
+    MAX_FILTERS,
+    MetricsFilter,
+    filter_of,
+    metrics_texts,
+)
 from sentiment_platform.api.ws_protocol import abort_websocket, set_send_timeout
 from sentiment_platform.bus import ALERT, POST_ANALYZED, Events, encode_envelope
 from sentiment_platform.config import Settings
-from sentiment_platform.services.reporting.aggregator import compute_metrics, window
 from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)
@@ -70,11 +77,15 @@ CLOSE_TRY_AGAIN_LATER = 1013
 class _Client:
     """One connection: its pending texts and the event that wakes its writer."""
 
-    __slots__ = ("websocket", "batch", "pending", "wake", "writer", "sending_since", "dropped")
+    __slots__ = (
+        *("websocket", "batch", "filter", "pending", "wake", "writer", "sending_since"),
+        "dropped",
+    )
 
-    def __init__(self, websocket: WebSocket, batch: bool) -> None:
+    def __init__(self, websocket: WebSocket, batch: bool, metrics: MetricsFilter) -> None:
         self.websocket = websocket
         self.batch = batch
+        self.filter = metrics  # what its `metrics` messages count (`api/ws_metrics.py`)
         self.pending: deque[str] = deque()
         self.wake = asyncio.Event()
         self.writer: asyncio.Task[None] | None = None
@@ -109,7 +120,8 @@ class Hub:
         self._clients: set[_Client] = set()
         self._posts: list[dict[str, Any]] = []  # analysed posts waiting for the next flush
         self._posts_ready = asyncio.Event()
-        self._metrics: tuple[float, str] | None = None  # (monotonic time, text) of the last tick
+        # per filter, (monotonic time, text) of the last tick's metrics message
+        self._metrics: dict[MetricsFilter, tuple[float, str]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.dropped_total = 0
         self.refused_total = 0  # past MAX_WS_CLIENTS
@@ -150,13 +162,22 @@ class Hub:
         if len(self._clients) >= self._max_clients:
             await self._refuse(websocket)
             return
+        try:
+            metrics = filter_of(websocket.query_params)
+        except ValueError as error:  # a bad filter: closed at once, the field named
+            await websocket.close(code=status.WS_1008_POLICY_VIOLATION, reason=str(error))
+            return
+        in_use = {c.filter for c in self._clients} | {EVERY_POST}
+        if metrics not in in_use and len(in_use) >= MAX_FILTERS:
+            await websocket.close(code=CLOSE_TRY_AGAIN_LATER, reason="too many metrics filters")
+            return
         set_send_timeout(websocket, self._send_timeout_s)
-        client = _Client(websocket, batch=websocket.query_params.get("batch") in ("1", "true"))
+        batch = websocket.query_params.get("batch") in ("1", "true")
+        client = _Client(websocket, batch, metrics)
         self._clients.add(client)
-        if self._metrics is not None and time.monotonic() - self._metrics[0] < 2 * (
-            self._metrics_interval_s
-        ):
-            self._push(client, [self._metrics[1]])
+        last = self._metrics.get(metrics)
+        if last is not None and time.monotonic() - last[0] < 2 * self._metrics_interval_s:
+            self._push(client, [last[1]])
         client.writer = asyncio.create_task(self._write(client))
         reader = asyncio.create_task(_receive_until_disconnect(websocket))
         try:
@@ -297,24 +318,18 @@ class Hub:
                 self._push(client, batched if client.batch else single)
 
     async def _tick_metrics(self) -> None:
-        """Compute the metrics once per tick for all clients (none while nobody listens)."""
+        """Compute the metrics once per tick per filter its clients asked for (none while
+        nobody listens), each sent to that filter's clients."""
         while True:
             started = time.monotonic()
             if self._clients:
-                try:
-                    start, end = window(self._window_minutes)
-                    async with self._session_factory() as session:
-                        metrics = await compute_metrics(
-                            session, start, end, min_labels=self._min_estimate_labels
-                        )
-                    text = encode_envelope("metrics", metrics.model_dump(mode="json"))
-                    self._metrics = (time.monotonic(), text)
-                    self.broadcast([text])
-                except Exception as error:  # noqa: BLE001 - a bad tick must not end the ticks
-                    log.warning(
-                        "ws metrics failed",
-                        extra={"event": "ws.metrics_failed", "error": type(error).__name__},
-                    )
+                wanted = {client.filter for client in self._clients}
+                self._metrics = await metrics_texts(
+                    self._session_factory, wanted, self._window_minutes, self._min_estimate_labels
+                )
+                for client in list(self._clients):
+                    if (made := self._metrics.get(client.filter)) is not None:
+                        self._push(client, [made[1]])
             elapsed = time.monotonic() - started
             await asyncio.sleep(max(0.0, self._metrics_interval_s - elapsed))
 

@@ -56,6 +56,7 @@ def _post_filter(query: PostsFilterQuery, **more: Any) -> store.PostFilter:
         since=query.since,
         until=query.until,
         text=query.q,
+        language=query.language,
         **more,
     )
 
@@ -171,12 +172,14 @@ async def metrics(request: Request, api: ApiDep, query: MetricsQueryDep) -> Resp
                 end,
                 query.bucket,
                 query.source,
+                language=query.language,
+                unique=query.unique,
                 min_labels=api.runtime.settings.min_estimate_labels,
             )
         return answer.model_dump_json().encode()
 
     if query.relative_to_now:
-        key = (query.window_minutes or 60, query.bucket, query.source)
+        key = (query.window_minutes or 60, query.bucket, query.source, query.language, query.unique)
         body = await api.counts_cache.get(key, compute)
         assert isinstance(body, bytes)
         api.fresh_answers.note(request, api.counts_cache, key)

@@ -18,7 +18,7 @@ from sentiment_platform.domain import (
     refuse_nul,
     utcnow,
 )
-from sentiment_platform.rule_spec import RuleView
+from sentiment_platform.rule_spec import LanguageCode, RuleView
 from sentiment_platform.services.reporting.aggregator import LAST_END, Bucket
 from sentiment_platform.store.post_pages import MIN_TEXT, decode_cursor
 
@@ -60,6 +60,7 @@ class PostsFilterQuery(_Range):
     until: IsoDateTime | None = None
     # A trigram index needs three characters: shorter would scan every post.
     q: str | None = Field(None, min_length=MIN_TEXT, max_length=200)
+    language: LanguageCode | None = None  # ISO 639-1 or und
 
     _until_after_since = field_validator("until")(
         lambda until, info: _not_before(until, info, "since")
@@ -93,6 +94,8 @@ class MetricsQuery(_Range):
     window_minutes: int | None = Field(None, ge=1, le=60 * 24 * 366 * 100)
     bucket: Bucket | None = None
     source: str | None = Field(None, min_length=1, max_length=64)
+    language: LanguageCode | None = None  # ISO 639-1 or und: that language's posts alone
+    unique: bool = False  # each group of copies counted once (its first post)
 
     _relative: bool = PrivateAttr(False)
 

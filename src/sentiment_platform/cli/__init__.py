@@ -1,5 +1,5 @@
 """`sentiment-platform`: serve · worker · ingest · init-db · train · evaluate · export ·
-rollups · rescore · bench · model."""
+rollups · rescore · adapt · bench · model."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
+from sentiment_platform.cli import adapt as cli_adapt
 from sentiment_platform.cli import models as cli_models
 from sentiment_platform.cli import rescore as cli_rescore
 from sentiment_platform.cli import store as cli_store
@@ -30,6 +31,7 @@ app.add_typer(cli_models.model_app, name="model")
 app.command("init-db")(cli_store.init_db)
 app.command("export")(cli_store.export)
 app.command("rescore")(cli_rescore.rescore)
+app.command("adapt")(cli_adapt.adapt)
 
 TaskOption = Annotated[Task, typer.Option(help="what the model is asked")]
 T = TypeVar("T")

@@ -43,12 +43,12 @@ async def open_model(
         choices = await registry.serving_choice(session, name)
     backend = await asyncio.to_thread(load_registry_backend, settings)
     try:
-        models = await asyncio.to_thread(backend.load, choices)
+        models = await asyncio.to_thread(backend.load, {registry.ANY_LANGUAGE: choices})
     except BaseException:
         await asyncio.to_thread(backend.close)
         raise
     backend.swap(models)
-    return SentimentAnalyzer([backend]), models.name
+    return SentimentAnalyzer([backend], None, settings.unsupported_languages), models.name
 
 
 async def _other_analyzer(name: str | None, spec: str, settings: Settings) -> tuple[Analyzer, str]:
@@ -136,5 +136,11 @@ def rescore(
         typer.echo(
             f"{report['other_model']} posts were labelled by another model (a fallback) and "
             f"{report['failed']} refused: run the command again to retry them",
+            err=True,
+        )
+    if report["unreadable"]:
+        typer.echo(
+            f"{report['unreadable']} posts are in languages the model is not registered for: "
+            "left as they were",
             err=True,
         )

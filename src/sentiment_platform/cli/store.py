@@ -141,6 +141,7 @@ def export(
     sentiment: Annotated[str | None, typer.Option()] = None,
     emotion: Annotated[str | None, typer.Option()] = None,
     q: Annotated[str | None, typer.Option(help="case-insensitive substring")] = None,
+    language: Annotated[str | None, typer.Option(help="ISO 639-1 code or und")] = None,
 ) -> None:
     """Every matching post, newest first, as CSV or JSON Lines, with a progress bar (not
     capped by EXPORT_MAX_ROWS, which guards the HTTP endpoint)."""
@@ -150,11 +151,16 @@ def export(
     from rich.progress import Progress
 
     from sentiment_platform.domain import Emotion, Sentiment
+    from sentiment_platform.rule_spec import language_code
     from sentiment_platform.services.reporting.export import expected_rows, export_chunks
     from sentiment_platform.store import PostFilter
 
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("must be csv or jsonl", param_hint="--format")
+    try:
+        language = None if language is None else language_code(language)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--language") from None
     try:
         where = PostFilter(
             sentiment=Sentiment(sentiment) if sentiment else None,
@@ -163,6 +169,7 @@ def export(
             since=as_utc(since) if since else None,
             until=as_utc(until) if until else None,
             text=q,
+            language=language,
         )
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None

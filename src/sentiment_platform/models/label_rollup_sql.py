@@ -10,7 +10,8 @@ draw covers its range (store/label_rollups.py). `GET /api/quality` applies the s
 post by post (store/labels.py), so the two always agree.
 
 Why triggers: every write that changes a random label's cell (a label set, changed or
-cleared, a rescore moving a prediction, a post deleted, a draw meeting a labelled post)
+cleared, a rescore moving a prediction, a post deleted or marked a copy (`duplicate_of`),
+a draw meeting a labelled post)
 keeps the cells in step inside the statement that made it, with no extra round trip on
 the hot label PUT, and no write path can forget to. Both stores run the same statements;
 only the bucket floor, the calendar's ends and the trigger wrappers differ. A cell a move
@@ -23,8 +24,8 @@ from sentiment_platform.models.database import GRAIN_UNITS, bucket_floor_sql
 
 TABLE = "label_rollups"
 KEY = (
-    "grain", "bucket_start", "source", "language", "model", "prediction", "label",
-    "all_sources", "drawn_since", "drawn_until",
+    "grain", "bucket_start", "source", "language", "duplicate", "model", "prediction",
+    "label", "all_sources", "drawn_since", "drawn_until",
 )  # fmt: skip
 COLUMNS = ", ".join((*KEY, "count"))
 # The widest random draw first (see the module's docstring).
@@ -35,7 +36,9 @@ ENDS = {
     "postgresql": ("'-infinity'::timestamptz", "'infinity'::timestamptz"),
 }
 _GRAINS = " UNION ALL ".join(f"SELECT '{grain}' AS grain" for grain in GRAIN_UNITS)
-_WATCHED = ("label_sentiment", "sentiment", "model", "source", "created_at", "language")
+_WATCHED = (
+    "label_sentiment", "sentiment", "model", "source", "created_at", "language", "duplicate_of",
+)  # fmt: skip
 
 
 def _floor(dialect: str, column: str) -> str:
@@ -55,7 +58,8 @@ def _cell_values(dialect: str, count: str) -> str:
     earliest, latest = ENDS[dialect]
     return (
         f"g.grain, {_floor(dialect, 'p.created_at')}, p.source, coalesce(p.language, ''), "
-        "coalesce(p.model, ''), coalesce(p.sentiment, ''), p.label_sentiment, "
+        "p.duplicate_of IS NOT NULL, coalesce(p.model, ''), coalesce(p.sentiment, ''), "
+        "p.label_sentiment, "
         f"d.source IS NULL, coalesce(d.since, {earliest}), coalesce(d.until, {latest}), {count}"
     )
 

@@ -1,4 +1,6 @@
-"""Settling a batch: analyse it in one model call and store it in one transaction.
+"""Settling a batch: mark it (languages, copies: `enrich`), analyse each post with a model
+that reads its language, in one call, and store it in one transaction. A post no model
+reads is stored unanalysed, marked "unsupported_language".
 
 What cannot be settled is told apart by where it failed (`Failure`): a post that breaks the
 analyzer or the store costs its own entry, found by halving the batch; an analyzer or a
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -21,11 +23,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.bus import Entry
-from sentiment_platform.domain import Analysis, Post, utcnow
+from sentiment_platform.domain import UNSUPPORTED_LANGUAGE, Analysis, Post, PostMarks, utcnow
+from sentiment_platform.pipeline.enrich import Enricher
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.services.alerting.rule_hits import RulesCache, rule_hits, stored_pairs
-from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.analysis.backends import Analyzer, analyze_languages
 from sentiment_platform.services.analysis.circuit_breaker import ProviderOutage
+from sentiment_platform.services.analysis.duplicates import DuplicateIndex
 from sentiment_platform.services.analysis.model_switch import model_switch_for
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,7 @@ class Stage(StrEnum):
     """Where an entry failed."""
 
     DECODE = "malformed entry"
+    MARKS = "language or copy detection"
     ANALYZER = "analyzer"
     STORE = "store"
     DELIVERIES = "deliveries"
@@ -75,12 +80,14 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """An item whose analysis is in the store: acked; counted and announced only if `new`
-    (a redelivery of a post stored before is acked, not announced twice)."""
+    """An item in the store, with its analysis (None: no model reads its language): acked;
+    counted and announced only if `new` (a redelivery of a post stored before is acked,
+    not announced twice)."""
 
     item: Item
-    analysis: Analysis
+    analysis: Analysis | None
     new: bool
+    marks: PostMarks
 
 
 Settled = tuple[list[Stored], list[tuple[Item, Failure]]]
@@ -94,15 +101,21 @@ class Settler:
         analyzer: Analyzer,
         session_factory: async_sessionmaker[AsyncSession],
         name: str,
+        duplicates: DuplicateIndex,
     ) -> None:
         self.analyzer = analyzer
         self.session_factory = session_factory
         self.name = name
         self.rules = RulesCache()  # the compiled keyword matcher over every rule
         self.models = model_switch_for(analyzer)  # None: an analyzer outside the registry
+        self.enricher = Enricher(
+            duplicates, lambda error, delay: log_outage(name, "duplicate index", error, delay)
+        )
 
     async def start(self) -> None:
-        """Before the first batch: serve what the registry has active."""
+        """Before the first batch: the language model loaded, and what the registry has
+        active served."""
+        await self.enricher.start()
         if self.models is not None:
             await self.models.start(self.session_factory)
 
@@ -122,10 +135,14 @@ class Settler:
         text fails too, the analyzer is down rather than the posts bad: wait and retry in
         place, so an outage costs no deliveries and sends nothing to the dead letters."""
         if self.models is not None:
-            self.models.swap()  # between batches: this one is analysed by one pair throughout
+            self.models.swap()  # between batches: this one is analysed by one set throughout
+        # Marked once: a split or a retry below analyses the same marks.
+        marks, unmarked = await self._mark(items, stop)
+        items = [item for item in items if item.post.post_id in marks]
         backoff = Backoff(0.5, 30.0)
         while True:
-            stored, failed = await self._settle(items, stop)
+            stored, failed = await self._settle(items, marks, stop)
+            failed += unmarked
             analyzer_only = all(f.stage is Stage.ANALYZER for _, f in failed)
             if stored or not failed or not analyzer_only or await self._analyzer_answers():
                 return stored, failed
@@ -135,6 +152,23 @@ class Settler:
             log_outage(self.name, "analyzer", failed[0][1], delay, posts=len(failed))
             await sleep_unless_stopped(delay, stop)
 
+    async def _mark(
+        self, items: list[Item], stop: asyncio.Event
+    ) -> tuple[dict[str, PostMarks], list[tuple[Item, Failure]]]:
+        """The items' marks; an item whose text breaks the detector or the index (found by
+        halving) fails alone. An index that is down is waited out inside `marks`."""
+        try:
+            return await self.enricher.marks([item.post for item in items], stop), []
+        except Stopped:
+            raise
+        except Exception as error:  # noqa: BLE001 - whatever it is, it is this batch's
+            if len(items) == 1:
+                return {}, [(items[0], Failure(Stage.MARKS, one_line(error)))]
+        middle = len(items) // 2
+        marks, failed = await self._mark(items[:middle], stop)
+        more, failed_more = await self._mark(items[middle:], stop)
+        return marks | more, failed + failed_more
+
     async def _analyzer_answers(self) -> bool:
         try:
             await self.analyzer.analyze([PROBE_TEXT])
@@ -142,13 +176,17 @@ class Settler:
             return False
         return True
 
-    async def _settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
+    async def _settle(
+        self, items: list[Item], marks: dict[str, PostMarks], stop: asyncio.Event
+    ) -> Settled:
         if not items:
             return [], []
         posts = [item.post for item in items]
+        texts = [post.content for post in posts]
+        languages = [marks[post.post_id].language for post in posts]
         try:
             predictions = await retry_until(
-                lambda: self.analyzer.analyze([post.content for post in posts]),
+                lambda: analyze_languages(self.analyzer, texts, languages),
                 retryable=lambda error: isinstance(error, ProviderOutage),
                 stop=stop,
                 backoff=Backoff(0.5, 30.0),
@@ -161,55 +199,70 @@ class Settler:
         except Stopped:
             raise
         except Exception as error:  # noqa: BLE001 - any analyzer failure is the batch's failure
-            return await self._split(items, stop, Failure(Stage.ANALYZER, one_line(error)))
+            failure = Failure(Stage.ANALYZER, one_line(error))
+            return await self._split(items, marks, stop, failure)
         analyzed_at = utcnow()
-        analyses = [
-            Analysis.of(post.post_id, prediction, analyzed_at)
-            for post, prediction in zip(posts, predictions, strict=True)
-        ]
+        analyses: dict[str, Analysis] = {}
+        for post, prediction in zip(posts, predictions, strict=True):
+            unread = prediction is None
+            if prediction is not None:
+                analyses[post.post_id] = Analysis.of(post.post_id, prediction, analyzed_at)
+            mark = marks[post.post_id]
+            marks[post.post_id] = replace(mark, analysis=UNSUPPORTED_LANGUAGE if unread else None)
         try:
-            new = await self._save(posts, analyses, stop)
+            new = await self._save(posts, analyses, marks, stop)
         except RowError as error:
-            return await self._split(items, stop, Failure(Stage.STORE, str(error)))
+            return await self._split(items, marks, stop, Failure(Stage.STORE, str(error)))
         except TooSlow as error:
             log.warning(
                 "batch timed out in the store, splitting it",
                 extra={"event": "worker.store_split", "consumer": self.name, "posts": len(posts),
                        "error": str(error)},
             )  # fmt: skip
-            middle = len(items) // 2
-            stored_a, failed_a = await self._settle(items[:middle], stop)
-            stored_b, failed_b = await self._settle(items[middle:], stop)
-            return stored_a + stored_b, failed_a + failed_b
+            return await self._halves(items, marks, stop)
+        ids = [item.post.post_id for item in items]
         stored = [
-            Stored(item, analysis, item.post.post_id in new)
-            for item, analysis in zip(items, analyses, strict=True)
+            Stored(item, analyses.get(pid), pid in new, marks[pid])
+            for item, pid in zip(items, ids, strict=True)
         ]
         return stored, []
 
-    async def _split(self, items: list[Item], stop: asyncio.Event, failure: Failure) -> Settled:
+    async def _split(
+        self, items: list[Item], marks: dict[str, PostMarks], stop: asyncio.Event, failure: Failure
+    ) -> Settled:
         """Halve and retry, so one bad post costs its own entry, not its batch."""
         if len(items) == 1:
             return [], [(items[0], failure)]
+        return await self._halves(items, marks, stop)
+
+    async def _halves(
+        self, items: list[Item], marks: dict[str, PostMarks], stop: asyncio.Event
+    ) -> Settled:
         middle = len(items) // 2
-        stored_a, failed_a = await self._settle(items[:middle], stop)
-        stored_b, failed_b = await self._settle(items[middle:], stop)
+        stored_a, failed_a = await self._settle(items[:middle], marks, stop)
+        stored_b, failed_b = await self._settle(items[middle:], marks, stop)
         return stored_a + stored_b, failed_a + failed_b
 
     async def _save(
-        self, posts: Sequence[Post], analyses: Sequence[Analysis], stop: asyncio.Event
+        self,
+        posts: Sequence[Post],
+        analyses: dict[str, Analysis],
+        marks: dict[str, PostMarks],
+        stop: asyncio.Event,
     ) -> set[str]:
         """One transaction; a store outage is waited out (never acking what was not stored).
         Returns the post_ids it stored (not those stored before)."""
+        analysed = [post for post in posts if post.post_id in analyses]
+        labels = [analyses[post.post_id] for post in analysed]
 
         async def save() -> set[str]:
             try:
                 async with self.session_factory() as session, session.begin():
-                    new = await store.save_batch(session, posts, analyses)
+                    new = await store.save_batch(session, posts, labels, marks)
                     # The alert rules' counts, in the same transaction: counted once.
-                    pairs = stored_pairs(posts, analyses, new)
+                    pairs = stored_pairs(analysed, labels, new)
                     matcher = await self.rules.matcher(session)
-                    await store.add_rule_counts(session, rule_hits(matcher, pairs))
+                    await store.add_rule_counts(session, rule_hits(matcher, pairs, marks))
                     if self.models is not None:  # new activations, read as the rules are
                         await self.models.poll(session)
                     return new

@@ -1,5 +1,5 @@
-"""The stream worker: read a batch, analyse it in one model call, save it in one transaction,
-ack it, announce each post.
+"""The stream worker: read a batch, mark and analyse it (`settle`), save it in one
+transaction, ack it, announce each post (`announce`).
 
 At-least-once all the way: nothing is acked before it is stored (the store is idempotent on
 post_id, so a redelivery never duplicates), entries a crashed worker left behind are claimed
@@ -18,31 +18,26 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import POST_ANALYZED, Bus, Entry, Event, Events, decode_post
+from sentiment_platform.bus import Bus, Entry, Events, decode_post
 from sentiment_platform.config import Settings
-from sentiment_platform.domain import PostView
-from sentiment_platform.pipeline.settle import (
-    Failure,
-    Item,
-    Settler,
-    Stage,
-    Stored,
-    log_outage,
-    one_line,
-)
+from sentiment_platform.pipeline.announce import announce
+from sentiment_platform.pipeline.settle import Failure, Item, Settler, Stage, log_outage, one_line
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.services.analysis.backends import Analyzer
-from sentiment_platform.telemetry import POSTS_ANALYZED, POSTS_DEAD_LETTERED
+from sentiment_platform.services.analysis.duplicates import DuplicateIndex, LocalDuplicateIndex
+from sentiment_platform.telemetry import POSTS_DEAD_LETTERED
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+DEDUP_WINDOW_HOURS = Settings.model_fields["dedup_window_hours"].default
 
 
 def default_consumer_name() -> str:
@@ -91,11 +86,15 @@ class Worker:
         analyzer: Analyzer,
         name: str | None = None,
         config: WorkerConfig | None = None,
+        duplicates: DuplicateIndex | None = None,
     ) -> None:
         self.bus = bus
         self.events = events
         self.name = name or default_consumer_name()
-        self.settler = Settler(analyzer, session_factory, self.name)
+        # The runtime's index (shared in Redis mode); else one of this worker's own.
+        if duplicates is None:  # not `or`: an empty in-process index is falsy (`__len__`)
+            duplicates = LocalDuplicateIndex(timedelta(hours=DEDUP_WINDOW_HOURS))
+        self.settler = Settler(analyzer, session_factory, self.name, duplicates)
         self.config = config or WorkerConfig()
         self.stored = 0
         self.dead_lettered = 0
@@ -111,6 +110,7 @@ class Worker:
             runtime.analyzer,
             name,
             WorkerConfig.from_settings(runtime.settings),
+            runtime.duplicates,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -261,11 +261,8 @@ class Worker:
                 )
         self.stored += len(stored)
         self.dead_lettered += len(dead)
-        new = [done for done in stored if done.new]
-        for done in new:
-            POSTS_ANALYZED.labels(model=done.analysis.model).inc()
         POSTS_DEAD_LETTERED.inc(len(dead))
-        await self._announce(new)
+        await announce(self.events, [done for done in stored if done.new], self.name)
         log.debug(
             "batch done",
             extra={
@@ -314,27 +311,6 @@ class Worker:
             backoff=Backoff(),
             on_retry=lambda error, delay: log_outage(self.name, "bus", error, delay, action=what),
         )
-
-    async def _announce(self, stored: list[Stored]) -> None:
-        """Best effort: the posts are stored whatever happens to their live announcement."""
-        if not stored:
-            return
-        events = [
-            Event(POST_ANALYZED, PostView.of(done.item.post, done.analysis).model_dump(mode="json"))
-            for done in stored
-        ]
-        try:
-            await self.events.publish_many(events)
-        except (RedisError, OSError) as error:
-            log.warning(
-                "events not published",
-                extra={
-                    "event": "worker.announce_failed",
-                    "consumer": self.name,
-                    "count": len(events),
-                    "error": type(error).__name__,
-                },
-            )
 
 
 async def run_worker(runtime: Runtime, name: str | None) -> None:

@@ -3,8 +3,10 @@ one module per table family. The caller owns the transaction (one unit of work).
 request makes alone take a `Reader`: that session, or a bare connection.
 
 - `posts`: idempotent batch writes of posts and analyses, reads by id, retention's deletes.
-- `post_pages`: filters, keyset cursors, pages, totals and the export's stream.
-- `rollups` (+ `counts`, the shared upsert): counts per minute / hour / day × source × labels.
+- `post_pages`: filters, keyset cursors, pages, totals and the export's stream
+  (`post_items`: a post row as the API's item).
+- `rollups` (+ `counts`, the shared upsert): counts per minute / hour / day × source × labels
+  × language × copy; `rollup_reads`: the metrics answer's one read of them, a page's total.
 - `alerts`: the alert pages, an alert's row, and the monitor's SQL.
 - `alert_rules`: the user's rules and the built-in one.
 - `rule_counts`: per-rule, per-minute counts the monitor evaluates rules from.
@@ -44,9 +46,11 @@ from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries
 from sentiment_platform.store.label_rollups import random_labels
 from sentiment_platform.store.labels import (
     LabelCell,
+    LabelledText,
     LabelScope,
     clear_label,
     label_cells,
+    labelled_texts,
     set_label,
     set_labels,
     skipped_count,
@@ -63,9 +67,9 @@ from sentiment_platform.store.models_registry import (
     rename_activations,
     set_activation,
 )
+from sentiment_platform.store.post_items import PostItem
 from sentiment_platform.store.post_pages import (
     PostFilter,
-    PostItem,
     count_matches,
     decode_cursor,
     encode_cursor,
@@ -125,6 +129,7 @@ __all__ = [
     "set_activation",
     "Candidate",
     "LabelCell",
+    "LabelledText",
     "LabelScope",
     "Skip",
     "clear_label",
@@ -132,6 +137,7 @@ __all__ = [
     "draw_population",
     "items_by_refs",
     "label_cells",
+    "labelled_texts",
     "newest_model",
     "random_labels",
     "post_key_bounds",

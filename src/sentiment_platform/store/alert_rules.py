@@ -86,9 +86,12 @@ async def update_rule(
     session: AsyncSession, rule: AlertRule, spec: RuleSpec, now: datetime
 ) -> AlertRule:
     """Replace the rule's fields; a `webhook_secret` absent from the body keeps the stored
-    one (the client cannot read it back), an explicit null clears it."""
+    one (the client cannot read it back), an explicit null clears it; a `unique` absent
+    keeps the rule's (a rule from before copies were marked keeps counting every copy until
+    it is asked otherwise, whatever a new rule's default)."""
     for name, value in _columns(spec).items():
-        setattr(rule, name, value)
+        if name != "unique" or "unique" in spec.model_fields_set:
+            setattr(rule, name, value)
     if "webhook_secret" in spec.model_fields_set:
         secret = spec.webhook_secret
         rule.webhook_secret = secret.get_secret_value() if secret is not None else None

@@ -10,7 +10,8 @@ from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.models.database import PostRollup, SentimentAnalysis, SocialMediaPost
-from sentiment_platform.store.prepared import dialect_name, no_statement_timeout
+from sentiment_platform.store import rollups
+from sentiment_platform.store.prepared import dialect_name
 
 ANALYSIS_COLUMNS = (
     "post_ref",
@@ -68,7 +69,7 @@ async def copy_rows(
     if not records:
         return
     async with session_factory() as session, session.begin():
-        await no_statement_timeout(session)
+        await rollups.no_statement_timeout(session)
         connection = await session.connection()
         raw = (await connection.get_raw_connection()).driver_connection
         assert raw is not None

@@ -1,6 +1,6 @@
 """The random labels per minute, hour and day of their post's `created_at` (`label_rollups`,
 0011): what a metrics answer's estimate reads, O(buckets), in the same statement as the
-post rollups (`rollups.summary`'s `labels`).
+post rollups (`rollup_reads.summary`'s `labels`).
 
 The cells are kept by triggers (models/label_rollup_sql.py), so every write that changes a
 random label's cell keeps them in step: a label set, changed or cleared, a rescore, a post
@@ -20,7 +20,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform.models.database import LabelRollup
@@ -47,10 +59,13 @@ def covering(by_source: bool) -> list[ColumnElement[bool]]:
 
 def by_cell(where: Sequence[ColumnElement[bool]], by_source: bool) -> Select[Any]:
     """The covered cells' counts per (model, prediction, label), as rows shaped like
-    `rollups.summary`'s: (kind 'l', prediction, model, label, count)."""
+    `rollup_reads.summary`'s: (kind 'l', prediction, model, label, no language, all labels,
+    labels on posts that are not copies)."""
     rows = CELLS.c
+    every = cast(func.sum(rows.count), BigInteger)  # as the post rollups' sums
+    kept = cast(func.sum(case((rows.duplicate, 0), else_=rows.count)), BigInteger)
     return (
-        select(literal_column("'l'"), rows.prediction, rows.model, rows.label, func.sum(rows.count))
+        select(literal_column("'l'"), rows.prediction, rows.model, rows.label, null(), every, kept)
         .where(*where, *covering(by_source))
         .group_by(rows.model, rows.prediction, rows.label)
     )

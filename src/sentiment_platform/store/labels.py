@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, exists, func, or_, select, text, union_all, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from sentiment_platform.domain import LabelView, PostLabel
@@ -32,11 +32,15 @@ UNCERTAIN = "uncertain"
 
 @dataclass(frozen=True, slots=True)
 class LabelScope:
-    """The posts a draw or a quality read is about: a source and a `created_at` range."""
+    """The posts a draw or a quality read is about: a source and a `created_at` range; for
+    `label_cells` also one language and whether copies are left out (a uniform draw over
+    every post is uniform over such a part of them, so no draw has to name these)."""
 
     source: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    language: str | None = None
+    unique: bool = False  # only the first post of each group of copies
 
 
 def label_columns(label: Mapping[str, Any] | None, at: datetime) -> dict[str, Any]:
@@ -189,8 +193,11 @@ def post_filters(post: Any, shape: tuple[bool, bool, bool]) -> list[Any]:
 
 
 @cache
-def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
+def _cells_statement(shape: tuple[bool, bool, bool], language: bool, unique: bool) -> Any:
     post, draw = SocialMediaPost, aliased(ReviewDraw, name="widest")
+    narrower = [post.language == bindparam("language")] if language else []
+    if unique:
+        narrower.append(post.duplicate_of.is_(None))
     widest = (
         select(ReviewDraw.id)
         .where(ReviewDraw.post_ref == post.id, ReviewDraw.strategy == RANDOM)
@@ -202,7 +209,7 @@ def _cells_statement(shape: tuple[bool, bool, bool]) -> Any:
     random = exists().where(draw.id == widest, *covering(draw, shape)).label("random")
     labelled = (
         select(post.label_sentiment, post.sentiment, post.model, post.analyzed_at, random)
-        .where(post.label_sentiment.is_not(None), *post_filters(post, shape))
+        .where(post.label_sentiment.is_not(None), *post_filters(post, shape), *narrower)
         .subquery("labelled")
     )
     c = labelled.c
@@ -215,7 +222,10 @@ async def label_cells(reader: Reader, scope: LabelScope) -> list[LabelCell]:
     """Every label in the scope (the post's `created_at` in it), counted by (label, stored
     prediction, model, random): O(labels), on the partial index of labelled posts."""
     shape, params = scoped(scope)
-    rows = (await reader.execute(_cells_statement(shape), params)).all()
+    if scope.language is not None:
+        params["language"] = scope.language
+    statement = _cells_statement(shape, scope.language is not None, scope.unique)
+    rows = (await reader.execute(statement, params)).all()
     return [
         LabelCell(label, prediction, model, bool(random), int(count), latest)
         for label, prediction, model, random, count, latest in rows
@@ -244,3 +254,33 @@ async def skipped_count(reader: Reader, scope: LabelScope) -> int:
     the holes people left in the random sample (they skip the hard posts)."""
     shape, params = scoped(scope)
     return int((await reader.execute(_skipped_statement(shape), params)).scalar_one())
+
+
+# --- what adaptation learns from --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledText:
+    """A labelled post's text and label; `random` when a random draw handed it out (under
+    any filter: within its filter it is a fair sample, never one chosen for being hard)."""
+
+    content: str
+    sentiment: str
+    emotion: str | None
+    random: bool
+
+
+async def labelled_texts(session: AsyncSession, languages: Sequence[str]) -> list[LabelledText]:
+    """Every labelled post's text and label among the posts in `languages` (and those of no
+    known language: "und", or stored before detection), oldest post first: O(labels), on the
+    partial index of labelled posts."""
+    post, draw = SocialMediaPost, ReviewDraw
+    random = exists().where(draw.post_ref == post.id, draw.strategy == RANDOM)
+    readable = or_(post.language.is_(None), post.language.in_([*languages, "und"]))
+    statement = (
+        select(post.content, post.label_sentiment, post.label_emotion, random)
+        .where(post.label_sentiment.is_not(None), readable)
+        .order_by(post.id)
+    )
+    rows = (await session.execute(statement)).all()
+    return [LabelledText(str(c), str(s), e, bool(r)) for c, s, e, r in rows]

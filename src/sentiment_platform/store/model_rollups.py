@@ -8,7 +8,7 @@ moves a post from its old model to its new one, `rollups.rebuild` recomputes bot
 posts and retention's purge drops both tables' old cells (`rebuild`, `purge`, called from
 `store.rollups`). An unanalysed post has no model, so it is not counted here.
 
-Its cells are read with the post rollups' (the `models` part of `rollups.summary`).
+Its cells are read with the post rollups' (the `models` part of `rollup_reads.summary`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, literal_column, null, select, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Select,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    null,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import timegrain
@@ -43,10 +54,12 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
 
 
 def by_model(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """The cells' counts per model, as rows shaped like `rollups.summary`'s (kind 'm')."""
+    """The cells' counts per model, as rows shaped like `rollup_reads.summary`'s (kind 'm';
+    no language, and copies are not kept apart here, so its two sums are the same)."""
     rows = ModelRollup.__table__.c
+    counted = cast(func.sum(rows.count), BigInteger)  # as the post rollups' sums
     return (
-        select(literal_column("'m'"), null(), null(), rows.model, func.sum(rows.count))
+        select(literal_column("'m'"), null(), null(), rows.model, null(), counted, counted)
         .where(*where)
         .group_by(rows.model)
     )

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, Text, bindparam, cast, func, literal_column, select, tuple_
 from sqlalchemy import text as sql_text
 
-from sentiment_platform.domain import Emotion, PostView, Sentiment
-from sentiment_platform.models.database import SocialMediaPost, UTCDateTime
-from sentiment_platform.store import rollups
-from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
+from sentiment_platform.domain import Emotion, Sentiment
+from sentiment_platform.models.database import SocialMediaPost
+from sentiment_platform.store import rollup_reads, rollups
+from sentiment_platform.store.post_items import (
+    _ITEM_QUERY,
+    _TEXT_STAMPS,
+    PostItem,
+    _api_stamp,
+    _api_stamp_of,
+    _items,
+)
+from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 SelectT = TypeVar("SelectT", bound=Select)  # type: ignore[type-arg]  # any select, kept as is
 
@@ -36,11 +44,7 @@ class PostFilter:
     until: datetime | None = None
     text: str | None = None
     cursor: tuple[datetime, int] | None = None  # continue after this (created_at, id)
-
-
-# A post item as the API serves it: the fields of `PostView`, its timestamps written as the
-# API writes them (ISO 8601 in UTC, with `Z`), so the page and the export encode it as it is.
-PostItem = dict[str, Any]
+    language: str | None = None  # ISO 639-1 or "und"
 
 
 def encode_cursor(created_at: datetime, ref: int) -> str:
@@ -125,7 +129,9 @@ async def _total(reader: Reader, where: PostFilter, retained_since: datetime | N
         "sentiment": where.sentiment.value if where.sentiment else None,
         "emotion": where.emotion.value if where.emotion else None,
     }
-    counted = await rollups.total(reader, inner_since, inner_until, **labels)
+    counted = await rollup_reads.total(
+        reader, inner_since, inner_until, language=where.language, **labels
+    )
     if since is not None and inner_since is not None and since < inner_since:
         counted += await _count_between(reader, where, since, inner_since)
     if until is not None and inner_until is not None and inner_until < until:
@@ -142,6 +148,7 @@ async def _count_between(
         source=where.source,
         since=since,
         until=until,
+        language=where.language,
     )
     return await _count(reader, edge)
 
@@ -157,8 +164,8 @@ async def _count(reader: Reader, where: PostFilter, cap: int | None = None) -> i
 # A page's statement depends only on which filters are set (its shape) and the dialect; the
 # values are bound parameters. Building a select per request cost more than running it.
 
-# sentiment … until, the text search ("": none; "short": under MIN_TEXT), cursor
-Shape = tuple[bool, bool, bool, bool, bool, str, bool]
+# sentiment … until, the text search ("": none; "short": under MIN_TEXT), cursor, language
+Shape = tuple[bool, bool, bool, bool, bool, str, bool, bool]
 
 
 def _shape(where: PostFilter) -> Shape:
@@ -170,6 +177,7 @@ def _shape(where: PostFilter) -> Shape:
         where.until is not None,
         ("short" if len(where.text) < MIN_TEXT else "indexed") if where.text else "",
         where.cursor is not None,
+        where.language is not None,
     )
 
 
@@ -181,6 +189,8 @@ def _params(where: PostFilter) -> dict[str, Any]:
         params["emotion"] = where.emotion.value
     if where.source is not None:
         params["source"] = where.source
+    if where.language is not None:
+        params["language"] = where.language
     if where.since is not None:
         params["since"] = where.since
     if where.until is not None:
@@ -234,7 +244,7 @@ def _count_statement(dialect: str, shape: Shape, capped: bool) -> Any:
 
 
 def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
-    sentiment, emotion, source, since, until, text, _ = shape
+    sentiment, emotion, source, since, until, text, _, language = shape
     post = SocialMediaPost
     if sentiment:
         query = query.where(post.sentiment == bindparam("sentiment"))
@@ -242,6 +252,8 @@ def _filtered(query: SelectT, dialect: str, shape: Shape) -> SelectT:
         query = query.where(post.emotion == bindparam("emotion"))
     if source:
         query = query.where(post.source == bindparam("source"))
+    if language:
+        query = query.where(post.language == bindparam("language"))
     if since:
         query = query.where(post.created_at >= bindparam("since", type_=post.created_at.type))
     if until:
@@ -283,61 +295,3 @@ async def stream_posts(
         if last is None:
             return
         page = replace(page, cursor=last)
-
-
-# An item's fields that are columns of the post row; `label` is built from LABEL_COLUMNS.
-ITEM_FIELDS = tuple(name for name in PostView.model_fields if name != "label")
-LABEL_COLUMNS = ("label_sentiment", "label_emotion", "labelled_at")
-_STAMP_FIELDS = tuple(
-    name for name in ITEM_FIELDS if isinstance(SocialMediaPost.__table__.c[name].type, UTCDateTime)
-)
-_TEXT_STAMPS = (*_STAMP_FIELDS, "labelled_at")
-
-
-# The item's columns, not ORM entities: building two mapped objects a row costs more than the
-# rest of a page. All from the post row, which copies its analysis and holds its label, so a
-# page joins nothing. The integer key first: the cursor's, not an item's; the label's last.
-_ITEM_QUERY = select(
-    SocialMediaPost.id,
-    *(SocialMediaPost.__table__.c[n] for n in (*ITEM_FIELDS, *LABEL_COLUMNS)),
-)
-
-
-def _items(rows: Sequence[Sequence[Any]], stamp: Callable[[Any], str]) -> list[PostItem]:
-    """Page rows as items, their timestamps written by `stamp` (the store's own form in).
-    One loop with the two stamps named: this runs for every row of every page. `zip` is
-    given no `strict=` (each row is `_ITEM_QUERY`'s, its columns ITEM_FIELDS), as the
-    keyword alone costs a measurable share of the loop."""
-    items = []
-    for row in rows:
-        item = dict(zip(ITEM_FIELDS, row[1:]))  # noqa: B905  (see above)
-        item["created_at"] = stamp(item["created_at"])
-        if (analyzed := item["analyzed_at"]) is not None:
-            item["analyzed_at"] = stamp(analyzed)
-        if (labelled := row[-3]) is None:
-            item["label"] = None
-        else:
-            at = stamp(row[-1])
-            item["label"] = {"sentiment": labelled, "emotion": row[-2], "labelled_at": at}
-        items.append(item)
-    return items
-
-
-assert _STAMP_FIELDS == ("created_at", "analyzed_at"), "_items writes these two by name"
-
-
-def _api_stamp_of(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _api_stamp(text: str) -> str:
-    """PostgreSQL's text of a UTC timestamp ('2026-12-03 18:08:36.5+00') as the API writes
-    it, which is how orjson writes the datetime ('2026-12-03T18:08:36.500000Z'). What is
-    not a calendar instant (`-infinity`, written for 0001-01-01 before posts were held to
-    1970 on) is written as the instant asyncpg reads it as (`instant_of_text`)."""
-    if text[-1] != "0" or text[4] != "-":  # -infinity, infinity, … BC, a year past 9999
-        return _api_stamp_of(instant_of_text(text))
-    stamp = text.removesuffix("+00")
-    if len(stamp) > 19:  # a fraction, which PostgreSQL writes without trailing zeros
-        stamp = stamp.ljust(26, "0")
-    return f"{stamp[:10]}T{stamp[11:]}Z"

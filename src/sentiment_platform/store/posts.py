@@ -5,7 +5,7 @@ Pages, filters and totals are `post_pages`."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from datetime import datetime
 from functools import cache
@@ -17,23 +17,38 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from sentiment_platform.domain import Analysis, Post, PostView, Sentiment, utcnow
+from sentiment_platform.domain import (
+    UNSUPPORTED_LANGUAGE,
+    Analysis,
+    Post,
+    PostMarks,
+    PostView,
+    Sentiment,
+    utcnow,
+)
 from sentiment_platform.models.database import SentimentAnalysis, SocialMediaPost
 from sentiment_platform.store import labels, model_rollups, rollups
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 
 async def save_batch(
-    session: AsyncSession, posts: Sequence[Post], analyses: Sequence[Analysis]
+    session: AsyncSession,
+    posts: Sequence[Post],
+    analyses: Sequence[Analysis],
+    marks: Mapping[str, PostMarks] | None = None,
 ) -> set[str]:
     """Insert posts and their analyses; a post_id seen before is skipped, never duplicated.
     The rollups and the model rollups gain exactly what this call inserted, in the same
-    transaction.
+    transaction. `marks` (the worker's: language, copy, "unsupported_language") go on the
+    rows this call inserts and key their rollup cells; a post marked unsupported has no
+    analysis and is counted unanalysed under its language.
 
-    Returns the post_ids whose analyses this call stored (a redelivered batch: none), so
-    only those are counted and announced. An analysis whose post is not stored is an
-    IntegrityError (a row error: the worker dead-letters it).
+    Returns the post_ids this call settled: those whose analyses it stored, and the
+    unsupported posts it inserted (a redelivered batch: none), so only those are counted
+    and announced. An analysis whose post is not stored is an IntegrityError (a row error:
+    the worker dead-letters it).
     """
+    marks = marks or {}
     by_post = {analysis.post_id: analysis for analysis in analyses}
     # (id, created_at, source) of the posts this call inserted; labelled at insert when
     # their analysis comes with them (the worker's case: no UPDATE needed).
@@ -50,6 +65,8 @@ async def save_batch(
             else:
                 row |= dict.fromkeys(_ANALYSIS_COLUMNS)
             label = row.pop("label")
+            if marks:  # columns every row of the INSERT has, or none does
+                row |= _mark_columns(marks.get(post.post_id))
             if labelled:  # columns every row of the INSERT has, or none does
                 at = analysis.analyzed_at if analysis is not None else ingested_at
                 row |= labels.label_columns(label, at)
@@ -104,18 +121,34 @@ async def save_batch(
             _, created_at, source = refs[post_id]
             analysis = by_post[post_id]
             minute = rollups.floor("m", created_at)
-            kind = ("", False)  # language, copy: set by issue 31's worker
+            # An older post kept the marks it was stored with (none): so do its cells.
+            kind = _kind(marks.get(post_id) if post_id in new else None)
             deltas[(minute, source, analysis.sentiment.value, analysis.emotion.value, *kind)] += 1
             by_model[(minute, source, analysis.model)] += 1
             if post_id not in new:  # counted as unanalysed when it was stored
                 deltas[(minute, source, rollups.UNANALYSED, rollups.UNANALYSED, *kind)] -= 1
+    unsupported: set[str] = set()
     for post_id, (_, created_at, source) in new.items():
         if post_id not in stored:
-            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED, "", False)
+            mark = marks.get(post_id)
+            unanalysed = (rollups.UNANALYSED, rollups.UNANALYSED, *_kind(mark))
             deltas[(rollups.floor("m", created_at), source, *unanalysed)] += 1
+            if mark is not None and mark.analysis == UNSUPPORTED_LANGUAGE:
+                unsupported.add(post_id)
     await rollups.add(session, deltas)
     await model_rollups.add(session, by_model)
-    return stored
+    return stored | unsupported
+
+
+def _mark_columns(mark: PostMarks | None) -> dict[str, Any]:
+    if mark is None:
+        return {"language": None, "duplicate_of": None, "analysis": None}
+    return {"language": mark.language, "duplicate_of": mark.duplicate_of, "analysis": mark.analysis}
+
+
+def _kind(mark: PostMarks | None) -> tuple[str, bool]:
+    """A post's rollup cell beyond its labels: (language, is a copy); '' before detection."""
+    return ("", False) if mark is None else (mark.language, mark.duplicate_of is not None)
 
 
 # A shallow row per analysis: `dataclasses.asdict` deep-copies every value, which was a third
@@ -220,10 +253,13 @@ async def rule_posts(
     source: str | None,
     negative_only: bool,
     limit: int,
+    language: str | None = None,
+    unique: bool = False,
 ) -> list[tuple[str, str, str]]:
     """(post_id, content, source) of posts analysed in [start, end) that may match a rule,
     newest first, at most `limit`: a keyword pre-filter (ILIKE) the caller narrows to whole
-    words with the matcher."""
+    words with the matcher; of one language, and without copies when `unique`, as the rule
+    counts them."""
     query = (
         select(SocialMediaPost.post_id, SocialMediaPost.content, SocialMediaPost.source)
         .join(SentimentAnalysis, SentimentAnalysis.post_ref == SocialMediaPost.id)
@@ -233,6 +269,10 @@ async def rule_posts(
         query = query.where(SentimentAnalysis.sentiment == Sentiment.NEGATIVE.value)
     if source is not None:
         query = query.where(SocialMediaPost.source == source)
+    if language is not None:
+        query = query.where(SocialMediaPost.language == language)
+    if unique:
+        query = query.where(SocialMediaPost.duplicate_of.is_(None))
     if keywords:
         query = query.where(
             or_(*(SocialMediaPost.content.ilike(_like(k), escape="\\") for k in keywords))

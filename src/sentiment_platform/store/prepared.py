@@ -55,13 +55,6 @@ async def ping(reader: Reader) -> None:
     await reader.execute(text("SELECT 1"))
 
 
-async def no_statement_timeout(session: AsyncSession) -> None:
-    """Lift DB_STATEMENT_TIMEOUT_MS for this transaction (PostgreSQL): for the bulk work of
-    operators' commands and exports, not for requests."""
-    if dialect_name(session) == "postgresql":
-        await session.execute(text("SET LOCAL statement_timeout = 0"))
-
-
 async def fetch_rows(
     reader: Reader, statement: Any, params: Mapping[str, Any]
 ) -> Sequence[Sequence[Any]]:

@@ -20,7 +20,7 @@ from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
 from sentiment_platform.store.labels import LabelScope, post_filters, scoped
 
 # The page's own item shape, so a review item is a post item to the byte.
-from sentiment_platform.store.post_pages import _ITEM_QUERY, PostItem, _api_stamp_of, _items
+from sentiment_platform.store.post_items import _ITEM_QUERY, PostItem, _api_stamp_of, _items
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows
 
 _DRAWS: Any = ReviewDraw.__table__

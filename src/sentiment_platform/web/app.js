@@ -3,8 +3,8 @@
 // Untrusted text (posts, alert messages) only ever goes through textContent.
 //
 // What it shows follows the filters in the top bar: the time range (live 1 h over the
-// WebSocket; 24 h, 7 d, 30 d fetched from /api/metrics every 30 s) and the source (metrics
-// and posts). The search box lists the posts matching `q`; the alert rules and an alert's
+// WebSocket; 24 h, 7 d, 30 d fetched from /api/metrics every 30 s), the source and the
+// language (metrics and posts), and "unique posts" (metrics count each group of copies once). The search box lists the posts matching `q`; the alert rules and an alert's
 // explanation live in rules.js.
 
 import {
@@ -41,6 +41,9 @@ const state = {
   threshold: toFraction(params.get("threshold")) ?? DEFAULT_THRESHOLD,
   range: "live",
   source: "",
+  language: "",         // one language's posts (ISO 639-1 or und); "" all
+  unique: false,        // metrics count each group of copies once
+  languages: new Set(), // every language the metrics have named so far
   search: "",
   liveWindowMinutes: 5,  // ALERT_WINDOW_MINUTES, learned from the live metrics
   timeline: new Map(),  // live: minute start (ms) -> {positive, negative, neutral, total}
@@ -58,8 +61,20 @@ const state = {
   searchSeq: 0,
 };
 
-// Live metrics over the WebSocket are for every source: with a source chosen they are polled.
-const wsDrivesMetrics = () => state.range === "live" && !state.source;
+// Live metrics over the WebSocket are for every post: with a source, a language or unique
+// posts chosen they are polled.
+const wsDrivesMetrics = () => state.range === "live" && !state.source && !state.language && !state.unique;
+
+// What the metrics are filtered by, as /api/metrics takes it (beside the range).
+const metricsFilters = () => ({
+  source: state.source || undefined,
+  language: state.language || undefined,
+  unique: state.unique ? "true" : undefined,
+});
+
+// The filters after the window in a label: "last 24 h · twitter · FR · unique".
+const filtersLabel = () => [state.source, state.language.toUpperCase(), state.unique ? "unique" : ""]
+  .filter(Boolean).map((part) => ` · ${part}`).join("");
 
 function windowLabel(m) {
   const start = parseTime(m.start);
@@ -87,11 +102,13 @@ function renderMetrics(m) {
     const count = Number(entry.count) || 0;
     sent[s] = { count, pct: entry.percentage != null ? Number(entry.percentage) : total ? (count / total) * 100 : 0 };
   }
-  const label = windowLabel(m) + (state.source ? ` · ${state.source}` : "");
+  const label = windowLabel(m) + filtersLabel();
 
   // Headline numbers.
   setText("kpi-total", fmtInt(total));
   setText("kpi-window", label || "—");
+  renderLeftOut(m);
+  learnLanguages(Object.keys(m.by_language || {}));
   setText("kpi-positive", total ? fmtPct(sent.positive.pct) : "—");
   setText("kpi-positive-sub", nPosts(sent.positive.count));
   renderNegative(total ? sent.negative.pct : null, sent.negative.count);
@@ -137,6 +154,19 @@ function renderMetrics(m) {
   setText("last-update", `Updated ${clockFmt.format(new Date())}`);
 }
 
+// What the shares leave out: posts no model read (or not read yet), and copies.
+function renderLeftOut(m) {
+  const unanalysed = Number(m.unanalysed) || 0;
+  const copies = Number(m.duplicates) || 0;
+  const parts = [];
+  if (unanalysed) parts.push(`${fmtInt(unanalysed)} unanalysed`);
+  if (copies) parts.push(`${fmtInt(copies)} ${copies === 1 ? "copy" : "copies"}${m.unique ? " left out" : ""}`);
+  const node = $("kpi-left-out");
+  node.dataset.unanalysed = String(unanalysed);
+  node.dataset.duplicates = String(copies);
+  node.textContent = parts.join(" · ");
+}
+
 function renderNegative(pct, count) {
   state.negative = { pct, count };
   const thresholdPct = state.threshold * 100;
@@ -176,7 +206,7 @@ function mergeTimeline(buckets, windowStart) {
 }
 
 function drawTimeline(labels, series, unit, rangeLabel) {
-  setText("timeline-sub", `posts per ${unit}, ${rangeLabel}${state.source ? ` · ${state.source}` : ""}`);
+  setText("timeline-sub", `posts per ${unit}, ${rangeLabel}${filtersLabel()}`);
   const canvas = $("timeline-chart");
   canvas.dataset.bucket = unit;
   canvas.dataset.points = String(labels.length);
@@ -257,16 +287,28 @@ function learnSources(names) {
   setKnownSources(sorted);
 }
 
-// Fetches the metrics the current filters ask for (everything but live-without-source).
+// The language filter offers every language the metrics have named so far.
+function learnLanguages(codes) {
+  const fresh = codes.filter((c) => c && !state.languages.has(c));
+  if (!fresh.length) return;
+  for (const c of fresh) state.languages.add(c);
+  const select = $("language-filter");
+  const chosen = select.value;
+  select.replaceChildren(el("option", { value: "", text: "All languages" }),
+    ...[...state.languages].sort().map((c) => el("option", { value: c, text: c === "und" ? "undetermined" : c.toUpperCase() })));
+  select.value = chosen;
+}
+
+// Fetches the metrics the current filters ask for (everything the WebSocket does not push).
 async function loadMetrics() {
   const seq = ++state.metricsSeq;
   const range = state.range;
-  const source = state.source || undefined;
+  const filters = metricsFilters();
   try {
     if (range === "live") {
       const [windowed, hour] = await Promise.all([
-        api(`/api/metrics${query({ window_minutes: state.liveWindowMinutes, bucket: "minute", source })}`),
-        api(`/api/metrics${query({ window_minutes: TIMELINE_MINUTES, bucket: "minute", source })}`),
+        api(`/api/metrics${query({ window_minutes: state.liveWindowMinutes, bucket: "minute", ...filters })}`),
+        api(`/api/metrics${query({ window_minutes: TIMELINE_MINUTES, bucket: "minute", ...filters })}`),
       ]);
       if (seq !== state.metricsSeq) return;
       renderMetrics(windowed);
@@ -276,7 +318,7 @@ async function loadMetrics() {
     } else {
       const end = new Date();
       const start = new Date(end.getTime() - RANGES[range].span);
-      const m = await api(`/api/metrics${query({ start: start.toISOString(), end: end.toISOString(), bucket: RANGES[range].bucket, source })}`, { timeoutMs: 20_000 });
+      const m = await api(`/api/metrics${query({ start: start.toISOString(), end: end.toISOString(), bucket: RANGES[range].bucket, ...filters })}`, { timeoutMs: 20_000 });
       if (seq !== state.metricsSeq) return;
       renderMetrics(m);
       renderRangeTimeline(m, range);
@@ -296,7 +338,7 @@ function schedulePolling() {
 
 async function applyFilters() {
   setText("mode-label", state.range === "live" ? "live" : RANGES[state.range].label);
-  document.title = `Sentiment · ${state.range === "live" ? "live" : RANGES[state.range].label}${state.source ? ` · ${state.source}` : ""}`;
+  document.title = `Sentiment · ${state.range === "live" ? "live" : RANGES[state.range].label}${filtersLabel()}`;
   schedulePolling();
   const jobs = [loadPosts()];
   if (wsDrivesMetrics()) {
@@ -315,21 +357,26 @@ function postNode(p, isNew) {
   const created = parseTime(p.created_at);
   const conf = p.confidence != null ? ` ${Math.round(Number(p.confidence) * 100)}%` : "";
   const emotionColor = EMOTIONS.includes(p.emotion) ? `var(--${p.emotion === "neutral" ? "emo-neutral" : p.emotion})` : null;
+  const unread = !sentiment && p.analysis === "unsupported_language";
+  const pending = unread ? "unread" : "pending";
   return el("li", {
     class: `feed-item${isNew ? " is-new" : ""}`,
-    data: { postId: p.post_id ?? "", sentiment: sentiment ?? "pending", source: p.source ?? "" },
+    data: { postId: p.post_id ?? "", sentiment: sentiment ?? pending, source: p.source ?? "", language: p.language ?? "", copyOf: p.duplicate_of ?? "" },
   },
     el("span", { class: "bar", "aria-hidden": "true" }),
     el("div", { class: "body" },
       el("div", { class: "meta" },
         el("span", {
           class: `chip chip-${sentiment ?? "pending"}`,
-          text: sentiment ? `${sentiment}${conf}` : "pending",
-          title: sentiment ? `${sentiment}, confidence${conf || " n/a"}${p.model ? ` · ${p.model}` : ""}` : "not analysed yet",
+          text: sentiment ? `${sentiment}${conf}` : unread ? "no model" : "pending",
+          title: sentiment ? `${sentiment}, confidence${conf || " n/a"}${p.model ? ` · ${p.model}` : ""}`
+            : unread ? "no model reads this language: counted, not labelled" : "not analysed yet",
         }),
         p.emotion ? el("span", { class: "emotion", text: p.emotion, style: emotionColor ? { "--emo": emotionColor } : {},
           title: p.emotion_confidence != null ? `emotion confidence ${Math.round(p.emotion_confidence * 100)}%` : null }) : null,
         el("span", { class: "source", text: p.source ?? "" }),
+        p.language ? el("span", { class: "lang", text: p.language, title: `language: ${p.language === "und" ? "undetermined" : p.language}` }) : null,
+        p.duplicate_of ? el("span", { class: "copy-of", text: `copy of ${p.duplicate_of}`, title: `a copy of post ${p.duplicate_of}: counted once with “unique posts”` }) : null,
         p.author ? el("span", { class: "author", text: `@${String(p.author).replace(/^@/, "")}`, title: String(p.author) }) : null,
         el("time", {
           class: "time", datetime: p.created_at ?? "", data: { ts: created ? String(created.getTime()) : "" },
@@ -379,7 +426,7 @@ async function loadPosts() {
   const seq = ++state.searchSeq;
   const q = state.search || undefined;
   try {
-    const page = await api(`/api/posts${query({ limit: q ? FEED_CAP : 30, q, source: state.source || undefined })}`);
+    const page = await api(`/api/posts${query({ limit: q ? FEED_CAP : 30, q, source: state.source || undefined, language: state.language || undefined })}`);
     if (seq !== state.searchSeq) return;
     setFeed(Array.isArray(page.items) ? page.items : [], q ? page.total : null);
   } catch (err) {
@@ -396,6 +443,7 @@ function queuePost(p) {
   if (p.source) learnSources([p.source]);
   if (state.search) return;  // the list shows search results; they are not live
   if (state.source && p.source !== state.source) return;
+  if (state.language && p.language !== state.language) return;
   state.pendingPosts.push(p);
   if (state.pendingPosts.length > FEED_CAP) state.pendingPosts.splice(0, state.pendingPosts.length - FEED_CAP);
   if (state.pendingPosts.length === 1) requestAnimationFrame(flushPosts);
@@ -582,6 +630,7 @@ function onLiveMetrics(m) {
   const end = parseTime(m.end);
   if (start && end) state.liveWindowMinutes = Math.max(1, Math.round((end - start) / MINUTE));
   if (Object.keys(m.by_source || {}).length) learnSources(Object.keys(m.by_source));
+  learnLanguages(Object.keys(m.by_language || {}));
   if (!wsDrivesMetrics()) return;
   renderMetrics(m);
   mergeTimeline(m.timeline, start);
@@ -663,6 +712,14 @@ function initFilters() {
   }
   $("source-filter").addEventListener("change", (ev) => {
     state.source = ev.target.value;
+    applyFilters();
+  });
+  $("language-filter").addEventListener("change", (ev) => {
+    state.language = ev.target.value;
+    applyFilters();
+  });
+  $("unique-toggle").addEventListener("change", (ev) => {
+    state.unique = ev.target.checked;
     applyFilters();
   });
   const search = $("search");

@@ -37,6 +37,8 @@ function ruleNode(r) {
       el("span", { class: "muted", text: "keywords: " }),
       keywords ? keywords.map((k) => el("span", { class: "kw", text: k })) : el("span", { class: "muted", text: "all posts" }),
       r.source ? [el("span", { class: "muted", text: " · source: " }), el("span", { text: r.source })] : null,
+      r.language ? [el("span", { class: "muted", text: " · language: " }), el("span", { text: r.language })] : null,
+      el("span", { class: "muted", text: r.unique ? " · each copy once" : " · every copy counted" }),
       // webhook_url is masked (https://host/…) unless the reader holds an API key: shown as is.
       (r.has_webhook ?? r.webhook_url) ? el("span", { class: "muted", text: ` · webhook${r.has_secret ? " (signed)" : ""}`, title: r.webhook_url || "" }) : null),
     el("div", { class: "rule-actions" },
@@ -109,6 +111,7 @@ const FIELD_IDS = {
   name: "rule-name", keywords: "rule-keywords", source: "rule-source", metric: "rule-metric", emotion: "rule-emotion",
   threshold: "rule-threshold", window_minutes: "rule-window", min_posts: "rule-min-posts",
   webhook_url: "rule-webhook-url", webhook_secret: "rule-webhook-secret",
+  language: "rule-language", unique: "rule-unique",
 };
 
 function clearInvalid() {
@@ -131,6 +134,8 @@ function readForm() {
     min_posts: number("rule-min-posts"),
   };
   if (value("rule-source")) body.source = value("rule-source");
+  if (value("rule-language")) body.language = value("rule-language");
+  body.unique = $("rule-unique").checked;
   if (metric === "emotion_share") body.emotion = value("rule-emotion");
   if (value("rule-webhook-url")) body.webhook_url = value("rule-webhook-url");
   if ($("rule-webhook-secret").value) body.webhook_secret = $("rule-webhook-secret").value;

@@ -31,7 +31,9 @@ async def explain_alert(
     """`details` for an alert of `rule` firing at `window_end`: `terms` (each `term`,
     `count`, `background_count`, `score`), `examples` (≤ 5 post ids) and the posts read.
     The window's side is its negative posts, or all of them (`negative_only=False`: what
-    distinguishes a volume spike or an emotion's rise is not their negativity)."""
+    distinguishes a volume spike or an emotion's rise is not their negativity). Both sides
+    are the posts the rule counts: of its `language`, and no copies when it is `unique` (a
+    flood's copies would fill the examples with one text)."""
     start = window_end - timedelta(minutes=rule.window_minutes)
     matcher = Matcher.build([RuleFilter(rule.id, tuple(rule.keywords), rule.source)])
 
@@ -44,6 +46,8 @@ async def explain_alert(
             source=rule.source,
             negative_only=negative_only,
             limit=2 * max_posts,
+            language=rule.language,
+            unique=rule.unique,
         )
         kept = [(post_id, text) for post_id, text, source in rows if matcher.match(text, source)]
         return kept[:max_posts]

@@ -6,7 +6,9 @@ into the same tokens (runs of word characters, or single other symbols), and the
 a trie over token sequences (Aho–Corasick over words, without failure links: a phrase is a
 handful of tokens, so trying each start position costs a few dictionary lookups). One pass
 over a text's tokens finds every keyword of every rule, overlapping ones included. A rule
-with no keywords takes every post; a rule with a `source` only that source's posts.
+with no keywords takes every post; a rule with a `source` only that source's posts, one with a
+`language` only that language's posts, and a `unique` rule no copy (a post marked
+`duplicate_of`, issue 31).
 
 Pure: no I/O. Build it once when the rules change; `match` is what the worker calls per post.
 """
@@ -35,6 +37,8 @@ class RuleFilter:
     rule_id: int
     keywords: tuple[str, ...] = ()
     source: str | None = None
+    language: str | None = None
+    unique: bool = False  # copies are not counted
 
 
 @dataclass(slots=True)
@@ -51,10 +55,14 @@ class Matcher:
         root: _Node,
         all_posts: dict[str | None, frozenset[int]],
         sources: dict[int, str | None],
+        languages: dict[int, str] | None = None,
+        unique: frozenset[int] = frozenset(),
     ) -> None:
         self._root = root
         self._all_posts = all_posts  # rules without keywords, by source (None: any)
         self._sources = sources  # every rule's source filter
+        self._languages = languages or {}  # the rules with a language filter
+        self._unique = unique  # the rules that do not count copies
         self.rule_ids = frozenset(sources)
 
     @classmethod
@@ -62,8 +70,14 @@ class Matcher:
         root = _Node()
         all_posts: dict[str | None, set[int]] = {}
         sources: dict[int, str | None] = {}
+        languages: dict[int, str] = {}
+        unique: set[int] = set()
         for rule in rules:
             sources[rule.rule_id] = rule.source
+            if rule.language is not None:
+                languages[rule.rule_id] = rule.language
+            if rule.unique:
+                unique.add(rule.rule_id)
             phrases = [tokens(normalise_keyword(k)) for k in rule.keywords]
             phrases = [phrase for phrase in phrases if phrase]
             if not phrases:
@@ -75,13 +89,20 @@ class Matcher:
                     node = node.children.setdefault(token, _Node())
                 node.rules = node.rules | {rule.rule_id}
         frozen = {source: frozenset(ids) for source, ids in all_posts.items()}
-        return cls(root, frozen, sources)
+        return cls(root, frozen, sources, languages, frozenset(unique))
 
     def __len__(self) -> int:
         return len(self._sources)
 
-    def match(self, text: str, source: str | None = None) -> frozenset[int]:
-        """The ids of the rules this post belongs to."""
+    def match(
+        self,
+        text: str,
+        source: str | None = None,
+        language: str | None = None,
+        copy: bool = False,
+    ) -> frozenset[int]:
+        """The ids of the rules this post belongs to (`copy`: it is marked `duplicate_of`;
+        `language` None: not detected, which no language filter takes)."""
         found: set[int] = set(self._all_posts.get(None, ()))
         if source is not None:
             found.update(self._all_posts.get(source, ()))
@@ -100,10 +121,16 @@ class Matcher:
                     position += 1
         if not found:
             return frozenset()
-        return frozenset(rule_id for rule_id in found if self._sources[rule_id] in (None, source))
+        return frozenset(
+            rule_id
+            for rule_id in found
+            if self._sources[rule_id] in (None, source)
+            and self._languages.get(rule_id, language) == language
+            and not (copy and rule_id in self._unique)
+        )
 
     def match_many(self, posts: Sequence[tuple[str, str | None]]) -> list[frozenset[int]]:
-        """`match` for each (text, source): what the worker calls once per batch."""
+        """`match` for each (text, source)."""
         return [self.match(text, source) for text, source in posts]
 
 

@@ -1,12 +1,15 @@
 """What the worker adds to `rule_counts` for a saved batch: rule 0 (the built-in rule) for
-every analysed post, and each user rule the post matches, per minute of analysis, sentiment
-and emotion (`rule_hits`, pure). `RulesCache` holds the compiled matcher between batches.
+every analysed post (copies and every language included), and each user rule the post
+matches (its keywords, source, language, and no copy for a `unique` rule), per minute of
+analysis, sentiment and emotion (`rule_hits`, pure). A post no model read has no sentiment
+and is in no count. `RulesCache` holds the compiled matcher between batches.
 
 The worker calls both inside the transaction that saves the batch, for the posts that call
 actually stored (a redelivered post is never counted twice)::
 
     pairs = stored_pairs(posts, analyses, stored)
-    await store.add_rule_counts(session, rule_hits(await self.rules.matcher(session), pairs))
+    hits = rule_hits(await self.rules.matcher(session), pairs, marks)
+    await store.add_rule_counts(session, hits)
 
 A rescore moves the counts of the posts it relabels (`rule_moves`, pure) in the transaction
 that rewrites them (`store.move_rule_counts`).
@@ -15,15 +18,15 @@ that rewrites them (`store.move_rule_counts`).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from sentiment_platform import store
-from sentiment_platform.domain import Analysis, Prediction
+from sentiment_platform.domain import Analysis, PostMarks, Prediction
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID
 from sentiment_platform.services.alerting.matcher import EMPTY, Matcher, RuleFilter
 
@@ -54,16 +57,22 @@ def stored_pairs(
 
 
 def rule_hits(
-    matcher: Matcher, posts_with_analyses: Iterable[tuple[PostLike, Analysis]]
+    matcher: Matcher,
+    posts_with_analyses: Iterable[tuple[PostLike, Analysis]],
+    marks: Mapping[str, PostMarks] | None = None,
 ) -> list[store.RuleHit]:
     """The counts a batch adds, aggregated and sorted (one row per rule, minute, sentiment
-    and emotion)."""
+    and emotion). `marks`: each post's language and copy mark (none: not detected)."""
     counted: Counter[tuple[int, datetime, str, str]] = Counter()
+    marks = marks or {}
     for post, analysis in posts_with_analyses:
         minute = store.floor_minute(analysis.analyzed_at)
         sentiment, emotion = str(analysis.sentiment), str(analysis.emotion)
         counted[(BUILTIN_RULE_ID, minute, sentiment, emotion)] += 1
-        for rule_id in matcher.match(post.content, post.source):
+        mark = marks.get(analysis.post_id)
+        language = mark.language if mark is not None else None
+        copy = mark is not None and mark.duplicate_of is not None
+        for rule_id in matcher.match(post.content, post.source, language, copy):
             counted[(rule_id, minute, sentiment, emotion)] += 1
     return [store.RuleHit(*key, count) for key, count in sorted(counted.items())]
 
@@ -79,6 +88,12 @@ class Relabelled(PostLike, Protocol):
 
     @property
     def analyzed_at(self) -> datetime: ...
+
+    @property
+    def language(self) -> str | None: ...
+
+    @property
+    def duplicate_of(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,10 +128,16 @@ def rule_moves(
         if labels[:2] == labels[2:]:
             continue
         moves[(BUILTIN_RULE_ID, minute, *labels)] += 1
-        for rule_id in matcher.match(post.content, post.source):
+        copy = post.duplicate_of is not None
+        for rule_id in matcher.match(post.content, post.source, post.language, copy):
             if since[rule_id] <= post.analyzed_at:
                 moves[(rule_id, minute, *labels)] += 1
     return moves
+
+
+def rule_filter(rule: Any) -> RuleFilter:
+    """What the matcher needs of a stored rule (an `AlertRule` row)."""
+    return RuleFilter(rule.id, tuple(rule.keywords), rule.source, rule.language, rule.unique)
 
 
 class RulesCache:
@@ -134,8 +155,6 @@ class RulesCache:
         version = await store.rules_version(session)
         if version != self._version:
             rules = await store.list_rules(session)
-            self._matcher = Matcher.build(
-                RuleFilter(rule.id, tuple(rule.keywords), rule.source) for rule in rules
-            )
+            self._matcher = Matcher.build(rule_filter(rule) for rule in rules)
             self._version = version
         return self._matcher

@@ -28,3 +28,23 @@ class Analyzer(Protocol):
     such as the benchmarks' trivial analyzer)."""
 
     async def analyze(self, texts: Sequence[str]) -> list[Prediction]: ...
+
+
+@runtime_checkable
+class RoutingAnalyzer(Protocol):
+    """An analyzer that reads each text's language and labels it only with a model that
+    reads that language (the chain: `SentimentAnalyzer.analyze_routed`)."""
+
+    async def analyze_routed(
+        self, texts: Sequence[str], languages: Sequence[str | None]
+    ) -> list[Prediction | None]: ...
+
+
+async def analyze_languages(
+    analyzer: Analyzer, texts: Sequence[str], languages: Sequence[str | None]
+) -> list[Prediction | None]:
+    """One prediction per text, None where no model may read its language. An analyzer that
+    does not route (the benchmarks' trivial one, a test's stand-in) reads every language."""
+    if isinstance(analyzer, RoutingAnalyzer):
+        return await analyzer.analyze_routed(texts, languages)
+    return list(await analyzer.analyze(texts))

@@ -28,7 +28,6 @@ two to the same answers.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -36,26 +35,31 @@ from typing import Any
 from redis.asyncio import Redis
 
 from sentiment_platform.services.analysis.duplicates import (
-    BANDS,
     KEY_VERSION,
     THRESHOLD,
+    Fingerprint,
     PostText,
     fingerprints,
 )
+from sentiment_platform.services.analysis.minhash import BANDS
 
 SHARDS = 256  # hashes per generation
 
-# ARGV: prefix, window (ms), generation span (ms), shards, bands, threshold numerator and
-# denominator; then per post: post_id, at (ms since the epoch), exact hash (16 bytes), word
-# hashes (4 bytes each, "" when only an exact match counts), BANDS band hashes (8 bytes each,
-# "" likewise). Fields: a bucket's hash -> its group's reference (the first's exact hash);
-# "r" .. reference -> "<at ms> <length of post_id> <post_id><word hashes>".
+# ARGV: prefix, window (ms), generation span (ms), shards, threshold numerator and
+# denominator, bands, then the batch in eight arguments, whatever its size (the client's cost
+# is per argument, the script's `string.sub` and `gmatch` are cheap): the number of posts;
+# their post_ids end to end, and their lengths in bytes ("3 5 …"); their times ("<ms since
+# the epoch> …"); their exact hashes (16 bytes each); their word hashes end to end (4 bytes
+# each, none for a post where only an exact match counts), and their lengths in bytes; the
+# band hashes of the posts that have words (8 bytes each, BANDS a post). Fields: a bucket's
+# hash -> its group's reference (the first's exact hash); "r" .. reference -> "<at ms>
+# <length of post_id> <post_id><word hashes>".
 # Returns, per post, its group's first when that is another post, else false (nil).
 ASSIGN = """
 local prefix = ARGV[1]
 local window, span, shards = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local bands, numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local stride, chunk = 4 + bands, 1000
+local numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6])
+local bands, chunk = tonumber(ARGV[7]), 1000
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local current = math.floor(now / span)
@@ -97,11 +101,31 @@ local function fetch(fields, into)
   end
 end
 
+-- posts[i]: {post_id, at, at as sent, exact hash, word hashes, {exact hash, band hashes...}}
+local posts, ids, exacts, words, band_hashes = {}, ARGV[9], ARGV[12], ARGV[13], ARGV[15]
+local id_lengths, times = string.gmatch(ARGV[10], '%d+'), string.gmatch(ARGV[11], '-?%d+')
+local word_lengths = string.gmatch(ARGV[14], '%d+')
+local id_at, word_at, band_at = 1, 1, 1
+for i = 1, tonumber(ARGV[8]) do
+  local id_end = id_at + tonumber(id_lengths()) - 1
+  local word_end = word_at + tonumber(word_lengths()) - 1
+  local sent, exact = times(), string.sub(exacts, 16 * i - 15, 16 * i)
+  local own = {exact}
+  if word_end >= word_at then
+    for _ = 1, bands do
+      own[#own + 1] = string.sub(band_hashes, band_at, band_at + 7)
+      band_at = band_at + 8
+    end
+  end
+  posts[i] = {string.sub(ids, id_at, id_end), tonumber(sent), sent, exact,
+              string.sub(words, word_at, word_end), own}
+  id_at, word_at = id_end + 1, word_end + 1
+end
+
 local held, fields = {}, {}
-for p = 8, #ARGV, stride do
-  for j = p + 2, p + 3 + bands do
-    local field = ARGV[j]
-    if j ~= p + 3 and field ~= '' and held[field] == nil then
+for _, post in ipairs(posts) do
+  for _, field in ipairs(post[6]) do
+    if held[field] == nil then
       held[field] = false
       fields[#fields + 1] = field
     end
@@ -159,16 +183,16 @@ local function write(field, value)
 end
 
 local marks = {}
-for p = 8, #ARGV, stride do
-  local post, at, exact, words = ARGV[p], tonumber(ARGV[p + 1]), ARGV[p + 2], ARGV[p + 3]
+for _, item in ipairs(posts) do
+  local post, at, sent, exact, words, own = unpack(item)
   local reference = live(exact, at)
   if not reference then
     local claims = {exact}
     if words ~= '' then
-      for j = p + 4, p + 3 + bands do
-        local holder = live(ARGV[j], at)
+      for j = 2, #own do
+        local holder = live(own[j], at)
         if not holder then
-          claims[#claims + 1] = ARGV[j]
+          claims[#claims + 1] = own[j]
         elseif not reference and similar(words, records[holder][3]) then
           reference = holder
         end
@@ -177,7 +201,7 @@ for p = 8, #ARGV, stride do
     if not reference then
       reference = exact
       records[exact] = {at, post, words}
-      write('r' .. exact, ARGV[p + 1] .. ' ' .. #post .. ' ' .. post .. words)
+      write('r' .. exact, sent .. ' ' .. #post .. ' ' .. post .. words)
     end
     for _, field in ipairs(claims) do
       write(field, reference)
@@ -198,9 +222,6 @@ end
 return marks
 """
 
-_BAND_BYTES = struct.Struct(f"<{BANDS}Q")
-_NO_BANDS = [b""] * BANDS
-
 
 class RedisDuplicateIndex:
     """The index in Redis under `prefix`, shared by every worker that uses the same prefix.
@@ -217,24 +238,25 @@ class RedisDuplicateIndex:
         self.prefix = f"{prefix}{KEY_VERSION}:"
         self._script = client.register_script(ASSIGN)
 
-    async def assign(self, posts: Sequence[PostText]) -> list[str | None]:
-        found = fingerprints([text for _, text, _ in posts])
-        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS, BANDS]
-        args += [THRESHOLD.numerator, THRESHOLD.denominator]
-        asked: list[int] = []  # the posts sent: those long enough to be marked
-        for index, ((post_id, _, at), fingerprint) in enumerate(zip(posts, found, strict=True)):
-            if not fingerprint.exact:
-                continue
-            asked.append(index)
-            args += [post_id, int(at.timestamp() * 1000), fingerprint.exact, fingerprint.words]
-            if fingerprint.bands:
-                packed = _BAND_BYTES.pack(*fingerprint.bands)
-                args += [packed[i : i + 8] for i in range(0, 8 * BANDS, 8)]
-            else:
-                args += _NO_BANDS
+    async def assign(
+        self, posts: Sequence[PostText], found: Sequence[Fingerprint] | None = None
+    ) -> list[str | None]:
+        if found is None:
+            found = fingerprints([text for _, text, _ in posts])
+        asked = [i for i, fingerprint in enumerate(found) if fingerprint.exact]  # long enough
         marks: list[str | None] = [None] * len(posts)
         if not asked:
             return marks
+        ids = [posts[i][0].encode() for i in asked]
+        sent = [found[i] for i in asked]
+        words = [fingerprint.words for fingerprint in sent]
+        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS]
+        args += [THRESHOLD.numerator, THRESHOLD.denominator, BANDS, len(asked)]
+        args += [b"".join(ids), " ".join(map(str, map(len, ids)))]
+        args.append(" ".join([str(int(posts[i][2].timestamp() * 1000)) for i in asked]))
+        args.append(b"".join([fingerprint.exact for fingerprint in sent]))
+        args += [b"".join(words), " ".join(map(str, map(len, words)))]
+        args.append(b"".join([fingerprint.bands for fingerprint in sent]))
         reply = await self._script(args=args)
         for index, first in zip(asked, reply, strict=True):
             if first is not None:

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -52,6 +52,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
     return probabilities
+
+
+class ProbabilityFix(Protocol):
+    """A correction of a head's probabilities from the pooled features (an adapted model's
+    `adaptation.Correction`)."""
+
+    def apply(self, probabilities: np.ndarray, features: np.ndarray) -> np.ndarray: ...
 
 
 class OnnxEncoder:
@@ -133,22 +140,34 @@ class EmbeddedBackend:
         """Stop the chunk threads (the analyzer calls this when it closes)."""
         self.encoder.pool.shutdown(wait=True)
 
+    def emotion_probabilities(self, features: np.ndarray) -> np.ndarray:
+        return softmax(features @ self.emotion_weight + self.emotion_bias)
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         if not texts:
             return []
-        sentiment, features = self.encoder.run(texts)
-        emotion = softmax(features @ self.emotion_weight + self.emotion_bias)
-        s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
+        sentiments, emotions = self.labels(*self.encoder.run(texts))
         return [
             Prediction(
-                sentiment=self.sentiments[s],
-                confidence=float(sentiment[row, s]),
-                emotion=self.emotions[e],
-                emotion_confidence=float(emotion[row, e]),
-                model=self.name,
+                sentiment=s, confidence=sp, emotion=e, emotion_confidence=ep, model=self.name
             )
-            for row, (s, e) in enumerate(zip(s_best, e_best, strict=True))
+            for (s, sp), (e, ep) in zip(sentiments, emotions, strict=True)
         ]
+
+    def labels(
+        self, sentiment: np.ndarray, features: np.ndarray, emotion_fix: ProbabilityFix | None = None
+    ) -> tuple[list[tuple[Sentiment, float]], list[tuple[Emotion, float]]]:
+        """Each text's sentiment and emotion with their probabilities, from the encoder's
+        sentiment probabilities (an adapted model's, corrected) and pooled features;
+        `emotion_fix` (an adapted model's `Correction`) corrects the emotion head's."""
+        emotion = self.emotion_probabilities(features)
+        if emotion_fix is not None:
+            emotion = emotion_fix.apply(emotion, features)
+        s_best, e_best = sentiment.argmax(axis=1), emotion.argmax(axis=1)
+        return (
+            [(self.sentiments[s], float(sentiment[row, s])) for row, s in enumerate(s_best)],
+            [(self.emotions[e], float(emotion[row, e])) for row, e in enumerate(e_best)],
+        )
 
 
 def artifact_files() -> Traversable:

@@ -1,5 +1,8 @@
 """A worker's switch to newly activated models: no restart, no message to miss.
 
+What it loads and swaps is the whole set of pairs, one per language an activation names
+(`registry_backend.Routes`): a batch of many languages is analysed by one set throughout.
+
 Activations are rows in the store, so the switch polls them as the rule matcher polls the
 rules: `store.activation_version`, at most every `POLL_S`, read in the transaction the worker
 already opens to save a batch (and in a short one of its own when it is idle, so an idle
@@ -17,17 +20,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform import store
 from sentiment_platform.config import Settings
 from sentiment_platform.services.analysis.backends import Analyzer
-from sentiment_platform.services.analysis.registry import Choice, ensure_embedded, serving_choice
+from sentiment_platform.services.analysis.registry import ensure_embedded, serving_routes
 from sentiment_platform.services.analysis.registry_backend import (
-    ModelSet,
+    ChoicesByLanguage,
     RegistryBackend,
+    Routes,
     check_loads,
 )
 from sentiment_platform.services.analysis.sentiment_analyzer import SentimentAnalyzer
@@ -56,7 +60,7 @@ class ModelSwitch:
         self._version: store.ActivationVersion | None = None
         self._next_poll = 0.0
         self._loading: asyncio.Task[None] | None = None
-        self._ready: ModelSet | None = None
+        self._ready: Routes | None = None
 
     def due(self) -> bool:
         return self.clock() >= self._next_poll
@@ -70,7 +74,7 @@ class ModelSwitch:
         version = await store.activation_version(session)
         if version == self._version:
             return
-        choices = await serving_choice(session)
+        choices = await serving_routes(session)
         self._version = version
         if self._ready is not None:  # loaded for activations that are no longer current
             self.backend.discard(self._ready)
@@ -115,13 +119,18 @@ class ModelSwitch:
         ready, self._ready = self._ready, None
         if ready is None:
             return False
-        before = self.backend.name
+        before, old = self.backend.name, self.backend.routes.summary
         self.backend.swap(ready)
         MODEL_LOAD_FAILED.set(0)
-        if ready.name != before:
+        if ready.summary != old:
             log.info(
                 "models switched",
-                extra={"event": "registry.switched", "old": before, "model": ready.name},
+                extra={
+                    "event": "registry.switched",
+                    "old": before,
+                    "model": ready.name,
+                    "languages": ready.summary,
+                },
             )
             if not self.leads:
                 log.warning(
@@ -131,7 +140,7 @@ class ModelSwitch:
                 )
         return True
 
-    async def _load(self, version: store.ActivationVersion, choices: Mapping[str, Choice]) -> None:
+    async def _load(self, version: store.ActivationVersion, choices: ChoicesByLanguage) -> None:
         try:
             models = await asyncio.to_thread(self.backend.load, choices)
         except Exception as error:  # noqa: BLE001 - reported, never served
@@ -189,7 +198,7 @@ class ModelCheck:
                 async with sessions() as session:
                     version = await store.activation_version(session)
                     if version != self._version:
-                        choices = await serving_choice(session)
+                        choices = await serving_routes(session)
                         self._version = version
                         self._checking = asyncio.create_task(self._check(version, choices))
             except Exception as error:  # noqa: BLE001 - the database's own check says so
@@ -199,7 +208,7 @@ class ModelCheck:
                 )
         return self._problem
 
-    async def _check(self, version: store.ActivationVersion, choices: Mapping[str, Choice]) -> None:
+    async def _check(self, version: store.ActivationVersion, choices: ChoicesByLanguage) -> None:
         problem = await asyncio.to_thread(check_loads, self.settings, choices)
         if version == self._version:
             self._problem = problem

@@ -9,7 +9,9 @@ language no row names; no activation for a task means the embedded model, exactl
 the registry existed, so nothing changes for a store that never activated anything.
 
 Commands and the API call these functions inside their own transaction; the workers read the
-choice through `serving_choice` when `store.activation_version` moved.
+choices through `serving_routes` (one pair per language an activation names, and `*`) when
+`store.activation_version` moved; a pair reads a language only when both its models are
+registered for it (`registry_backend.Routes`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ from sentiment_platform.models.database import AnalysisModel
 
 log = logging.getLogger(__name__)
 
-EMBEDDED = "embedded"  # kinds: the shipped model, or an imported int8 ONNX classifier
-ONNX = "onnx"
+EMBEDDED = "embedded"  # kinds: the shipped model, an imported int8 ONNX classifier, or
+ONNX = "onnx"  # the shipped encoder with heads `adapt` learnt (`adaptation.ADAPTED`)
 ANY_LANGUAGE = "*"
+EMBEDDED_LANGUAGES = ("en",)  # the shipped model was trained on English tweets alone
 TASKS = tuple(task.value for task in Task)
 LANGUAGE = re.compile(r"^[a-z]{2}$")  # ISO 639-1
 MODEL_COLUMN_CHARS = 128  # what an analysis's `model` column holds
@@ -105,7 +108,7 @@ async def ensure_embedded(session: AsyncSession) -> str | None:
                 name=identity.name,
                 task=task,
                 kind=EMBEDDED,
-                languages=["en"],
+                languages=list(EMBEDDED_LANGUAGES),
                 source=EMBEDDED,
                 size_bytes=identity.size_bytes,
                 agreement=None,
@@ -115,14 +118,22 @@ async def ensure_embedded(session: AsyncSession) -> str | None:
     return identity.name
 
 
-async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
-    """Add an imported model (its `model.json`, already checked by whoever wrote it) to the
-    registry, or update its row when it is imported again under the same name."""
-    name, task = str(manifest["name"]), str(manifest["task"])
+async def register(
+    session: AsyncSession,
+    manifest: dict[str, Any],
+    kind: str = ONNX,
+    tasks: list[str] | None = None,
+) -> None:
+    """Add an imported (or adapted) model (its `model.json`, already checked by whoever wrote
+    it) to the registry, one row per task it serves (`tasks`, default its `task`), or update
+    its rows when it is imported again under the same name."""
+    name = str(manifest["name"])
+    served = tasks or [str(manifest["task"])]
     identity = embedded_identity()
     if identity is not None and name in (identity.name, EMBEDDED):
         raise Conflict(f"the name {name!r} is the embedded model's: choose another --name")
-    other_tasks = [row.task for row in await store.model_rows(session, name) if row.task != task]
+    rows = await store.model_rows(session, name)
+    other_tasks = [row.task for row in rows if row.task not in served]
     if other_tasks:
         raise Conflict(
             f"a model named {name!r} already serves {other_tasks[0]}: choose another --name, "
@@ -130,18 +141,19 @@ async def register(session: AsyncSession, manifest: dict[str, Any]) -> None:
         )
     imported_at = manifest.get("imported_at")
     agreement = manifest.get("agreement")
-    await store.put_model(
-        session,
-        name=name,
-        task=task,
-        kind=ONNX,
-        languages=list(manifest.get("languages") or ["en"]),
-        source=str(manifest.get("source") or ""),
-        size_bytes=int(manifest.get("size_bytes") or 0),
-        agreement=float(agreement) if agreement is not None else None,
-        imported_at=parse_iso_8601(imported_at) if imported_at else utcnow(),
-        details=dict(manifest),
-    )
+    for task in served:
+        await store.put_model(
+            session,
+            name=name,
+            task=task,
+            kind=kind,
+            languages=list(manifest.get("languages") or ["en"]),
+            source=str(manifest.get("source") or ""),
+            size_bytes=int(manifest.get("size_bytes") or 0),
+            agreement=float(agreement) if agreement is not None else None,
+            imported_at=parse_iso_8601(imported_at) if imported_at else utcnow(),
+            details=dict(manifest),
+        )
 
 
 async def _named(session: AsyncSession, name: str) -> list[AnalysisModel]:
@@ -280,33 +292,55 @@ def remove_files(settings: Settings, name: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The model a worker serves a task with: kind None when the activation names a model
-    the registry no longer has (it cannot load; the previous one keeps serving)."""
+    the registry no longer has (it cannot load; the previous one keeps serving). `languages`
+    are those it is registered for: it labels no other."""
 
     task: str
     name: str
     kind: str | None
     imported_at: datetime | None
+    languages: tuple[str, ...] = EMBEDDED_LANGUAGES
+
+
+async def _choice(
+    session: AsyncSession, task: str, serving: str, row: AnalysisModel | None = None
+) -> Choice:
+    """The Choice of `serving` for `task`, from its registry row (read when not given)."""
+    if row is None:
+        row = next((r for r in await store.model_rows(session, serving) if r.task == task), None)
+    identity = embedded_identity()
+    if row is None and identity is not None and serving == identity.name:
+        return Choice(task, serving, EMBEDDED, None)
+    if row is None:
+        return Choice(task, serving, None, None, ())
+    return Choice(task, serving, row.kind, row.imported_at, tuple(row.languages or ()))
 
 
 async def serving_choice(session: AsyncSession, name: str | None = None) -> dict[str, Choice]:
-    """{task: Choice}: the models active for language `*` (per-language routing reads the
-    other activations), or with `name` serving the task(s) it serves (a rescore with
-    `--model NAME`: the other task keeps its active model). NotFound for an unknown name."""
+    """{task: Choice}: the models active for language `*`, or with `name` serving the
+    task(s) it serves (a rescore with `--model NAME`: the other task keeps its active
+    model). NotFound for an unknown name."""
     active = await active_names(session)
     named = {row.task: row for row in await _named(session, name)} if name else {}
     choices: dict[str, Choice] = {}
-    identity = embedded_identity()
     for task in TASKS:
         row = named.get(task)
         serving = row.name if row is not None else active[task][ANY_LANGUAGE]
-        if row is None:
-            row = next(
-                (r for r in await store.model_rows(session, serving) if r.task == task), None
-            )
-        if row is None and identity is not None and serving == identity.name:
-            choices[task] = Choice(task, serving, EMBEDDED, None)
-        elif row is None:
-            choices[task] = Choice(task, serving, None, None)
-        else:
-            choices[task] = Choice(task, serving, row.kind, row.imported_at)
+        choices[task] = await _choice(session, task, serving, row)
     return choices
+
+
+async def serving_routes(session: AsyncSession) -> dict[str, dict[str, Choice]]:
+    """{language: {task: Choice}}: `*` (what every language no activation names is offered)
+    and each language some activation names, whose other task falls back to its `*` model.
+    Whether a pair may read a language is the pair's registered languages' say
+    (`registry_backend.Routes`), not this map's."""
+    active = await active_names(session)
+    languages = sorted({code for by_language in active.values() for code in by_language})
+    routes: dict[str, dict[str, Choice]] = {}
+    for code in languages:
+        routes[code] = {}
+        for task in TASKS:
+            serving = active[task].get(code, active[task][ANY_LANGUAGE])
+            routes[code][task] = await _choice(session, task, serving)
+    return routes

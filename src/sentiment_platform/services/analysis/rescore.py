@@ -13,6 +13,11 @@ workers analysed with the target model while this runs is never analysed twice. 
 that changed between the read and the write is left as the other writer left it (the
 store's guarded UPDATE).
 
+Routing holds here as in the worker: a post is relabelled only by a model registered for its
+language (`analyze_languages`); a post the model may not read is left as it is and counted
+`unreadable`. A post stored before languages were detected (language null) is read as
+before, by the `*` models.
+
 `analyzed_at` is kept: it is when the post was first analysed, the minute its rule counts
 live in. A new time would move the counts into the current minutes and fire alerts on old
 posts. `model` says which model gave the labels.
@@ -26,6 +31,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import Enum
 
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -33,9 +39,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform import store
 from sentiment_platform.domain import Prediction, utcnow
 from sentiment_platform.rule_spec import MAX_WINDOW_MINUTES
-from sentiment_platform.services.alerting.matcher import RuleFilter
-from sentiment_platform.services.alerting.rule_hits import CountedRule, rule_moves
-from sentiment_platform.services.analysis.backends import Analyzer
+from sentiment_platform.services.alerting.rule_hits import CountedRule, rule_filter, rule_moves
+from sentiment_platform.services.analysis.backends import Analyzer, analyze_languages
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,7 @@ class Rescored:
     meanwhile: int = 0  # changed or deleted by another writer between read and write: left
     failed: int = 0  # the analyzer refused them one by one: left as they were
     other_model: int = 0  # relabelled under another model's name (a fallback): left to redo
+    unreadable: int = 0  # in a language the model is not registered for: left as they were
     batches: int = 0
 
 
@@ -99,17 +105,20 @@ async def rescore(
         if not batch:
             return done
         after = batch[-1].id
-        predictions = await _predict(analyzer, [post.content for post in batch])
+        texts = [post.content for post in batch]
+        predictions = await _predict(analyzer, texts, [post.language for post in batch])
         pairs = [
             (post, prediction)
             for post, prediction in zip(batch, predictions, strict=True)
-            if prediction is not None
+            if isinstance(prediction, Prediction)
         ]
+        unreadable = sum(1 for prediction in predictions if prediction is Outcome.UNREAD)
         changed = await _write(session_factory, pairs, now())
         done.batches += 1
         done.posts += len(changed)
         done.meanwhile += len(pairs) - len(changed)
-        done.failed += len(batch) - len(pairs)
+        done.unreadable += unreadable
+        done.failed += len(batch) - len(pairs) - unreadable
         done.other_model += sum(1 for _, prediction in changed if prediction.model != model)
         if on_batch is not None:
             on_batch(len(batch))
@@ -128,10 +137,8 @@ async def _write(
         try:
             async with session_factory() as session, session.begin():
                 changed = await store.relabel(session, pairs)
-                rules = [
-                    CountedRule(RuleFilter(r.id, tuple(r.keywords), r.source), r.updated_at)
-                    for r in await store.list_rules(session)
-                ]
+                stored_rules = await store.list_rules(session)
+                rules = [CountedRule(rule_filter(r), r.updated_at) for r in stored_rules]
                 await store.move_rule_counts(session, rule_moves(rules, changed, counted_since))
                 return changed
         except DBAPIError as error:
@@ -145,15 +152,25 @@ async def _write(
     raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
-async def _predict(analyzer: Analyzer, texts: list[str]) -> list[Prediction | None]:
-    """One prediction per text; None for a text the analyzer refuses alone (found by
-    halving the batch), so one bad post costs its own place, not its batch's. An analyzer
-    that fails on a harmless text too is down: `AnalyzerDown` stops the run."""
+class Outcome(Enum):
+    """Why a post got no prediction."""
+
+    UNREAD = "no model it may use reads its language"
+    REFUSED = "the analyzer refuses it"
+
+
+async def _predict(
+    analyzer: Analyzer, texts: list[str], languages: list[str | None]
+) -> list[Prediction | Outcome]:
+    """One prediction per text; REFUSED for a text the analyzer refuses alone (found by
+    halving the batch), so one bad post costs its own place, not its batch's, and UNREAD
+    for one in a language no model it may use reads. An analyzer that fails on a harmless
+    text too is down: `AnalyzerDown` stops the run."""
     try:
-        predictions = list(await analyzer.analyze(texts))
+        predictions = await analyze_languages(analyzer, texts, languages)
         if len(predictions) != len(texts):
             raise ValueError(f"{len(predictions)} predictions for {len(texts)} texts")
-        return list(predictions)
+        return [Outcome.UNREAD if p is None else p for p in predictions]
     except Exception as error:
         try:
             await answering_model(analyzer)
@@ -164,6 +181,7 @@ async def _predict(analyzer: Analyzer, texts: list[str]) -> list[Prediction | No
                 "rescore skipped a post the analyzer refuses",
                 extra={"event": "rescore.refused", "error": f"{type(error).__name__}: {error}"},
             )
-            return [None]
+            return [Outcome.REFUSED]
     middle = len(texts) // 2
-    return await _predict(analyzer, texts[:middle]) + await _predict(analyzer, texts[middle:])
+    first = await _predict(analyzer, texts[:middle], languages[:middle])
+    return first + await _predict(analyzer, texts[middle:], languages[middle:])

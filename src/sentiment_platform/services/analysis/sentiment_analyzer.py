@@ -20,6 +20,7 @@ from sentiment_platform.domain import Prediction
 from sentiment_platform.services.analysis.backends import Backend, BackendUnavailable
 from sentiment_platform.services.analysis.circuit_breaker import ProviderOutage
 from sentiment_platform.services.analysis.llm import load_llm_backend
+from sentiment_platform.services.analysis.routing import Chain, Reader, plan
 from sentiment_platform.services.analysis.transformers_backend import load_transformers_backend
 from sentiment_platform.telemetry import ANALYZER_LATENCY
 
@@ -93,7 +94,7 @@ def _escalation(settings: Settings, llm: Backend | None, below: float) -> Escala
     return Escalation(llm, below)
 
 
-def _predict_checked(backend: Backend, texts: list[str]) -> list[Prediction]:
+def _predict_checked(backend: Reader, texts: list[str]) -> list[Prediction]:
     """A backend's answer, refused unless it has exactly one prediction per text."""
     with ANALYZER_LATENCY.labels(backend=backend.name).time():
         predictions = backend.predict(texts)
@@ -110,11 +111,18 @@ def _failure_level(exc: Exception) -> int:
 class SentimentAnalyzer:
     """Labels batches of texts with the first backend of the chain that answers."""
 
-    def __init__(self, backends: Sequence[Backend], escalation: Escalation | None = None) -> None:
+    def __init__(
+        self,
+        backends: Sequence[Backend],
+        escalation: Escalation | None = None,
+        unsupported_languages: str = "skip",
+    ) -> None:
         if not backends:
             raise AnalyzerUnavailable(f"no analyzer backend given; {HOW_TO_CONFIGURE}")
         self._backends = list(backends)
         self._escalation = escalation
+        # "english": a post no model reads gets an English post's chain (`routing.plan`).
+        self._english = unsupported_languages == "english"
         # One thread: a batch already uses every core (torch) and batches stay in order.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="analyzer")
         self._status = f"ok: {self._backends[0].name}"
@@ -158,7 +166,7 @@ class SentimentAnalyzer:
             )
         below = settings.llm_escalate_below
         escalation = None if below is None else _escalation(settings, loaded.get("llm"), below)
-        return cls(list(loaded.values()), escalation)
+        return cls(list(loaded.values()), escalation, settings.unsupported_languages)
 
     @property
     def backend_names(self) -> list[str]:
@@ -198,9 +206,38 @@ class SentimentAnalyzer:
         batch = list(texts)
         if not batch:
             return []
+        return self._run(list(enumerate(self._backends)), batch)
+
+    async def analyze_routed(
+        self, texts: Sequence[str], languages: Sequence[str | None]
+    ) -> list[Prediction | None]:
+        """One prediction per text by a model that reads its language (`routing`), None
+        where no model may; computed in the analyzer's thread."""
+        if not texts:
+            return []
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self.analyze_routed_blocking, list(texts), list(languages)
+        )
+
+    def analyze_routed_blocking(
+        self, texts: Sequence[str], languages: Sequence[str | None]
+    ) -> list[Prediction | None]:
+        """`analyze_routed` without the event loop: one chain call per distinct chain."""
+        if len(texts) != len(languages):
+            raise ValueError(f"{len(languages)} languages for {len(texts)} texts")
+        found: list[Prediction | None] = [None] * len(texts)
+        for chain, indices in plan(self._backends, languages, self._english):
+            predictions = self._run(chain, [texts[i] for i in indices])
+            for index, prediction in zip(indices, predictions, strict=True):
+                found[index] = prediction
+        return found
+
+    def _run(self, chain: Chain, batch: list[str]) -> list[Prediction]:
+        """The first of `chain` that answers labels the batch; the status says which."""
         failures = []
         outages = 0
-        for position, backend in enumerate(self._backends):
+        for rank, (position, backend) in enumerate(chain):
             try:
                 predictions = _predict_checked(backend, batch)
             except Exception as exc:
@@ -215,18 +252,20 @@ class SentimentAnalyzer:
                 )
                 failures.append(f"{backend.name}: {exc}")
                 continue
+            # The status speaks of the chain's first backend: posts it does not read (their
+            # language is another model's) neither prove it up nor degrade it.
             if position == 0:
-                self._status = f"ok: {backend.name}"
-            else:
-                self._status = f"degraded: {backend.name} ({self._backends[0].name} failing)"
+                self._status = f"ok: {self._backends[0].name}"
+            elif rank > 0:
+                self._status = f"degraded: {backend.name} ({chain[0][1].name} failing)"
             return self._escalate(batch, predictions, backend)
         self._status = "down: every backend failed the last batch"
-        if outages == len(self._backends):
+        if outages == len(chain):
             raise AnalyzerOutage("every backend is unavailable for now: " + "; ".join(failures))
         raise AnalysisFailed("every backend failed: " + "; ".join(failures))
 
     def _escalate(
-        self, texts: list[str], predictions: list[Prediction], answered_by: Backend
+        self, texts: list[str], predictions: list[Prediction], answered_by: Reader
     ) -> list[Prediction]:
         """Swap in the LLM's answers for the unsure posts; if it fails, keep the local ones."""
         escalation = self._escalation

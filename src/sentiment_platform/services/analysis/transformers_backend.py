@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import Emotion, Prediction, Sentiment, to_emotion, to_sentiment
 from sentiment_platform.services.analysis.backends import BackendUnavailable
+from sentiment_platform.services.analysis.language import UNDETERMINED
+from sentiment_platform.services.analysis.routing import ENGLISH
 
 if TYPE_CHECKING:
     import torch
@@ -135,6 +137,11 @@ class TransformersBackend:
         self._batch_size = batch_size
         # One batch at a time: torch already spreads one forward pass over the cores.
         self._lock = threading.Lock()
+
+    def reader(self, language: str | None) -> TransformersBackend | None:
+        """The default models (cardiffnlp's) read English: posts in another detected
+        language are not theirs to label (`routing`)."""
+        return self if language in (None, UNDETERMINED, ENGLISH) else None
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One prediction per text, in input order; similar lengths share a chunk to pad less."""

@@ -25,7 +25,7 @@ from sentiment_platform.services.reporting.estimates import (
     WindowEstimate,
     window_estimate,
 )
-from sentiment_platform.store import Reader, rollups
+from sentiment_platform.store import LabelScope, Reader, rollup_reads, rollups
 from sentiment_platform.timegrain import Grain
 
 MAX_BUCKETS = 1_500  # timeline points at most; a longer range gets a coarser bucket
@@ -124,8 +124,16 @@ class Metrics(BaseModel):
     timeline: list[TimelinePoint]
     by_source: dict[str, SourceBreakdown]
     # Analysed posts per model that labelled them: two names when a window mixes models.
+    # Not kept per language or copy: the window's (and source's) whatever those filters.
     models: dict[str, int]
     estimate: EstimateInfo
+    # Every post of the window per language (ISO 639-1 or "und"), unanalysed ones included;
+    # posts stored before language detection have none and are not in it.
+    by_language: dict[str, int] = {}
+    unanalysed: int = 0  # posts with no sentiment (pending, or no model reads their language)
+    duplicates: int = 0  # copies of an earlier post (left out of every count when unique)
+    unique: bool = False  # the answer counts each group of copies once
+    language: str | None = None  # the answer counts this language's posts alone
 
 
 def _shares(counts: dict[str, int], labels: type[StrEnum], total: int) -> dict[Any, Share]:
@@ -170,22 +178,26 @@ async def compute_metrics(
     bucket: Bucket | None = None,
     source: str | None = None,
     *,
+    language: str | None = None,
+    unique: bool = False,
     min_labels: int = 200,
 ) -> Metrics:
     """Counts over analysed posts created in the minutes [start, end) touches, optionally
-    for one source, from the rollups, with the models that labelled them (from the model
-    rollups, in the same read), and the shares estimated with the random labels of the
-    same minutes where there are `min_labels` of them. A bucket too fine for the range is
-    coarsened."""
+    for one source and one language, each group of copies once with `unique`, from the
+    rollups, with the models that labelled them (from the model rollups, in the same read),
+    and the shares estimated with the random labels of the same minutes where there are
+    `min_labels` of them. A bucket too fine for the range is coarsened."""
     bucket = (bucket or Bucket.for_range(start, end)).fitting(start, end)
     first = bucket.floor(start)
     if bucket.count_in(start, end) > MAX_BUCKETS:  # centuries: start the chart at the data
-        earliest = await rollups.earliest(reader)
+        earliest = await rollup_reads.earliest(reader)
         first = max(first, bucket.floor(earliest or end))
         last = bucket.floor(max(start, end - timedelta(microseconds=1)))
         if bucket.count_in(first, last) > MAX_BUCKETS:
             first = last.replace(year=last.year - MAX_BUCKETS // 12 + 1)
-    counts = await rollups.summary(reader, start, end, bucket.value, source)
+    counts = await rollup_reads.summary(
+        reader, start, end, bucket.value, source, language=language, unique=unique
+    )
 
     # Plain counters first, the models built once at the end: a pydantic attribute write
     # per row is slow next to a dict's.
@@ -217,6 +229,7 @@ async def compute_metrics(
         sentiment_counts,
         counts.models,
         counts.labels,
+        LabelScope(source, *rollups.minute_range(start, end), language=language, unique=unique),
         min_labels=min_labels,
         shipped=shipped_confusion(),
     )
@@ -231,6 +244,11 @@ async def compute_metrics(
         by_source=by_source,
         models=dict(sorted(counts.models.items())),
         estimate=estimate.info,
+        by_language=dict(sorted(counts.languages.items())),
+        unanalysed=counts.unanalysed,
+        duplicates=counts.duplicates,
+        unique=unique,
+        language=language,
     )
 
 

@@ -6,8 +6,8 @@ source), predicted by the model that made most of the window's counts, are used:
 other label would bias the estimate (people label the posts they find interesting). With
 fewer than `min_labels` of them the answer is what it was without labels: the shipped
 confusion matrix undone (label shift assumed), or nothing where none ships. The labels
-come from the label rollups, read with the counts in one statement (`rollups.summary`), so
-the metrics answer stays O(buckets).
+come from the label rollups, read with the counts in one statement
+(`rollup_reads.summary`), so the metrics answer stays O(buckets).
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ from pydantic import BaseModel
 from sentiment_platform.domain import Sentiment
 from sentiment_platform.services.analysis.estimation import stratified_estimate
 from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
+from sentiment_platform.store import LabelScope
 
 STRATIFIED = "stratified"
 SHIPPED = "shipped confusion matrix"
 COUNTED = "counted"
+SHIPPED_LANGUAGE = "en"  # the language the shipped confusion matrix was measured on
 _INDEX = {sentiment.value: i for i, sentiment in enumerate(Sentiment)}
 
 
@@ -105,13 +107,47 @@ def window_estimate(
     counts: Mapping[str, int],
     models: Mapping[str, int],
     labels: Mapping[tuple[str, str, str], int],
+    scope: LabelScope,
     *,
     min_labels: int,
     shipped: Confusion | None,
 ) -> WindowEstimate:
     """Estimate from the window's counts per sentiment and per model and its random labels
-    (model, label, prediction → count; `rollups.Summary.labels`)."""
+    (model, label, prediction → count; `rollup_reads.Summary.labels`), read with the counts
+    and filtered as they are (`scope`: the source, language and `unique` of the counts).
+
+    A random draw over every post is random over one language's, or over the originals.
+    The model whose predictions the labels correct is the window's main one over every
+    language and copies included (`models` is not kept per language), and the shipped
+    confusion matrix, measured on English, is not applied to another language's counts:
+    the note says both."""
     model = counting_model(models)
-    return estimate_from(
-        counts, random_confusion(labels, model), model, min_labels=min_labels, shipped=shipped
+    other_language = scope.language not in (None, SHIPPED_LANGUAGE)
+    estimate = estimate_from(
+        counts,
+        random_confusion(labels, model),
+        model,
+        min_labels=min_labels,
+        shipped=None if other_language else shipped,
     )
+    return _noted(estimate, scope, other_language and shipped is not None)
+
+
+def _noted(estimate: WindowEstimate, scope: LabelScope, unshipped: bool) -> WindowEstimate:
+    """The note with what the filters made of the estimate."""
+    said = []
+    if scope.language is not None:
+        said.append(f"counts and random labels of language={scope.language} posts alone")
+    if scope.unique:
+        said.append("each group of copies counted once, and labels on copies left out")
+    if scope.language is not None or scope.unique:
+        said.append(
+            "the model is the window's main one over every post"
+            " (models are not counted per language or copy)"
+        )
+    if unshipped and estimate.info.method == COUNTED:
+        said.append("the shipped confusion matrix is measured on English posts: not applied")
+    if not said:
+        return estimate
+    info = estimate.info.model_copy(update={"note": "; ".join([estimate.info.note, *said])})
+    return WindowEstimate(info, estimate.shares, estimate.intervals)

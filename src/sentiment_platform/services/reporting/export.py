@@ -19,9 +19,9 @@ import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.domain import PostView
-from sentiment_platform.store import rollups
+from sentiment_platform.store import rollup_reads, rollups
 from sentiment_platform.store.post_pages import PostFilter, count_matches, stream_posts
-from sentiment_platform.store.prepared import Reader, no_statement_timeout
+from sentiment_platform.store.prepared import Reader
 
 Format = Literal["csv", "jsonl"]
 # CSV is flat: a label is its sentiment in `label` (the column `ingest file` reads back),
@@ -74,13 +74,14 @@ async def row_cap(
 async def expected_rows(session: AsyncSession, where: PostFilter) -> int:
     """About how many posts the export holds, for a progress bar (from the rollups; a
     text search: at most that)."""
-    return await rollups.total(
+    return await rollup_reads.total(
         session,
         where.since,
         where.until,
         source=where.source,
         sentiment=where.sentiment.value if where.sentiment else None,
         emotion=where.emotion.value if where.emotion else None,
+        language=where.language,
     )
 
 
@@ -106,7 +107,7 @@ async def export_chunks(
         buffer.truncate()
     rows = 0
     async with session_factory() as session, session.begin():
-        await no_statement_timeout(session)  # the stream may take minutes
+        await rollups.no_statement_timeout(session)  # the stream may take minutes
         async with aclosing(stream_posts(session, where, CHUNK_ROWS)) as posts:
             async for post in posts:
                 if rows == max_rows:

@@ -4,9 +4,11 @@ A metrics answer's estimate needs the random labels of its window by model, labe
 prediction. Reading them post by post (0009's partial index, a draw lookup per label) cost
 an uncached answer 1.5–2.2× its time; the cells here are read in the same statement as the
 post rollups, O(buckets). Key: grain (m / h / d) × the bucket of the post's `created_at` ×
-source × language × model × stored prediction × label × the reach of the post's widest
-random draw (`all_sources`, `drawn_since`, `drawn_until`), so a window takes the labels a
-draw covering it chose (models/label_rollup_sql.py says which draw, and why triggers).
+source × language × copy or not (`duplicate`: `duplicate_of` set, as the post rollups
+keep it, so `unique=true` leaves labels on copies out) × model × stored prediction × label
+× the reach of the post's widest random draw (`all_sources`, `drawn_since`,
+`drawn_until`), so a window takes the labels a draw covering it chose
+(models/label_rollup_sql.py says which draw, and why triggers).
 
 The triggers live on `social_media_posts` and `review_draws`. On SQLite a later migration
 that copies either table (`op.batch_alter_table`) drops its triggers with the old table: it
@@ -42,6 +44,7 @@ def upgrade() -> None:
         sa.Column("bucket_start", UTCDateTime(), nullable=False),
         sa.Column("source", sa.String(64), nullable=False),
         sa.Column("language", sa.String(8), nullable=False),
+        sa.Column("duplicate", sa.Boolean(), nullable=False),
         sa.Column("model", sa.String(128), nullable=False),
         sa.Column("prediction", sa.String(16), nullable=False),
         sa.Column("label", sa.String(16), nullable=False),
