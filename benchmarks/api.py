@@ -18,7 +18,17 @@ hour), and a ratio is only worth something between runs the ceiling brackets ali
 
 `--in-process N` measures instead what one request costs the API process alone: the app in
 this process, N requests a path over httpx's ASGI transport (no network, no wrk), CPU-ms a
-request, the best of five rounds (the floor includes httpx's own ~0.1 ms a request).
+request, the best of five rounds (the floor includes httpx's own ~0.1 ms a request); with
+`METRICS_CACHE_S=0` in the environment the metrics are uncached.
+
+`--labels N` gives a freshly loaded store N random labels (every (size/N)th post drawn at
+random with no filter, then labelled), so the metrics' estimate reads labels as a user's
+would; `--metrics-only` measures just the uncached metrics (wrk, and alone); `--prefix`
+names the databases (`<prefix>_<size>`), so two people on one server do not share them.
+To compare two commits on one store, load it once, then run each commit's code on it with
+`--reuse` (`PYTHONPATH` at that commit's `src`).
+
+    .venv/bin/python benchmarks/api.py --sizes 1000000 --labels 5000 --metrics-only
 
 The server and wrk share the machine; the figures say so.
 """
@@ -100,8 +110,35 @@ def verdict(name: str, row: dict[str, float], first_page_rps: float) -> str:
     return f"{wanted}: {'met' if met else 'MISSED'}"
 
 
+def cpu_line() -> str:
+    """The cores, the CPU flags and the load average: what every figure is read against."""
+    flags = subprocess.run(
+        ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
+    ).stdout.strip()
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    return f"cpu: {os.cpu_count()} cores; load average {' '.join(load)}; {flags}"
+
+
+PREFIX = ["sentiment_bench_api"]  # set from --prefix
+
+
 def database_url(base: str, size: int) -> str:
-    return f"{base.rsplit('/', 1)[0]}/sentiment_bench_api_{size}"
+    return f"{base.rsplit('/', 1)[0]}/{PREFIX[0]}_{size}"
+
+
+def seed_labels(url: str, size: int, labels: int, base: str) -> None:
+    """Every (size/labels)th post drawn at random (no filter) and labelled: a third of the
+    labels disagree with the stored prediction. Straight SQL on a benchmark's store."""
+    every = max(size // labels, 1)
+    target = url.replace("postgresql+asyncpg://", "postgresql://")
+    sql = (
+        "INSERT INTO review_draws (post_ref, strategy, drawn_at) SELECT id, 'random', now() "
+        f"FROM social_media_posts WHERE id % {every} = 0; "
+        "UPDATE social_media_posts SET labelled_at = now(), label_sentiment = CASE WHEN "
+        "id % 3 = 0 THEN 'neutral' ELSE sentiment END "
+        f"WHERE id % {every} = 0; ANALYZE"
+    )
+    subprocess.run(["psql", target, "-qc", sql], check=True)
 
 
 def psql_admin(base: str, sql: str) -> None:
@@ -225,7 +262,11 @@ def export_rows_per_s() -> float:
     return rows / (time.perf_counter() - started)
 
 
-def measure(url: str, days: float, duration: int, connections: int) -> dict[str, dict[str, float]]:
+def measure(
+    url: str, days: float, duration: int, connections: int, metrics_only: bool = False
+) -> dict[str, dict[str, float]]:
+    if metrics_only:
+        return uncached(url, duration, connections)
     figures: dict[str, dict[str, float]] = {}
     server = start_server(url, cache_s=1.0)
     try:
@@ -240,14 +281,23 @@ def measure(url: str, days: float, duration: int, connections: int) -> dict[str,
         figures["export (rows/s, last day)"] = {"rps": export_rows_per_s()}
     finally:
         stop_server(server)
+    return figures | uncached(url, duration, connections)
+
+
+def uncached(url: str, duration: int, connections: int) -> dict[str, dict[str, float]]:
+    """The metrics with METRICS_CACHE_S=0: wrk, and one request at a time (p50)."""
+    figures: dict[str, dict[str, float]] = {}
     server = start_server(url, cache_s=0)
     try:
         for name, path in METRICS:
-            held = get_json(path)["total"]  # a reused store's windows relative to now thin out
+            answer = get_json(path)
+            held = answer["total"]  # a reused store's windows relative to now thin out
+            estimate = answer.get("estimate")
             assert isinstance(held, int)
             figures[f"{name} (cache off)"] = wrk(path, duration, connections) | {
                 "alone_p50_ms": alone_p50(path),
                 "posts_in_window": held,
+                "labels_in_window": estimate.get("labels", 0) if isinstance(estimate, dict) else 0,
             }
     finally:
         stop_server(server)
@@ -320,16 +370,17 @@ def main() -> None:
     parser.add_argument(
         "--in-process", type=int, metavar="N", help="CPU-ms a request in process, N a round"
     )
+    parser.add_argument("--labels", type=int, default=0, help="random labels after a load")
+    parser.add_argument("--metrics-only", action="store_true", help="the uncached metrics")
+    parser.add_argument("--prefix", default=PREFIX[0], help="the databases' name prefix")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/x"),
         help="server and user to use (the database name is replaced per size)",
     )
     args = parser.parse_args()
-    flags = subprocess.run(
-        ["grep", "-m1", "flags", "/proc/cpuinfo"], capture_output=True, text=True
-    ).stdout.strip()
-    print(f"cpu: {os.cpu_count()} cores; {flags}")
+    PREFIX[0] = args.prefix
+    print(cpu_line())
     if args.in_process:
         in_process(database_url(args.database_url, args.sizes[0]), args.in_process)
         return
@@ -343,12 +394,14 @@ def main() -> None:
             loaded = load(url, size, args.days, args.database_url)
             met = "met" if loaded["rows_per_s"] >= LOAD_ROWS_PER_S else "MISSED"
             print(f"bench load {size}: {json.dumps(loaded)} (≥ {LOAD_ROWS_PER_S:,} rows/s: {met})")
-        results[size] = measure(url, args.days, args.duration, args.connections)
+            if args.labels:
+                seed_labels(url, size, args.labels, args.database_url)
+        results[size] = measure(url, args.days, args.duration, args.connections, args.metrics_only)
         after = ceiling(args.duration, args.connections)
         print(f"\n{size:,} posts over {args.days:g} days (hello-world after: {after['rps']:,.0f})")
         print("| request | req/s | p50 ms | p99 ms | non-2xx | alone p50 ms | target |")
         print("|---|---|---|---|---|---|---|")
-        first_page = results[size]["posts"]["rps"]
+        first_page = results[size].get("posts", {}).get("rps", 0.0)
         for name, row in results[size].items():
             print(
                 f"| {name} | {row['rps']:,.0f} | {row.get('p50_ms', float('nan')):.1f} | "
@@ -357,10 +410,11 @@ def main() -> None:
             )
         held = ", ".join(
             f"{name.removesuffix(' (cache off)')} {row['posts_in_window']:,.0f}"
+            f" ({row.get('labels_in_window', 0):,.0f} random labels)"
             for name, row in results[size].items()
             if "posts_in_window" in row
         )
-        print(f"posts in each metrics window when measured: {held}")
+        print(f"posts (random labels) in each metrics window when measured: {held}")
     if len(results) > 1:
         small, large = min(results), max(results)
         print(f"\nratio {large:,} / {small:,} (req/s; 1.0 = no growth; the issue: ≥ 0.8)")

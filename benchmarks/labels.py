@@ -10,7 +10,10 @@ PostgreSQL a throw-away database, dropped afterwards unless `--keep`), then:
 - `sentiment-platform serve` (one process, the in-process bus, the embedded worker off,
   `RATE_LIMIT_PER_MINUTE=0`) and `GET /api/review?limit=50` alone over HTTP, p50;
 - `wrk -t2 -c<connections> -d<duration>s` with a Lua script that PUTs a label on a random
-  stored post (random sentiment, sometimes an emotion): req/s, p50, p99, non-2xx.
+  stored post (random sentiment, sometimes an emotion): req/s, p50, p99, non-2xx. Every
+  post is drawn at random first (one `review_draws` row each, unless `--undrawn`), so each
+  PUT is a random label and moves its label rollup cells (0011's triggers): the write at
+  its dearest.
 - the machine's ceiling first: the FastAPI hello-world (`hello.py`) in one process.
 
     .venv/bin/python benchmarks/labels.py --store postgres --posts 1000000 --days 30
@@ -33,11 +36,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from api import _ms, psql_admin, started, stop_server  # benchmarks/api.py's helpers
+from api import _ms, cpu_line, psql_admin, started, stop_server  # benchmarks/api.py's helpers
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "from sentiment_platform.cli import app; app()"]
 PORT = 8791
+DRAW_SLICE = 50_000  # posts drawn a statement when every post is drawn first
 LUA = """
 local token, count = "%s", %d
 local sentiments = {"negative", "neutral", "positive"}
@@ -63,19 +67,41 @@ def load(url: str, posts: int, days: float) -> None:
     subprocess.run([*CLI, "init-db"], env=env, check=True, capture_output=True)
 
 
-async def draws(url: str, count: int) -> tuple[str, dict[str, float]]:
-    """The bench posts' token, and each strategy's p50 / max ms for one draw of 50."""
-    from sqlalchemy import select
+async def draws(url: str, count: int, drawn: bool) -> tuple[str, dict[str, float]]:
+    """The bench posts' token, and each strategy's p50 / max ms for one draw of 50 (first,
+    with `drawn`, every post drawn at random once)."""
+    from sqlalchemy import bindparam, select, text
 
     from sentiment_platform.config import Settings
     from sentiment_platform.db import create_engine, create_session_factory
-    from sentiment_platform.models.database import SocialMediaPost
+    from sentiment_platform.domain import utcnow
+    from sentiment_platform.models.database import SocialMediaPost, UTCDateTime
     from sentiment_platform.services.trust.review import draw_random, draw_uncertain
     from sentiment_platform.store import LabelScope
 
     engine = create_engine(Settings(_env_file=None, database_url=url))  # type: ignore[call-arg]
     sessions = create_session_factory(engine)
     figures: dict[str, float] = {}
+    if drawn:  # in slices of keys: each statement within the driver's command timeout
+        async with sessions() as session:
+            done = await session.scalar(text("SELECT count(*) FROM review_draws"))
+            keys = text("SELECT min(id), max(id) FROM social_media_posts")
+            low, high = (await session.execute(keys)).one() if not done else (0, -1)
+        for first in range(low, high + 1, DRAW_SLICE):
+            async with sessions() as session, session.begin():
+                await session.execute(
+                    text(
+                        "INSERT INTO review_draws (post_ref, strategy, drawn_at) "
+                        "SELECT id, 'random', :at FROM social_media_posts "
+                        "WHERE id >= :first AND id < :next"
+                    ).bindparams(bindparam("at", type_=UTCDateTime())),
+                    {"at": utcnow(), "first": first, "next": first + DRAW_SLICE},
+                )
+        if not done:  # fresh statistics, as `bench load` leaves for the posts
+            async with engine.connect() as connection:
+                autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+                for table in ("review_draws", "label_rollups"):
+                    await autocommit.execute(text(f"ANALYZE {table}"))
     async with sessions() as session:
         post_id = await session.scalar(select(SocialMediaPost.post_id).limit(1))
         assert post_id is not None and post_id.startswith("bench-")
@@ -165,7 +191,7 @@ def run(store: str, args: argparse.Namespace, workdir: Path) -> dict[str, object
         if not args.reuse:
             load(url, args.posts, args.days)
             result["load s"] = round(time.perf_counter() - begun, 1)
-        token, figures = asyncio.run(draws(url, args.draws))
+        token, figures = asyncio.run(draws(url, args.draws, not args.undrawn))
         result |= figures
         script = workdir / "put_label.lua"
         script.write_text(LUA % (token, args.posts))
@@ -191,15 +217,20 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--keep", action="store_true", help="keep the PostgreSQL database")
     parser.add_argument(
+        "--undrawn", action="store_true", help="no random draw first: labels, not random ones"
+    )
+    parser.add_argument(
         "--reuse", action="store_true", help="the PostgreSQL database a --keep run left (kept)"
     )
     args = parser.parse_args()
+    print(cpu_line())
     print(
         json.dumps({"ceiling (hello-world, 1 process)": ceiling(args.duration, args.connections)})
     )
     with tempfile.TemporaryDirectory() as workdir:
-        print(json.dumps(run(args.store, args, Path(workdir))))
+        print(json.dumps(run(args.store, args, Path(workdir))), flush=True)
     print("server (1 API process), the database and wrk share this machine")
+    print(cpu_line())
 
 
 if __name__ == "__main__":

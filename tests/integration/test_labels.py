@@ -4,6 +4,7 @@ and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -176,3 +177,39 @@ async def test_a_post_that_comes_labelled_is_stored_with_its_label(api, database
     assert items["came-3"]["label"] is None
     quality = (await api.get("/api/quality")).json()
     assert quality["labels"] == 2 and quality["random_labels"] == 0  # never drawn: not random
+
+
+async def test_puts_that_arrive_together_are_written_together(api, database, monkeypatch) -> None:
+    """Concurrent PUTs share statements (group commit, at most MAX_LABEL_WRITES posts each):
+    every label lands, an unknown post is a 404 on its own, and of two PUTs on one post the
+    one queued last (the latest `labelled_at`) is what is stored."""
+    await seed(database[1])
+    lots: list[int] = []
+    set_labels = store.set_labels
+
+    async def counted(connection, writes):
+        lots.append(len(writes))
+        return await set_labels(connection, writes)
+
+    monkeypatch.setattr(store, "set_labels", counted)
+    sentiments = ["negative", "neutral", "positive"]
+    targets = [f"p{i:04d}" for i in range(0, 300, 3)] + ["p0003", "p0006", "nope-1", "nope-2"]
+    answers = await asyncio.gather(
+        *(
+            api.put(f"/api/posts/{post_id}/label", json={"sentiment": sentiments[i % 3]})
+            for i, post_id in enumerate(targets)
+        )
+    )
+    assert [a.status_code for a in answers[-2:]] == [404, 404]
+    assert all(a.status_code == 200 for a in answers[:-2]), [a.text for a in answers]
+    assert sum(lots) == len(targets) and len(lots) < len(targets)  # some lots held several
+    async with database[1]() as session:
+        stored = await store.posts_by_ids(session, targets)
+    page = {view.post_id: view.model_dump(mode="json") for view in stored}
+    latest: dict[str, dict] = {}
+    for post_id, answer in zip(targets, answers, strict=True):
+        if answer.status_code == 200:
+            body = answer.json()
+            if post_id not in latest or body["labelled_at"] > latest[post_id]["labelled_at"]:
+                latest[post_id] = body
+    assert {post_id: page[post_id]["label"] for post_id in latest} == latest

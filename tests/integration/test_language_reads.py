@@ -201,7 +201,16 @@ async def test_the_estimate_reads_the_labels_of_the_posts_it_counts(
         ],
         LabelScope(): drawn,
     }
+    window = (T0, T0 + timedelta(hours=1))
     async with database[1]() as session:
         for scope, expected in scopes.items():
             cells = await store.label_cells(session, scope)
             assert sum(cell.count for cell in cells if cell.random) == len(expected), scope
+            # the metrics' estimate reads the label rollups: the same labels, on its model
+            params = {"unique": str(scope.unique).lower()}
+            params |= {"language": scope.language} if scope.language else {}
+            estimate = (await metrics(seeded, **params))["estimate"]
+            scope = LabelScope(None, *window, language=scope.language, unique=scope.unique)
+            model = [c for c in await store.label_cells(session, scope) if c.random]
+            used = sum(c.count for c in model if c.model == estimate["model"])
+            assert estimate["labels"] == used > 0, scope

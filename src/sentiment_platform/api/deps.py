@@ -22,6 +22,7 @@ from sentiment_platform.api.answer_cache import SingleFlightCache
 from sentiment_platform.api.background import Background
 from sentiment_platform.api.fresh_answers import FreshAnswers
 from sentiment_platform.api.hub import Hub
+from sentiment_platform.api.label_writes import LabelWrites
 from sentiment_platform.api.schemas import Checks
 from sentiment_platform.api.security import KeyRing, RateLimiter, api_key_header, digest
 from sentiment_platform.bus import Bus
@@ -61,6 +62,8 @@ class ApiParts:
     counts_cache: SingleFlightCache[object] = field(default_factory=lambda: SingleFlightCache(0))
     # Which of those answers a GET's query string, for `FreshAnswersMiddleware`
     fresh_answers: FreshAnswers = field(default_factory=FreshAnswers)
+    # Label PUTs written together (group commit)
+    label_writes: LabelWrites = field(default_factory=LabelWrites)
     # Redis mode: whether the workers' activated models load, for /api/health (api/probes.py)
     model_check: ModelCheck | None = None
 

@@ -24,6 +24,7 @@ from sentiment_platform.errors import Conflict, NotFound
 from sentiment_platform.services.retention import posts_cutoff
 from sentiment_platform.services.trust.quality import Quality, compute_quality
 from sentiment_platform.services.trust.review import draw_random, draw_uncertain
+from sentiment_platform.store.labels import LabelWrite
 
 router = APIRouter(prefix="/api", responses=problems(422, 429, 503), tags=["labels"])
 
@@ -53,12 +54,12 @@ async def put_label(
     """Set the post's label; the last write wins and `labelled_at` is when it was set. It
     is a random label when a random draw handed the post out (`GET /api/review`).
 
-    One statement, committed by itself on a bare connection (`ApiParts.reading`, admitted
-    as a session is): no session, no BEGIN/COMMIT round trips, the answer encoded as is."""
-    async with api.reading() as connection:
-        label = await store.set_label(connection, post_id, body, utcnow())
-    if label is None:
+    Written with the PUTs that arrive with it, in one statement on a bare connection
+    (api/label_writes.py): no session, one commit for them all, the answer encoded as is."""
+    at = utcnow()
+    if not await api.label_writes.put(api.reading, LabelWrite(post_id, body, at)):
         raise _no_post(post_id)
+    label = LabelView(sentiment=body.sentiment, emotion=body.emotion, labelled_at=at)
     return Response(orjson.dumps(label.model_dump(mode="json")), media_type="application/json")
 
 

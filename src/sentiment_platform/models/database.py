@@ -221,6 +221,30 @@ class ModelRollup(Base):
     count: Mapped[int] = mapped_column(BigInteger)
 
 
+class LabelRollup(Base):
+    """Random labels per bucket (grain m / h / d, UTC start of the post's `created_at`) ×
+    source × language × copy or not × model × stored prediction × label × the reach of the
+    post's widest random draw (0011, models/label_rollup_sql.py): a metrics answer's
+    estimate reads them with the post rollups, O(buckets). `duplicate`: the post is a copy
+    (`duplicate_of` set), left out by `unique=true`; `all_sources`: that draw had no source
+    filter; `drawn_since` / `drawn_until`: its time filter, the calendar's ends for none."""
+
+    __tablename__ = "label_rollups"
+
+    grain: Mapped[str] = mapped_column(String(1), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    language: Mapped[str] = mapped_column(String(8), primary_key=True)
+    duplicate: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    prediction: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(16), primary_key=True)
+    all_sources: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    drawn_since: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    drawn_until: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger)
+
+
 # --- bucket arithmetic in SQL, shared by the rollup writes, reads and the 0003 backfill -----
 
 # SQLite keeps UTCDateTime as 'YYYY-MM-DD HH:MM:SS.ffffff': a bucket start must be written in

@@ -43,6 +43,7 @@ from sentiment_platform.store.alerts import (
     update_alert,
 )
 from sentiment_platform.store.deliveries import alert_deliveries, due_deliveries, enqueue_delivery
+from sentiment_platform.store.label_rollups import random_labels
 from sentiment_platform.store.labels import (
     LabelCell,
     LabelledText,
@@ -51,6 +52,7 @@ from sentiment_platform.store.labels import (
     label_cells,
     labelled_texts,
     set_label,
+    set_labels,
     skipped_count,
 )
 from sentiment_platform.store.models_registry import (
@@ -74,7 +76,13 @@ from sentiment_platform.store.post_pages import (
     posts_page,
     stream_posts,
 )
-from sentiment_platform.store.posts import posts_by_ids, rule_posts, save_batch, stored_post_ids
+from sentiment_platform.store.posts import (
+    newest_model,
+    posts_by_ids,
+    rule_posts,
+    save_batch,
+    stored_post_ids,
+)
 from sentiment_platform.store.prepared import Reader, ping
 from sentiment_platform.store.rescore import (
     Labelled,
@@ -130,9 +138,12 @@ __all__ = [
     "items_by_refs",
     "label_cells",
     "labelled_texts",
+    "newest_model",
+    "random_labels",
     "post_key_bounds",
     "record_draws",
     "set_label",
+    "set_labels",
     "skip_post",
     "skipped_count",
     "uncertain_posts",

@@ -4,7 +4,9 @@ A label lives on its post's row (`label_sentiment`, `label_emotion`, `labelled_a
 page shows it without a join and setting one is one UPDATE on the unique `post_id` index.
 Whether a label is a *random* label is not stored with it: it follows from the review
 draws (`review_draws`), read when the labels are aggregated, so a label set before or
-after its post's random draw counts the same and nothing has to be kept in step.
+after its post's random draw counts the same. The rule is the label rollups' (models/
+label_rollup_sql.py): a post's widest random draw must cover the range read; the metrics
+read the same labels from those rollups.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import bindparam, exists, func, or_, select, update
+from sqlalchemy import bindparam, exists, func, or_, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.orm import aliased
 
 from sentiment_platform.domain import LabelView, PostLabel
 from sentiment_platform.models.database import ReviewDraw, SocialMediaPost
+from sentiment_platform.models.label_rollup_sql import WIDEST_FIRST
 from sentiment_platform.store.prepared import Reader, write_rows
 
 RANDOM = "random"  # the review strategy whose draws make a label a random label
@@ -62,37 +66,72 @@ def view_of(post: SocialMediaPost) -> LabelView | None:
 
 
 _POSTS: Any = SocialMediaPost.__table__
-_SET = (
-    update(_POSTS)
-    .where(_POSTS.c.post_id == bindparam("key"))
-    .values(
-        label_sentiment=bindparam("new_sentiment"),
-        label_emotion=bindparam("new_emotion"),
-        labelled_at=bindparam("new_at", type_=_POSTS.c.labelled_at.type),
-    )
-    .returning(_POSTS.c.id)
-)
 _CLEAR = (
     update(_POSTS)
     .where(_POSTS.c.post_id == bindparam("key"))
     .values(label_sentiment=None, label_emotion=None, labelled_at=None)
     .returning(_POSTS.c.id)
 )
+MAX_LABEL_WRITES = 64  # labels one statement sets at most
+
+
+@dataclass(frozen=True, slots=True)
+class LabelWrite:
+    """One label to set on one post, set at `at`."""
+
+    post_id: str
+    label: PostLabel
+    at: datetime
+
+
+@cache
+def _set_statement(rows: int) -> Any:
+    """UPDATE … FROM the `rows` labels given (key, sentiment, emotion, time) RETURNING the
+    post_ids found: one statement whatever the batch's size, on both stores."""
+    text_type, at_type = _POSTS.c.post_id.type, _POSTS.c.labelled_at.type
+    given = [
+        select(
+            bindparam(f"k{i}", type_=text_type).label("k"),
+            bindparam(f"s{i}", type_=text_type).label("s"),
+            bindparam(f"e{i}", type_=text_type).label("e"),
+            bindparam(f"t{i}", type_=at_type).label("t"),
+        )
+        for i in range(rows)
+    ]
+    labels = (union_all(*given) if rows > 1 else given[0]).subquery("given")
+    return (
+        update(_POSTS)
+        .where(_POSTS.c.post_id == labels.c.k)
+        .values(label_sentiment=labels.c.s, label_emotion=labels.c.e, labelled_at=labels.c.t)
+        .returning(_POSTS.c.post_id)
+    )
+
+
+async def set_labels(connection: AsyncConnection, writes: Sequence[LabelWrite]) -> set[str]:
+    """Set (or replace: the last write wins, here the latest in `writes`) posts' labels,
+    committed, in one statement on a bare connection (`write_rows`): label PUTs are a hot
+    write, and the API sets those that arrive together at once (api/label_writes.py).
+    Returns the post_ids that exist (a label on any other is not set). At most
+    MAX_LABEL_WRITES distinct posts."""
+    latest = {write.post_id: write for write in writes}  # one row per post: its last write
+    if len(latest) > MAX_LABEL_WRITES:
+        raise ValueError(f"at most {MAX_LABEL_WRITES} labels a statement, got {len(latest)}")
+    params: dict[str, Any] = {}
+    for i, write in enumerate(latest.values()):
+        emotion = None if write.label.emotion is None else write.label.emotion.value
+        params |= {f"k{i}": write.post_id, f"s{i}": write.label.sentiment.value}
+        params |= {f"e{i}": emotion, f"t{i}": write.at}
+    if not latest:
+        return set()
+    rows = await write_rows(connection, _set_statement(len(latest)), params)
+    return {str(post_id) for (post_id,) in rows}
 
 
 async def set_label(
     connection: AsyncConnection, post_id: str, label: PostLabel, at: datetime
 ) -> LabelView | None:
-    """Set (or replace: the last write wins) a post's label, committed; None when no such
-    post. One statement on a bare connection (`write_rows`): a label PUT is a hot write."""
-    emotion = None if label.emotion is None else label.emotion.value
-    params = {
-        "key": post_id,
-        "new_sentiment": label.sentiment.value,
-        "new_emotion": emotion,
-        "new_at": at,
-    }
-    if not await write_rows(connection, _SET, params):
+    """Set one post's label, committed; None when no such post."""
+    if post_id not in await set_labels(connection, [LabelWrite(post_id, label, at)]):
         return None
     return LabelView(sentiment=label.sentiment, emotion=label.emotion, labelled_at=at)
 
@@ -155,15 +194,19 @@ def post_filters(post: Any, shape: tuple[bool, bool, bool]) -> list[Any]:
 
 @cache
 def _cells_statement(shape: tuple[bool, bool, bool], language: bool, unique: bool) -> Any:
-    post, draw = SocialMediaPost, ReviewDraw
+    post, draw = SocialMediaPost, aliased(ReviewDraw, name="widest")
     narrower = [post.language == bindparam("language")] if language else []
     if unique:
         narrower.append(post.duplicate_of.is_(None))
-    random = (
-        exists()
-        .where(draw.post_ref == post.id, draw.strategy == RANDOM, *covering(draw, shape))
-        .label("random")
+    widest = (
+        select(ReviewDraw.id)
+        .where(ReviewDraw.post_ref == post.id, ReviewDraw.strategy == RANDOM)
+        .order_by(text(WIDEST_FIRST))
+        .limit(1)
+        .correlate(post)
+        .scalar_subquery()
     )
+    random = exists().where(draw.id == widest, *covering(draw, shape)).label("random")
     labelled = (
         select(post.label_sentiment, post.sentiment, post.model, post.analyzed_at, random)
         .where(post.label_sentiment.is_not(None), *post_filters(post, shape), *narrower)

@@ -281,6 +281,18 @@ async def rule_posts(
     return [(post_id, content, source_) for post_id, content, source_ in rows]
 
 
+_NEWEST_MODEL = (
+    select(SentimentAnalysis.model).order_by(SentimentAnalysis.analyzed_at.desc()).limit(1)
+)
+
+
+async def newest_model(reader: Reader) -> str | None:
+    """The model of the newest analysis (on its `analyzed_at` index): the one scoring posts
+    now, as far as the store can tell. None: nothing analysed."""
+    rows = await fetch_rows(reader, _NEWEST_MODEL, {})
+    return str(rows[0][0]) if rows else None
+
+
 async def any_posts(session: AsyncSession) -> bool:
     """Whether the store holds a post at all."""
     return await session.scalar(select(SocialMediaPost.id).limit(1)) is not None

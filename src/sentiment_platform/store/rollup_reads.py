@@ -34,8 +34,13 @@ from sqlalchemy import (
     union_all,
 )
 
-from sentiment_platform.models.database import ModelRollup, PostRollup, bucket_floor_sql
-from sentiment_platform.store import model_rollups
+from sentiment_platform.models.database import (
+    LabelRollup,
+    ModelRollup,
+    PostRollup,
+    bucket_floor_sql,
+)
+from sentiment_platform.store import label_rollups, model_rollups
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
 from sentiment_platform.store.rollups import GRAINS_FOR, UNANALYSED, minute_range, pieces
 
@@ -100,19 +105,24 @@ async def total(
 def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, ...]) -> Any:
     """Three sums of one read of the cells, so an answer returns its sums, not every cell
     it reads: per (bucket, sentiment), per (source, sentiment, language), per emotion; and,
-    from `model_rollups` over the same cells, per model. Rows are (kind 't' / 's' / 'e' /
-    'm', moment, source, label, language, all posts, posts that are not copies). Unanalysed
+    from `model_rollups` over the same cells, per model, and from `label_rollups` the random
+    labels whose draws cover the range, per (model, prediction, label). Rows are (kind 't' /
+    's' / 'e' / 'm' / 'l', moment, source, label, language, all posts, posts that are not
+    copies); an 'l' row carries the prediction as its moment and the model as its source. Unanalysed
     cells (sentiment '') are read too: `unanalysed` and `by_language` count them. Language
     rides in the source set rather than a fourth set of its own: one hash table fewer per
     cell read (measured cheaper: benchmarks/README.md, "Languages and copies: the reads").
     PostgreSQL sums in one pass over the cells (GROUPING SETS); SQLite has no GROUPING SETS,
     so it groups a CTE three times. `model_rollups` keeps no language nor copies: its sums
-    are the window's (and source's) whatever the other filters."""
+    are the window's (and source's) whatever the other filters; `label_rollups` keeps both."""
     moment: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
     rows = PostRollup.__table__.c
     where = _where(cells, labels)
     model_where = _where(cells, [n for n in labels if n == "source"], ModelRollup.__table__)
-    models = model_rollups.by_model(model_where)
+    models = (  # and the random labels whose draws cover the range, per model
+        model_rollups.by_model(model_where),
+        label_rollups.by_cell(_where(cells, labels, LabelRollup.__table__), "source" in labels),
+    )
     if dialect == "postgresql":
         kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
         labelled = (
@@ -135,7 +145,7 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
                 )
             )
         )
-        return union_all(labelled, models)
+        return union_all(labelled, *models)
     read = (
         select(
             moment.label("moment"),
@@ -159,14 +169,15 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
             c.source, c.sentiment, c.language
         ),
         select(literal_column("'e'"), null(), null(), c.emotion, null(), *sums).group_by(c.emotion),
-        models,
+        *models,
     )
 
 
 @dataclass(slots=True)
 class Summary:
     """Analysed posts over a range: per (bucket start, sentiment), per (source, sentiment),
-    per emotion, per model; and every post per language, the unanalysed, the copies."""
+    per emotion, per model; and every post per language, the unanalysed, the copies; and
+    the random labels (model, label, prediction → count) of draws covering the range."""
 
     timeline: dict[tuple[datetime, str], int] = field(default_factory=dict)
     by_source: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -175,6 +186,7 @@ class Summary:
     languages: dict[str, int] = field(default_factory=dict)  # posts from before detection: out
     unanalysed: int = 0  # no sentiment: not analysed yet, or no model reads their language
     duplicates: int = 0  # copies of an earlier post, whether `unique` left them out or not
+    labels: label_rollups.Cells = field(default_factory=dict)  # the covered random labels
 
 
 async def summary(
@@ -191,10 +203,12 @@ async def summary(
     three ways; `unit` (minute, hour, day, week or month) is the timeline's bucket; `unique`
     counts each group of copies once (its first post), except in `models`."""
     answer = Summary()
-    spans = pieces(*minute_range(start, end), GRAINS_FOR[unit])
+    minutes = minute_range(start, end)
+    spans = pieces(*minutes, GRAINS_FOR[unit])
     if not spans:
         return answer
     params = _params(spans, source=source, language=language)
+    params |= label_rollups.reach_params(*minutes)
     labels = tuple(name for name in LABELS if name in params)
     statement = _summary_statement(dialect_name(reader), unit, len(spans), labels)
     by_source: dict[tuple[str, str], int] = defaultdict(int)
@@ -202,7 +216,10 @@ async def summary(
     rows = await fetch_rows(reader, statement, params)
     for kind, moment, name, label, language, every, kept in rows:
         count = int((kept or 0) if unique and kind != "m" else every)
-        if kind == "s":
+        if kind == "l":  # name: the model, moment: its prediction
+            if count:
+                answer.labels[(name, label, moment)] = count
+        elif kind == "s":
             answer.duplicates += int(every) - int(kept or 0)
             if language:  # '': stored before detection
                 languages[language] += count

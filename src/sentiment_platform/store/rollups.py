@@ -13,8 +13,9 @@ from the minute rows, so a 30-day answer reads ~30 + 48 + 120 cells per key, not
 
 Two workers adding to the same cells cannot deadlock: each transaction upserts its keys in
 one sorted order (`add`). Beside them `model_rollups` counts the same analysed posts by the
-model that labelled them; a rebuild and a purge here do both tables. The reads (a metrics
-answer's one statement over both tables, a page's total) are `store/rollup_reads.py`.
+model that labelled them and `label_rollups` the random labels; a rebuild and a purge here
+do all three tables. The reads (a metrics answer's one statement over all three, a page's
+total) are `store/rollup_reads.py`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sentiment_platform import timegrain
 from sentiment_platform.domain import as_utc
 from sentiment_platform.models.database import GRAIN_UNITS, PostRollup, bucket_floor_sql
-from sentiment_platform.store import model_rollups
+from sentiment_platform.store import label_rollups, model_rollups
 from sentiment_platform.store.counts import add_counts, drop_empty
 from sentiment_platform.store.prepared import dialect_name
 from sentiment_platform.timegrain import Grain
@@ -109,7 +110,7 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
 
 
 async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
-    """Recompute the rollups and the model rollups from the posts, from the day `since`
+    """Recompute the post, model and label rollups from the posts, from the day `since`
     falls in (None: all).
 
     Returns how many cells were written. Run it after writing posts around `save_batch`
@@ -138,7 +139,8 @@ async def rebuild(session: AsyncSession, since: datetime | None = None) -> int:
             params,
         )
         written += result.rowcount or 0
-    return written + await model_rollups.rebuild(session, day)
+    written += await model_rollups.rebuild(session, day)
+    return written + await label_rollups.rebuild(session, day)
 
 
 async def no_statement_timeout(session: AsyncSession) -> None:
@@ -151,8 +153,8 @@ async def no_statement_timeout(session: AsyncSession) -> None:
 
 
 async def purge(session: AsyncSession, before: datetime) -> int:
-    """Drop the cells, post and model rollups alike, of buckets that start before the day
-    `before` falls in (ROLLUP_RETENTION_DAYS)."""
+    """Drop the cells, post, model and label rollups alike, of buckets that start before the
+    day `before` falls in (ROLLUP_RETENTION_DAYS)."""
     day = floor("d", before)
     result: Any = await session.execute(
         text("DELETE FROM post_rollups WHERE bucket_start < :before").bindparams(
@@ -160,4 +162,5 @@ async def purge(session: AsyncSession, before: datetime) -> int:
         ),
         {"before": day},
     )
-    return int(result.rowcount or 0) + await model_rollups.purge(session, day)
+    purged = int(result.rowcount or 0) + await model_rollups.purge(session, day)
+    return purged + await label_rollups.purge(session, day)

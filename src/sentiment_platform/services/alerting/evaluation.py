@@ -4,10 +4,10 @@ policy decided (the incident's row, its explanation, its webhook notification).
 The window is the rule's last `window_minutes` minutes of ANALYSIS time, as minute counts:
 the current (partial) minute and the `window_minutes − 1` before it. The metric:
 
-- `negative_share`: negative / total. With `ALERT_ON=estimated` the share is the model's
-  confusion undone (`quantification.adjusted_shares`), which assumes label shift: the mix
-  of classes may change, the posts of each class look to the model as they did where its
-  confusion matrix was measured. A model that ships no matrix is counted.
+- `negative_share`: negative / total. With `ALERT_ON=estimated` the share is estimated
+  (services/alerting/estimated.py): from the random labels as the metrics estimate it where
+  the model scoring posts has MIN_ESTIMATE_LABELS of them, else the shipped confusion matrix
+  undone (label shift assumed), else counted; the details say which.
 - `emotion_share`: the rule's emotion / total.
 - `volume`: the window's count / the rule's average count per window over the 24 hours
   before the window (`store.rule_volume_baseline`; at least 1, so a quiet rule is compared
@@ -16,7 +16,6 @@ the current (partial) minute and the `window_minutes − 1` before it. The metri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import RuleView, rule_alert_type
 from sentiment_platform.services.alerting import webhooks
 from sentiment_platform.services.alerting.details import explain_alert
+from sentiment_platform.services.alerting.estimated import Estimator
 from sentiment_platform.services.alerting.policy import (
     Action,
     AlertState,
@@ -38,7 +38,6 @@ from sentiment_platform.services.alerting.policy import (
     Severity,
     State,
 )
-from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
 
 MIN_BASELINE = 1.0  # posts per window a volume rule's count is compared with, at least
 
@@ -60,7 +59,7 @@ async def measure(
     rule: RuleView,
     now: datetime,
     policy: Policy,
-    confusion: Confusion | None,
+    estimator: Estimator | None,
 ) -> Measured:
     start, end = window_of(rule, now)
     counts = await store.rule_window(session, rule.id, start, end)
@@ -86,16 +85,12 @@ async def measure(
     negative = counts.sentiments.get(Sentiment.NEGATIVE.value, 0)
     sample = Sample(total, negative)
     facts |= {"negative": negative}
-    if confusion is not None and total:
-        estimated = adjusted_shares(_by_sentiment(counts.sentiments), confusion)
-        value = estimated[Sentiment.NEGATIVE]
-        facts |= {"alert_on": "estimated", "counted_share": round(sample.share, 4)}
-        sample = replace(sample, value=value)
+    if estimator is not None and total:
+        value, how = estimator.negative_share(counts.sentiments)
+        facts |= how | {"counted_share": round(sample.share, 4)}
+        if value is not None:
+            sample = replace(sample, value=value)
     return Measured(sample, facts | {"share": round(sample.share, 4)})
-
-
-def _by_sentiment(counts: Mapping[str, int]) -> dict[Sentiment, int]:
-    return {label: counts.get(label.value, 0) for label in Sentiment}
 
 
 def _label(rule: RuleView) -> str:

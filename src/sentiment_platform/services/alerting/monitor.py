@@ -46,6 +46,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.models.alerting import Alert
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleView
+from sentiment_platform.services.alerting.estimated import Estimator, load_estimator
 from sentiment_platform.services.alerting.evaluation import measure, record, state_of
 from sentiment_platform.services.alerting.leadership import Lease
 from sentiment_platform.services.alerting.notify import Notifier
@@ -85,7 +86,7 @@ class AlertMonitor:
         self._events = events
         self._clock = clock
         self._lease = lease
-        self._confusion = _confusion(settings)
+        self._shipped = _shipped(settings)
         # Per rule id; None until loaded from the store as leader.
         self._states: dict[int, AlertState] | None = None
         self.decisions: dict[int, Decision] = {}  # the last check's, per rule id
@@ -201,11 +202,19 @@ class AlertMonitor:
                 for rule_id in {_rule_of(alert) for alert in orphans}:
                     await store.close_rule_alerts(session, rule_id, now)
                 await session.commit()
+            estimator = None
+            if self._settings.alert_on == "estimated":  # once a check, for every rule
+                estimator = await load_estimator(
+                    session,
+                    now,
+                    min_labels=self._settings.min_estimate_labels,
+                    shipped=self._shipped,
+                )
             for rule in rules:
                 if self._states is None:
                     break  # the lease was lost: nothing more is written this check
                 try:
-                    self.decisions[rule.id] = await self._check_rule(session, rule, now)
+                    self.decisions[rule.id] = await self._check_rule(session, rule, now, estimator)
                 except Exception as error:  # noqa: BLE001 - one rule's failure is its own
                     await session.rollback()
                     log.warning(
@@ -222,12 +231,14 @@ class AlertMonitor:
         ALERTS_FIRING.set(sum(state.state is State.FIRING for state in states.values()))
         return self.decisions.get(BUILTIN_RULE_ID, Decision(states.get(0, AlertState())))
 
-    async def _check_rule(self, session: AsyncSession, rule: RuleView, now: datetime) -> Decision:
+    async def _check_rule(
+        self, session: AsyncSession, rule: RuleView, now: datetime, estimator: Estimator | None
+    ) -> Decision:
         assert self._states is not None
         state = self._states.get(rule.id, AlertState())
         policy = Policy.for_rule(rule, self._settings)
-        confusion = self._confusion if rule.metric == "negative_share" else None
-        measured = await measure(session, rule, now, policy, confusion)
+        estimator = estimator if rule.metric == "negative_share" else None
+        measured = await measure(session, rule, now, policy, estimator)
         decision = evaluate(state, measured.sample, now, policy)
         if decision.action is not None and not await self._still_leader():
             log.warning(
@@ -293,14 +304,16 @@ def _rule_of(alert: Alert) -> int:
     return BUILTIN_RULE_ID if alert.rule_id is None else alert.rule_id
 
 
-def _confusion(settings: Settings) -> Confusion | None:
-    """The embedded model's confusion matrix when `ALERT_ON=estimated` (None: counted)."""
+def _shipped(settings: Settings) -> Confusion | None:
+    """The embedded model's confusion matrix when `ALERT_ON=estimated`: what an estimate
+    falls back to while there are too few random labels (None: counted then)."""
     if settings.alert_on != "estimated":
         return None
     confusion = load_confusion()
     if confusion is None:
         log.warning(
-            "ALERT_ON=estimated but the model ships no confusion matrix: counting",
+            "ALERT_ON=estimated but the model ships no confusion matrix: counted until there"
+            " are MIN_ESTIMATE_LABELS random labels",
             extra={"event": "alert.estimated_unavailable"},
         )
     return confusion

@@ -225,10 +225,10 @@ async def compute_metrics(
     }
 
     total = sum(sentiment_counts.values())
-    estimate = await window_estimate(
-        reader,
+    estimate = window_estimate(
         sentiment_counts,
         counts.models,
+        counts.labels,
         LabelScope(source, *rollups.minute_range(start, end), language=language, unique=unique),
         min_labels=min_labels,
         shipped=shipped_confusion(),

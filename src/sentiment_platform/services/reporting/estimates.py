@@ -5,8 +5,9 @@ Only labels a random review draw chose, on posts created in the window's minutes
 source), predicted by the model that made most of the window's counts, are used: any
 other label would bias the estimate (people label the posts they find interesting). With
 fewer than `min_labels` of them the answer is what it was without labels: the shipped
-confusion matrix undone (label shift assumed), or nothing where none ships. Reading the
-labels is O(labels) (`store.label_cells`), so the metrics answer stays O(buckets + labels).
+confusion matrix undone (label shift assumed), or nothing where none ships. The labels
+come from the label rollups, read with the counts in one statement
+(`rollup_reads.summary`), so the metrics answer stays O(buckets).
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel
 
-from sentiment_platform import store
 from sentiment_platform.domain import Sentiment
 from sentiment_platform.services.analysis.estimation import stratified_estimate
 from sentiment_platform.services.analysis.quantification import Confusion, adjusted_shares
-from sentiment_platform.store import LabelCell, LabelScope, Reader
+from sentiment_platform.store import LabelScope
 
 STRATIFIED = "stratified"
 SHIPPED = "shipped confusion matrix"
@@ -56,14 +56,13 @@ def counting_model(models: Mapping[str, int]) -> str | None:
     return min(models, key=lambda name: (-models[name], name))
 
 
-def random_confusion(cells: list[LabelCell], model: str | None) -> np.ndarray:
-    """K×K [label, prediction] counts of the random labels on `model`'s predictions."""
+def random_confusion(cells: Mapping[tuple[str, str, str], int], model: str | None) -> np.ndarray:
+    """K×K [label, prediction] counts of the random labels on `model`'s predictions, from
+    (model, label, prediction) → count."""
     matrix = np.zeros((len(_INDEX), len(_INDEX)), dtype=np.int64)
-    for cell in cells:
-        if not cell.random or cell.model != model:
-            continue
-        if cell.label in _INDEX and cell.prediction in _INDEX:
-            matrix[_INDEX[cell.label], _INDEX[cell.prediction]] += cell.count
+    for (name, label, prediction), count in cells.items():
+        if name == model and label in _INDEX and prediction in _INDEX:
+            matrix[_INDEX[label], _INDEX[prediction]] += count
     return matrix
 
 
@@ -104,32 +103,29 @@ def estimate_from(
     return WindowEstimate(info, shares, None)
 
 
-async def window_estimate(
-    reader: Reader,
+def window_estimate(
     counts: Mapping[str, int],
     models: Mapping[str, int],
+    labels: Mapping[tuple[str, str, str], int],
     scope: LabelScope,
     *,
     min_labels: int,
     shipped: Confusion | None,
 ) -> WindowEstimate:
-    """Read the window's random labels (`scope`: minute-aligned since, until, and the
-    source, language and `unique` the counts were filtered by) and estimate. No labels are
-    read when nothing was counted.
+    """Estimate from the window's counts per sentiment and per model and its random labels
+    (model, label, prediction → count; `rollup_reads.Summary.labels`), read with the counts
+    and filtered as they are (`scope`: the source, language and `unique` of the counts).
 
-    The labels are filtered as the counts are (a random draw over every post is random over
-    one language's, or over the originals). The model whose predictions they correct is the
-    window's main one over every language and copies included (`models` is not kept per
-    language), and the shipped confusion matrix, measured on English, is not applied to
-    another language's counts: the note says both."""
+    A random draw over every post is random over one language's, or over the originals.
+    The model whose predictions the labels correct is the window's main one over every
+    language and copies included (`models` is not kept per language), and the shipped
+    confusion matrix, measured on English, is not applied to another language's counts:
+    the note says both."""
     model = counting_model(models)
-    cells: list[LabelCell] = []
-    if model is not None:
-        cells = await store.label_cells(reader, scope)
     other_language = scope.language not in (None, SHIPPED_LANGUAGE)
     estimate = estimate_from(
         counts,
-        random_confusion(cells, model),
+        random_confusion(labels, model),
         model,
         min_labels=min_labels,
         shipped=None if other_language else shipped,
