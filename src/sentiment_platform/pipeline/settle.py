@@ -93,6 +93,15 @@ class Stored:
 Settled = tuple[list[Stored], list[tuple[Item, Failure]]]
 
 
+@dataclass(frozen=True, slots=True)
+class Marked:
+    """A batch's items with their marks, and those that could not be marked (`Stage.MARKS`)."""
+
+    items: list[Item]
+    marks: dict[str, PostMarks]
+    unmarked: list[tuple[Item, Failure]]
+
+
 class Settler:
     """Analyses and stores batches for one consumer (`name` only labels its log lines)."""
 
@@ -130,15 +139,19 @@ class Settler:
         if self.models is not None:
             await self.models.close()
 
-    async def settle(self, items: list[Item], stop: asyncio.Event) -> Settled:
-        """Settle the batch. When every post of it failed in the analyzer and a harmless probe
-        text fails too, the analyzer is down rather than the posts bad: wait and retry in
-        place, so an outage costs no deliveries and sends nothing to the dead letters."""
+    async def mark(self, items: list[Item], stop: asyncio.Event) -> Marked:
+        """The batch's marks, taken once before `settle` (a split or a retry there analyses
+        the same marks); the worker marks the next batch while this one settles."""
+        marks, unmarked = await self._mark(items, stop)
+        return Marked([item for item in items if item.post.post_id in marks], marks, unmarked)
+
+    async def settle(self, marked: Marked, stop: asyncio.Event) -> Settled:
+        """Settle a marked batch. When every post of it failed in the analyzer and a harmless
+        probe text fails too, the analyzer is down rather than the posts bad: wait and retry
+        in place, so an outage costs no deliveries and sends nothing to the dead letters."""
         if self.models is not None:
             self.models.swap()  # between batches: this one is analysed by one set throughout
-        # Marked once: a split or a retry below analyses the same marks.
-        marks, unmarked = await self._mark(items, stop)
-        items = [item for item in items if item.post.post_id in marks]
+        items, marks, unmarked = marked.items, dict(marked.marks), marked.unmarked
         backoff = Backoff(0.5, 30.0)
         while True:
             stored, failed = await self._settle(items, marks, stop)

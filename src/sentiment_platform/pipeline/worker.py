@@ -1,5 +1,6 @@
-"""The stream worker: read a batch, mark and analyse it (`settle`), save it in one
-transaction, ack it, announce each post (`announce`).
+"""The stream worker: read a batch and mark it (`prefetch`), analyse it (`settle`), save it
+in one transaction, ack it, announce each post (`announce`); the next batch is read and
+marked while this one is analysed, saved and acked.
 
 At-least-once all the way: nothing is acked before it is stored (the store is idempotent on
 post_id, so a redelivery never duplicates), entries a crashed worker left behind are claimed
@@ -9,14 +10,13 @@ by the janitor, and an entry that keeps failing ends in `<stream>:dead` with its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
@@ -24,10 +24,11 @@ from typing import TypeVar
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from sentiment_platform.bus import Bus, Entry, Events, decode_post
+from sentiment_platform.bus import Bus, Entry, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.announce import announce
-from sentiment_platform.pipeline.settle import Failure, Item, Settler, Stage, log_outage, one_line
+from sentiment_platform.pipeline.prefetch import Batch, Held, Read, Reads, decoded, drop
+from sentiment_platform.pipeline.settle import Settler, log_outage
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.runtime import Runtime
 from sentiment_platform.services.analysis.backends import Analyzer
@@ -139,45 +140,92 @@ class Worker:
         log.info("worker stopped", extra={"event": "worker.stop", "consumer": self.name, **stats})
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        """Two stages (`prefetch`): while a batch is analysed, saved and acked, the next one
+        is read and marked, where that read cannot meet the batch in hand."""
         cfg = self.config
-        pending_after: str | None = "0"  # a restarted worker first finishes what it held
-        retry_at: float | None = None
-        next_claim = time.monotonic() + cfg.claim_interval_s
+        self._reads = Reads(next_claim=time.monotonic() + cfg.claim_interval_s)
         bus_backoff = Backoff()
-        while not stop.is_set():
+        ahead: asyncio.Task[Batch | None] | None = None
+        try:
+            while not stop.is_set():
+                fetching, ahead = ahead, None
+                try:
+                    if fetching is None:
+                        batch = await self._fetch(self._plan(), stop)
+                    else:
+                        batch = await fetching
+                    bus_backoff.reset()
+                except (RedisError, OSError) as error:
+                    delay = bus_backoff.next_delay()
+                    log_outage(self.name, "bus", error, delay)
+                    self._reads.pending_after = "0"  # a lost reply may have left entries pending
+                    await sleep_unless_stopped(delay, stop)
+                    continue
+                except Stopped:
+                    break
+                if batch is None:
+                    await self.settler.idle()
+                    continue
+                if not stop.is_set():
+                    read = self._plan()
+                    if self._reads.ahead_safe(read):
+                        ahead = asyncio.create_task(self._fetch(read, stop))
+                try:
+                    retry_deliveries = await self._finish(batch, stop)
+                except Stopped:
+                    break
+                if retry_deliveries:
+                    delay = min(30.0, cfg.retry_base_s * 2 ** (retry_deliveries - 1))
+                    retry_at = self._reads.retry_at or math.inf
+                    self._reads.retry_at = min(retry_at, time.monotonic() + delay)
+        finally:
+            if ahead is not None:
+                await drop(ahead, stop)
+
+    def _plan(self) -> Read:
+        """Which read comes next: the janitor's claim when due, else this consumer's pending
+        list (from the start after a restart, an outage or when failed entries are due
+        again), else new entries."""
+        reads, now = self._reads, time.monotonic()
+        if reads.pending_after is None and reads.retry_at is not None and now >= reads.retry_at:
+            reads.pending_after, reads.retry_at = "0", None
+        if now >= reads.next_claim:
+            return Read.CLAIM
+        return Read.NEW if reads.pending_after is None else Read.PENDING
+
+    async def _fetch(self, read: Read, stop: asyncio.Event) -> Batch | None:
+        """The first stage: read (`read`), decode and mark a batch; None when nothing came."""
+        cfg, reads = self.config, self._reads
+        if read is Read.CLAIM:
+            entries = await self._claim()
             now = time.monotonic()
-            if pending_after is None and retry_at is not None and now >= retry_at:
-                pending_after, retry_at = "0", None
-            try:
-                if now >= next_claim:
-                    entries = await self._claim()
-                    full = len(entries) == cfg.batch_size
-                    next_claim = now if full else now + cfg.claim_interval_s
-                elif pending_after is not None:
-                    page = await self.bus.read_pending(self.name, cfg.batch_size, pending_after)
-                    entries, pending_after = page.entries, page.cursor
-                else:
-                    block_ms = cfg.block_ms
-                    if retry_at is not None:
-                        block_ms = max(10, min(block_ms, int((retry_at - now) * 1000)))
-                    entries = await self.bus.read(self.name, cfg.batch_size, block_ms)
-                bus_backoff.reset()
-            except (RedisError, OSError) as error:
-                delay = bus_backoff.next_delay()
-                log_outage(self.name, "bus", error, delay)
-                pending_after = "0"  # a lost reply may have left entries in our pending list
-                await sleep_unless_stopped(delay, stop)
-                continue
-            if not entries:
-                await self.settler.idle()
-                continue
-            try:
-                retry_deliveries = await self.handle(entries, stop)
-            except Stopped:
-                break
-            if retry_deliveries:
-                delay = min(30.0, cfg.retry_base_s * 2 ** (retry_deliveries - 1))
-                retry_at = min(retry_at or math.inf, time.monotonic() + delay)
+            reads.next_claim = now if len(entries) == cfg.batch_size else now + cfg.claim_interval_s
+        elif read is Read.PENDING:
+            after = reads.pending_after or "0"  # set: `_plan` chose the pending list
+            page = await self.bus.read_pending(self.name, cfg.batch_size, after)
+            entries, reads.pending_after = page.entries, page.cursor
+        else:
+            block_ms = cfg.block_ms
+            if reads.retry_at is not None:
+                wait_ms = int((reads.retry_at - time.monotonic()) * 1000)
+                block_ms = max(10, min(block_ms, wait_ms))
+            entries = await self.bus.read(self.name, cfg.batch_size, block_ms)
+        return await self._marked(entries, stop) if entries else None
+
+    async def _marked(self, entries: Sequence[Entry], stop: asyncio.Event) -> Batch:
+        started = time.perf_counter()
+        items, dead = decoded(entries, self.config.max_deliveries)
+        held = Held(self.bus, self.name, entries, self.config.claim_idle_ms / 3000)
+        try:
+            marked = await self.settler.mark(items, stop)
+        except BaseException:
+            await held.release()
+            raise
+        return Batch(entries, marked, dead, held, started)
+
+    async def handle(self, entries: Sequence[Entry], stop: asyncio.Event) -> int:
+        """One batch through both stages in turn (what `run` does, without reading ahead)."""
+        return await self._finish(await self._marked(entries, stop), stop)
 
     async def _claim(self) -> list[Entry]:
         """The janitor's turn: take over a dead consumer's entries, delete what the group has
@@ -203,27 +251,15 @@ class Worker:
             )
         return entries
 
-    async def handle(self, entries: Sequence[Entry], stop: asyncio.Event) -> int:
-        """Process one batch. Entries that failed but have deliveries left stay pending;
-        returns the highest delivery count among them (0: none), which sets the retry delay."""
-        started = time.perf_counter()
-        items: dict[str, Item] = {}
-        dead: list[tuple[Entry, Failure]] = []
-        for entry in entries:
-            if entry.deliveries > self.config.max_deliveries:
-                # Delivered again and again without an ack: it crashes whoever reads it.
-                detail = f"not acknowledged after {entry.deliveries - 1} deliveries"
-                dead.append((entry, Failure(Stage.DELIVERIES, detail)))
-                continue
-            try:
-                post = decode_post(entry.fields)
-            except Exception as error:  # noqa: BLE001 - whatever it is, it will never parse
-                dead.append((entry, Failure(Stage.DECODE, one_line(error))))
-                continue
-            items.setdefault(post.post_id, Item(post)).entries.append(entry)
-
-        async with self._kept_claimed(entries):
-            stored, failed = await self.settler.settle(list(items.values()), stop)
+    async def _finish(self, batch: Batch, stop: asyncio.Event) -> int:
+        """The second stage: analyse, save, ack, dead-letter, announce. Entries that failed
+        but have deliveries left stay pending; returns the highest delivery count among them
+        (0: none), which sets the retry delay."""
+        entries, dead = batch.entries, batch.dead
+        try:
+            stored, failed = await self.settler.settle(batch.marked, stop)
+        finally:
+            await batch.held.release()
         retry = []
         for item, failure in failed:
             for entry in item.entries:
@@ -272,33 +308,10 @@ class Worker:
                 "stored": len(stored),
                 "retry": len(retry),
                 "dead": len(dead),
-                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "ms": round((time.perf_counter() - batch.started) * 1000, 1),
             },
         )
         return max((entry.deliveries for entry in retry), default=0)
-
-    @contextlib.asynccontextmanager
-    async def _kept_claimed(self, entries: Sequence[Entry]) -> AsyncIterator[None]:
-        """While the batch is worked on, reset its entries' idle time every CLAIM_IDLE_MS/3:
-        a slow batch (an LLM retrying, a database outage waited out) is not a dead one, so
-        no other worker claims it; only a worker that stopped is robbed."""
-        ids = [entry.entry_id for entry in entries]
-
-        async def refresh() -> None:
-            while True:
-                await asyncio.sleep(self.config.claim_idle_ms / 3000)
-                try:
-                    await self.bus.touch(self.name, ids)
-                except (RedisError, OSError) as error:  # the claim may lapse; nothing is lost
-                    log_outage(self.name, "bus", error, 0.0, action="touch")
-
-        task = asyncio.create_task(refresh())
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     async def _bus_call(
         self, action: Callable[[], Awaitable[T]], stop: asyncio.Event, what: str
