@@ -5,10 +5,11 @@ The worker reads and marks batch N+1 while batch N is analysed, saved and acked,
 waits of one (the duplicate index's round trip, the database transaction, the acks) overlap
 the CPU work of the other (decoding, normal forms, fingerprints, language detection). One
 batch ahead, no more: batch N is assigned in the duplicate index before batch N+1 (an
-original in N stays the first of its group), and a stopping worker leaves at most one
-marked batch unacked, pending for its next start (the index marks a redelivery as it
-marked the first delivery). A held batch's entries are kept claimed (`Held`) from their
-read to their ack, in hand or waiting: no janitor takes them from a live worker.
+original in N stays the first of its group). A worker told to stop finishes the batch read
+ahead as well as the one in hand; one leaving on an error leaves it pending for its next
+start (the index marks a redelivery as it marked the first delivery). A held batch's entries
+are kept claimed (`Held`) from their read to their ack, in hand or waiting: no janitor takes
+them from a live worker.
 """
 
 from __future__ import annotations
@@ -109,15 +110,18 @@ def decoded(
     return list(items.values()), dead
 
 
-async def drop(ahead: asyncio.Task[Batch | None], stop: asyncio.Event) -> None:
-    """The batch read ahead when the worker leaves: on `stop` it is let finish (a read ends
-    within block_ms, marks give up on stop) and stays pending, unacked; on an error it is
-    cancelled. Either way its entries are no longer kept claimed."""
+async def take_or_drop(ahead: asyncio.Task[Batch | None], stop: asyncio.Event) -> Batch | None:
+    """The batch read ahead when the worker leaves. On `stop` it is let finish (a read ends
+    within block_ms, marks give up on stop) and returned, for the worker to finish as it
+    finishes the batch in hand: a polite stop leaves nothing it read pending. On an error it
+    is cancelled, its entries no longer kept claimed (pending, for the next start)."""
     if not stop.is_set():
         ahead.cancel()
     await asyncio.wait([ahead])
     if ahead.cancelled() or ahead.exception() is not None:
-        return  # a read or marks that failed or gave up: what they held they released
+        return None  # a read or marks that failed or gave up: what they held they released
     batch = ahead.result()
-    if batch is not None:
+    if batch is not None and not stop.is_set():
         await batch.held.release()
+        return None
+    return batch

@@ -10,6 +10,7 @@ by the janitor, and an entry that keeps failing ends in `<stream>:dead` with its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -27,7 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sentiment_platform.bus import Bus, Entry, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.pipeline.announce import announce
-from sentiment_platform.pipeline.prefetch import Batch, Held, Read, Reads, decoded, drop
+from sentiment_platform.pipeline.prefetch import (
+    Batch,
+    Held,
+    Read,
+    Reads,
+    decoded,
+    take_or_drop,
+)
 from sentiment_platform.pipeline.settle import Settler, log_outage
 from sentiment_platform.retry import Backoff, Stopped, retry_until, sleep_unless_stopped
 from sentiment_platform.runtime import Runtime
@@ -179,8 +187,10 @@ class Worker:
                     retry_at = self._reads.retry_at or math.inf
                     self._reads.retry_at = min(retry_at, time.monotonic() + delay)
         finally:
-            if ahead is not None:
-                await drop(ahead, stop)
+            last = await take_or_drop(ahead, stop) if ahead is not None else None
+            if last is not None:  # stopping: the batch read ahead is finished too
+                with contextlib.suppress(Stopped):
+                    await self._finish(last, stop)
 
     def _plan(self) -> Read:
         """Which read comes next: the janitor's claim when due, else this consumer's pending
