@@ -27,11 +27,14 @@ from typing import Any
 import numpy as np
 
 from sentiment_platform.services.analysis.embedded_backend import softmax
-from sentiment_platform.services.analysis.onnx_classifier import ModelLoadError
+from sentiment_platform.services.analysis.onnx_classifier import (
+    MANIFEST,
+    ModelLoadError,
+    read_json_manifest,
+)
 
 ADAPTED = "adapted"  # the registry kind of an adapted model
 ADAPTED_FORMAT = 1
-MANIFEST = "model.json"
 HEADS = "heads.npz"
 
 
@@ -68,13 +71,7 @@ def read_adapted(
     """The model in `directory`, or ModelLoadError saying which file is wrong and why.
     `base`, `labels` (per task) and `feature_size` are the serving encoder's: heads learnt
     on another encoder, or for other classes, are refused."""
-    path = directory / MANIFEST
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise ModelLoadError(f"model {directory}: {MANIFEST} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model {directory}: {MANIFEST} cannot be read: {exc}") from None
+    manifest = read_json_manifest(directory)
     if not isinstance(manifest, dict) or manifest.get("format") != ADAPTED_FORMAT:
         raise ModelLoadError(
             f"model {directory}: {MANIFEST} is not an adapted model of format {ADAPTED_FORMAT}"

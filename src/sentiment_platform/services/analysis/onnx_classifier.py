@@ -70,15 +70,19 @@ def label_type(task: Task) -> type[StrEnum]:
     return Sentiment if task is Task.SENTIMENT else Emotion
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """`model.json`, checked: every field there, a known format and task, the task's labels."""
-    path = directory / MANIFEST
+def read_json_manifest(directory: Path) -> Any:
+    """`model.json` parsed (of any model kind), or ModelLoadError saying why it cannot be."""
     try:
-        manifest = json.loads(path.read_text("utf-8"))
+        return json.loads((directory / MANIFEST).read_text("utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"model {directory}: {MANIFEST} is missing") from None
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"model {directory}: {MANIFEST} cannot be read: {exc}") from None
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """`model.json`, checked: every field there, a known format and task, the task's labels."""
+    manifest = read_json_manifest(directory)
     if not isinstance(manifest, dict):
         raise ModelLoadError(f"model {directory}: {MANIFEST} is not a JSON object")
     missing = [field for field in MANIFEST_FIELDS if field not in manifest]
