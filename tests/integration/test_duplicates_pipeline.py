@@ -7,9 +7,7 @@ workers sharing the index in Redis, PostgreSQL)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from sentiment_platform.services.analysis.duplicates import Fingerprint, LocalDu
 from sentiment_platform.services.analysis.duplicates_redis import RedisDuplicateIndex
 from tests.support.duplicate_corpus import Corpus, build, load_tweets
 from tests.support.model_switch import Sessions
-from tests.support.pipeline import KeywordAnalyzer, wait_until
+from tests.support.pipeline import KeywordAnalyzer, running, wait_until
 
 pytestmark = pytest.mark.asyncio
 
@@ -42,17 +40,6 @@ def corpus() -> Corpus:
     if tweets is None:
         pytest.skip("../shared/data/tweeteval is not beside the repository")
     return build(tweets)
-
-
-@contextlib.asynccontextmanager
-async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 async def _stored(sessions: Sessions) -> int:

@@ -9,9 +9,8 @@ and Redis mode: tests/integration/test_model_processes.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -40,7 +39,7 @@ from tests.support.model_switch import (
     models_of,
     register_tiny_models,
 )
-from tests.support.pipeline import wait_until
+from tests.support.pipeline import running, wait_until
 
 backing = model_switch.backing  # the fixture: SQLite, then PostgreSQL
 
@@ -76,17 +75,6 @@ async def workers_store(
     yield settings, sessions
     if engine is not None:
         await engine.dispose()
-
-
-@contextlib.asynccontextmanager
-async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 async def test_running_workers_switch_to_an_activated_model_and_back_without_restart(

@@ -27,24 +27,13 @@ from tests.support.pipeline import (
     KeywordAnalyzer,
     counts,
     make_posts,
+    running,
     wait_until,
 )
 
 FAST = WorkerConfig(batch_size=100, block_ms=100, claim_idle_ms=1_000, retry_base_s=0.05)
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@contextlib.asynccontextmanager
-async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
-    """Workers as tasks; stopped the way SIGTERM stops them, and required to exit promptly."""
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
-    try:
-        yield
-    finally:
-        stop.set()
-        await asyncio.wait_for(asyncio.gather(*tasks), 15)
 
 
 @contextlib.asynccontextmanager
@@ -114,7 +103,7 @@ async def test_2000_posts_through_three_workers_stored_and_announced_once(
     async with announced(RedisEvents(redis_client(settings), settings.events_channel)) as seen:
         for start in range(0, len(posts), 500):
             await producer.publish(posts[start : start + 500])
-        async with running(workers):
+        async with running(workers, exit_within_s=15):
             await wait_until(stored(pg_sessions, 2_000), 30, "2,000 posts stored")
 
             async def all_announced() -> bool:
@@ -152,7 +141,7 @@ async def test_poison_entries_are_dead_lettered_with_their_error_while_the_rest_
     async def five_dead() -> bool:
         return await raw.xlen(f"{stream}:dead") >= 5
 
-    async with running([worker]):
+    async with running([worker], exit_within_s=15):
         await wait_until(five_dead, 20, "five dead letters")
         await wait_until(stored(pg_sessions, 300), 10, "the good posts")
 
@@ -243,7 +232,7 @@ async def test_workers_ride_out_a_redis_restart_and_lose_nothing(
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(0.01)
 
-        async with running(workers):
+        async with running(workers, exit_within_s=15):
             feeding = asyncio.create_task(produce())
 
             async def some_stored() -> bool:
@@ -273,7 +262,7 @@ async def test_embedded_bus_runs_the_same_flow_in_process_on_sqlite(tmp_path: Pa
     config = WorkerConfig(batch_size=100, block_ms=50, max_deliveries=2, retry_base_s=0.05)
     worker = Worker(bus, events, sessions, KeywordAnalyzer(), "embedded", config)
     posts = make_posts(500, "e")
-    async with announced(events) as seen, running([worker]):
+    async with announced(events) as seen, running([worker], exit_within_s=15):
         await bus.publish(posts[:250])
         await bus.publish([Post(post_id="e-boom", source="test", content="EXPLODE")])
         await bus.publish(posts[250:])
@@ -313,7 +302,7 @@ async def test_an_analyzer_outage_is_waited_out_not_dead_lettered(tmp_path: Path
     bus, analyzer = MemoryBus(), DownThenUpAnalyzer()
     config = WorkerConfig(batch_size=20, block_ms=50, max_deliveries=2, retry_base_s=0.05)
     worker = Worker(bus, MemoryEvents(), sessions, analyzer, "outage", config)
-    async with running([worker]):
+    async with running([worker], exit_within_s=15):
         await bus.publish(make_posts(50, "o"))
 
         async def failing_for_a_while() -> bool:

@@ -8,15 +8,17 @@ A worker subprocess loads the analyzer from here too:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from sentiment_platform.domain import Emotion, Post, Prediction, Sentiment
+from sentiment_platform.pipeline.worker import Worker
 
 MARKER_ENV = "PIPELINE_TEST_MARKER"
 
@@ -95,3 +97,16 @@ async def counts(session_factory: async_sessionmaker[AsyncSession]) -> tuple[int
         posts = (await session.execute(text("SELECT count(*) FROM social_media_posts"))).scalar()
         analyses = (await session.execute(text("SELECT count(*) FROM sentiment_analysis"))).scalar()
     return int(posts or 0), int(analyses or 0)
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker], exit_within_s: float = 30) -> AsyncIterator[None]:
+    """Workers as tasks; stopped the way SIGTERM stops them, and required to exit within
+    `exit_within_s`."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), exit_within_s)

@@ -64,15 +64,7 @@ async def put_model(
         "imported_at": imported_at,
         "details": details,
     }
-    changed = {key: value for key, value in values.items() if key not in ("name", "task")}
-    statement: Any
-    if dialect_name(session) == "postgresql":
-        pg = postgresql.insert(AnalysisModel).values(values)
-        statement = pg.on_conflict_do_update(index_elements=["name", "task"], set_=changed)
-    else:
-        lite = sqlite.insert(AnalysisModel).values(values)
-        statement = lite.on_conflict_do_update(index_elements=["name", "task"], set_=changed)
-    await session.execute(statement)
+    await session.execute(_upsert(session, AnalysisModel, values, ("name", "task")))
 
 
 async def delete_models(session: AsyncSession, names: Sequence[str]) -> int:
@@ -94,15 +86,7 @@ async def set_activation(
 ) -> None:
     """`name` serves `task` for `language` from `at` on (replacing whichever model did)."""
     values = {"task": task, "language": language, "name": name, "activated_at": at}
-    changed = {"name": name, "activated_at": at}
-    statement: Any
-    if dialect_name(session) == "postgresql":
-        pg = postgresql.insert(ModelActivation).values(values)
-        statement = pg.on_conflict_do_update(index_elements=["task", "language"], set_=changed)
-    else:
-        lite = sqlite.insert(ModelActivation).values(values)
-        statement = lite.on_conflict_do_update(index_elements=["task", "language"], set_=changed)
-    await session.execute(statement)
+    await session.execute(_upsert(session, ModelActivation, values, ("task", "language")))
 
 
 async def clear_activation(session: AsyncSession, task: str, language: str) -> int:
@@ -145,3 +129,13 @@ async def activation_version(session: AsyncSession) -> ActivationVersion:
     )
     rows = (await session.execute(statement)).all()
     return tuple((row[0], row[1], row[2], row[3], row[4]) for row in rows)
+
+
+def _upsert(
+    session: AsyncSession, model: type[Any], values: dict[str, Any], keys: tuple[str, ...]
+) -> Any:
+    """INSERT `values`, or on a row with the same `keys` replace its other columns, in the
+    session's dialect (both spell ON CONFLICT alike, from different insert constructs)."""
+    insert = postgresql.insert if dialect_name(session) == "postgresql" else sqlite.insert
+    changed = {key: value for key, value in values.items() if key not in keys}
+    return insert(model).values(values).on_conflict_do_update(index_elements=keys, set_=changed)
