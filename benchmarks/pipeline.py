@@ -225,6 +225,9 @@ async def run_once(args: argparse.Namespace, workers: int, posts: list[Post]) ->
                 process.wait(30)
             assert runtime.redis is not None
             await runtime.redis.delete(settings.redis_stream_name)
+            # and the run's duplicate index (beside its stream): a day of it otherwise
+            async for key in runtime.redis.scan_iter(f"{settings.redis_stream_name}:dedup:*"):
+                await runtime.redis.delete(key)
             await connection.close()
     elapsed = float(row["last_stored"]) - first_publish
     return {

@@ -15,6 +15,7 @@ unmarked.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Sequence
 
 from redis.exceptions import RedisError
@@ -28,6 +29,8 @@ from sentiment_platform.services.analysis.duplicates import (
 )
 from sentiment_platform.services.analysis.language import LanguageDetector
 from sentiment_platform.services.analysis.normal_text import normal_form
+
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 class Enricher:
@@ -43,6 +46,11 @@ class Enricher:
     async def start(self) -> None:
         if self._detector is None:
             self._detector = await asyncio.to_thread(LanguageDetector)
+            # The detector's thread holds the GIL for up to the switch interval (5 ms by
+            # default) whenever the event loop wants it back, after each database or Redis
+            # reply of the batch being saved meanwhile: 0.5 ms made the worker 8 % faster
+            # end to end (`benchmarks/pipeline.py`, docs/performance.md).
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     async def marks(self, posts: Sequence[Post], stop: asyncio.Event) -> dict[str, PostMarks]:
         """{post_id: its language and copy mark} for the batch's posts."""
