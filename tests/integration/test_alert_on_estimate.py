@@ -48,17 +48,24 @@ async def _random_labels(sessions, days_ago: int) -> None:
         await store.record_draws(session, list(refs), "random", store.LabelScope(), at)
 
 
-async def test_the_estimate_fires_where_the_count_would_not(database) -> None:
+async def _window_counted_at_40(database, labels_days_ago: int):
+    """`ALERT_ON=estimated` at 0.55 over 40 labels, those labels made `labels_days_ago`
+    days back, and a window of 40 negative and 60 neutral posts (counted: 40 %)."""
     settings, sessions = database
     clock = Clock()
     settings = settings.model_copy(
         update={"alert_threshold": 0.55, "alert_on": "estimated", "min_estimate_labels": 40}
     )
-    await _random_labels(sessions, days_ago=2)
+    await _random_labels(sessions, days_ago=labels_days_ago)
     at = clock.now - timedelta(seconds=1)
     cache = RulesCache()
     await send(sessions, cache, unrelated(40), N, at)
-    await send(sessions, cache, unrelated(60), U, at)  # counted: 40 %
+    await send(sessions, cache, unrelated(60), U, at)
+    return settings, sessions, clock
+
+
+async def test_the_estimate_fires_where_the_count_would_not(database) -> None:
+    settings, sessions, clock = await _window_counted_at_40(database, labels_days_ago=2)
 
     counted = AlertMonitor(
         settings.model_copy(update={"alert_on": "counted"}), sessions, MemoryEvents(), None, clock
@@ -86,15 +93,6 @@ async def test_the_estimate_fires_where_the_count_would_not(database) -> None:
 
 
 async def test_labels_older_than_the_reference_are_not_used(database) -> None:
-    settings, sessions = database
-    clock = Clock()
-    settings = settings.model_copy(
-        update={"alert_threshold": 0.55, "alert_on": "estimated", "min_estimate_labels": 40}
-    )
-    await _random_labels(sessions, days_ago=31)
-    at = clock.now - timedelta(seconds=1)
-    cache = RulesCache()
-    await send(sessions, cache, unrelated(40), N, at)
-    await send(sessions, cache, unrelated(60), U, at)
+    settings, sessions, clock = await _window_counted_at_40(database, labels_days_ago=31)
     monitor = AlertMonitor(settings, sessions, MemoryEvents(), lease=None, clock=clock)
     assert (await monitor.check()).action is None

@@ -9,8 +9,6 @@ the numbers the page shows as the API counts them (issue 31).
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,19 +19,11 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 import sentiment_platform
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, upgrade_schema
+from tests.support.browser import browser_page, needs_chromium
 from tests.support.languages import seed_languages
 from tests.support.servers import serve_process
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHARTS = ("#timeline-chart", "#sentiment-chart", "#emotion-chart")
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INKED = """selector => {
   const canvas = document.querySelector(selector);
   const { width, height } = canvas;
@@ -50,10 +40,7 @@ def served_code() -> dict[str, str]:
     return {"PYTHONPATH": str(Path(sentiment_platform.__file__).resolve().parents[1])}
 
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -69,31 +56,22 @@ def demo_server(tmp_path: Path) -> Iterator[str]:
 
 
 def test_dashboard_fills_with_live_data(demo_server: str, tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(demo_server + "/")
-            page.wait_for_selector("#connection-state[data-state=connected]", timeout=20_000)
-            page.wait_for_function(
-                "document.querySelectorAll('#feed .feed-item').length >= 10", timeout=30_000
-            )
-            for chart in CHARTS:
-                page.wait_for_function(f"({INKED})('{chart}') > 500", timeout=30_000)
-            feed = page.locator("#feed .feed-item")
-            first = feed.first
-            assert first.get_attribute("data-sentiment") in ("positive", "negative", "neutral")
-            assert first.locator(".text").inner_text().strip()
-            assert page.locator("#kpi-total").inner_text().strip() not in ("", "—", "0")
-            screenshot = tmp_path / "dashboard.png"
-            page.screenshot(path=str(screenshot), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
+    with browser_page(1400, 1000) as (page, errors):
+        page.goto(demo_server + "/")
+        page.wait_for_selector("#connection-state[data-state=connected]", timeout=20_000)
+        page.wait_for_function(
+            "document.querySelectorAll('#feed .feed-item').length >= 10", timeout=30_000
+        )
+        for chart in CHARTS:
+            page.wait_for_function(f"({INKED})('{chart}') > 500", timeout=30_000)
+        feed = page.locator("#feed .feed-item")
+        first = feed.first
+        assert first.get_attribute("data-sentiment") in ("positive", "negative", "neutral")
+        assert first.locator(".text").inner_text().strip()
+        assert page.locator("#kpi-total").inner_text().strip() not in ("", "—", "0")
+        screenshot = tmp_path / "dashboard.png"
+        page.screenshot(path=str(screenshot), full_page=True)
+        assert errors == []
     image = screenshot.read_bytes()
     assert image.startswith(b"\x89PNG") and len(image) > 50_000
 
@@ -128,55 +106,46 @@ FEED_IS = """([name, value]) => {
 def test_language_and_unique_filters_change_the_numbers(
     languages_server: str, tmp_path: Path
 ) -> None:
-    from playwright.sync_api import sync_playwright
+    with browser_page(1400, 1000) as (page, errors):
+        page.goto(languages_server + "/")
+        page.locator("label[for=range-24h]").click()
+        page.wait_for_function(TOTAL_IS, arg=1_510, timeout=20_000)
+        left_out = page.locator("#kpi-left-out")
+        assert left_out.get_attribute("data-unanalysed") == "100"
+        assert left_out.get_attribute("data-duplicates") == "400"
+        assert "100 unanalysed" in left_out.inner_text()
+        options = page.locator("#language-filter option")
+        assert options.evaluate_all("os => os.map(o => o.value)") == [
+            "",
+            "de",
+            "en",
+            "fr",
+            "und",
+        ]
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(languages_server + "/")
-            page.locator("label[for=range-24h]").click()
-            page.wait_for_function(TOTAL_IS, arg=1_510, timeout=20_000)
-            left_out = page.locator("#kpi-left-out")
-            assert left_out.get_attribute("data-unanalysed") == "100"
-            assert left_out.get_attribute("data-duplicates") == "400"
-            assert "100 unanalysed" in left_out.inner_text()
-            options = page.locator("#language-filter option")
-            assert options.evaluate_all("os => os.map(o => o.value)") == [
-                "",
-                "de",
-                "en",
-                "fr",
-                "und",
-            ]
+        page.select_option("#language-filter", "fr")
+        page.wait_for_function(TOTAL_IS, arg=200, timeout=10_000)
+        page.wait_for_function(FEED_IS, arg=["language", "fr"], timeout=10_000)
+        assert page.locator("#feed .feed-item .lang").first.inner_text().lower() == "fr"
 
-            page.select_option("#language-filter", "fr")
-            page.wait_for_function(TOTAL_IS, arg=200, timeout=10_000)
-            page.wait_for_function(FEED_IS, arg=["language", "fr"], timeout=10_000)
-            assert page.locator("#feed .feed-item .lang").first.inner_text().lower() == "fr"
+        page.select_option("#language-filter", "")
+        page.wait_for_function(TOTAL_IS, arg=1_510, timeout=10_000)
+        page.locator("#unique-toggle").check()
+        page.wait_for_function(TOTAL_IS, arg=1_110, timeout=10_000)
+        assert "400 copies left out" in left_out.inner_text()
+        page.select_option("#language-filter", "en")
+        page.wait_for_function(TOTAL_IS, arg=800, timeout=10_000)
+        page.locator("#unique-toggle").uncheck()
+        page.wait_for_function(TOTAL_IS, arg=1_200, timeout=10_000)
 
-            page.select_option("#language-filter", "")
-            page.wait_for_function(TOTAL_IS, arg=1_510, timeout=10_000)
-            page.locator("#unique-toggle").check()
-            page.wait_for_function(TOTAL_IS, arg=1_110, timeout=10_000)
-            assert "400 copies left out" in left_out.inner_text()
-            page.select_option("#language-filter", "en")
-            page.wait_for_function(TOTAL_IS, arg=800, timeout=10_000)
-            page.locator("#unique-toggle").uncheck()
-            page.wait_for_function(TOTAL_IS, arg=1_200, timeout=10_000)
-
-            # The feed marks copies: the newest twitter posts are copies of o199 and o198.
-            page.select_option("#source-filter", "twitter")
-            page.wait_for_function(FEED_IS, arg=["source", "twitter"], timeout=10_000)
-            first = page.locator("#feed .feed-item").first
-            assert first.get_attribute("data-copy-of") == "o199"
-            assert first.locator(".copy-of").inner_text() == "copy of o199"
-            page.select_option("#source-filter", "news")
-            page.select_option("#language-filter", "de")
-            page.wait_for_function(FEED_IS, arg=["sentiment", "unread"], timeout=10_000)
-            page.screenshot(path=str(tmp_path / "languages.png"), full_page=True)
-            assert errors == []
-        finally:
-            browser.close()
+        # The feed marks copies: the newest twitter posts are copies of o199 and o198.
+        page.select_option("#source-filter", "twitter")
+        page.wait_for_function(FEED_IS, arg=["source", "twitter"], timeout=10_000)
+        first = page.locator("#feed .feed-item").first
+        assert first.get_attribute("data-copy-of") == "o199"
+        assert first.locator(".copy-of").inner_text() == "copy of o199"
+        page.select_option("#source-filter", "news")
+        page.select_option("#language-filter", "de")
+        page.wait_for_function(FEED_IS, arg=["sentiment", "unread"], timeout=10_000)
+        page.screenshot(path=str(tmp_path / "languages.png"), full_page=True)
+        assert errors == []

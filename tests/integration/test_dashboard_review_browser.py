@@ -9,7 +9,6 @@ counts them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_dashboard_browser import BROWSER_ARGS, CHROMIUM, served_code
+from tests.integration.test_dashboard_browser import served_code
 from tests.integration.test_dashboard_rules_browser import shot
+from tests.support.browser import browser_page, needs_chromium
 from tests.support.servers import serve_process
 
 API_KEY = "review-test-key"
 POSTS = 12
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
+pytestmark = needs_chromium
 
 
 def labels(base: str) -> dict[str, str | None]:
@@ -64,21 +61,12 @@ def review_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(review_server: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 800})
-            tab.set_default_timeout(15_000)
-            errors: list[str] = []
-            tab.on("pageerror", lambda error: errors.append(str(error)))
-            tab.goto(review_server + "/")
-            tab.wait_for_selector("#connection-state[data-state=connected]")
-            yield tab
-            assert errors == []
-        finally:
-            browser.close()
+    with browser_page(1280, 800) as (tab, errors):
+        tab.set_default_timeout(15_000)
+        tab.goto(review_server + "/")
+        tab.wait_for_selector("#connection-state[data-state=connected]")
+        yield tab
+        assert errors == []
 
 
 def shown_post(page: Any) -> str:

@@ -21,15 +21,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_dashboard_browser import BROWSER_ARGS, CHROMIUM, INKED, served_code
+from tests.integration.test_dashboard_browser import INKED, served_code
+from tests.support.browser import browser_page, needs_chromium
 from tests.support.servers import serve_process
 
 API_KEY = "dashboard-test-key"
 
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM),
-    reason="Debian's chromium is not installed (apt-get install chromium)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -50,23 +48,14 @@ def rules_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def page(rules_server: str) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
-        try:
-            tab = browser.new_page(viewport={"width": 1280, "height": 800})
-            tab.set_default_timeout(15_000)
-            errors: list[str] = []
-            tab.on("pageerror", lambda error: errors.append(str(error)))
-            tab.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
-            tab.goto(rules_server + "/")
-            tab.wait_for_selector("#connection-state[data-state=connected]")
-            tab.wait_for_selector("#rules .rule[data-rule-id='0']")  # the built-in rule
-            yield tab
-            assert errors == []
-        finally:
-            browser.close()
+    with browser_page(1280, 800) as (tab, errors):
+        tab.set_default_timeout(15_000)
+        tab.on("dialog", lambda dialog: dialog.accept())  # the delete confirmation
+        tab.goto(rules_server + "/")
+        tab.wait_for_selector("#connection-state[data-state=connected]")
+        tab.wait_for_selector("#rules .rule[data-rule-id='0']")  # the built-in rule
+        yield tab
+        assert errors == []
 
 
 def send_posts(base: str, posts: list[dict[str, str]]) -> None:

@@ -16,7 +16,7 @@ from sentiment_platform.config import Settings
 from sentiment_platform.db import MIGRATIONS_DIR, create_engine
 from sentiment_platform.models.database import UTCDateTime
 from sentiment_platform.store import PostFilter, count_matches, posts_page
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -40,44 +40,38 @@ OLD_ROWS = [
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def old_store(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = scratch_database_url("m0003")
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, "0002")
-        for post_id, source, created_at, sentiment in OLD_ROWS:
-            await connection.execute(
-                text(
-                    "INSERT INTO social_media_posts (post_id, source, content, created_at, "
-                    "ingested_at) VALUES (:p, :s, :c, :t, :t)"
-                ).bindparams(STAMP),
-                {
-                    "p": post_id,
-                    "s": source,
-                    "c": f"Delayed flight {post_id}",
-                    "t": datetime.fromisoformat(created_at + "+00:00"),
-                },
-            )
-            if sentiment:
+    async with scratch_store(request.param, tmp_path, "m0003") as url:
+        engine = create_engine(Settings(database_url=url))
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, "0002")
+            for post_id, source, created_at, sentiment in OLD_ROWS:
                 await connection.execute(
                     text(
-                        "INSERT INTO sentiment_analysis (post_id, sentiment, confidence, emotion,"
-                        " emotion_confidence, model, analyzed_at) "
-                        "VALUES (:p, :s, 0.9, 'anger', 0.8, 'old', :t)"
+                        "INSERT INTO social_media_posts (post_id, source, content, created_at, "
+                        "ingested_at) VALUES (:p, :s, :c, :t, :t)"
                     ).bindparams(STAMP),
                     {
                         "p": post_id,
-                        "s": sentiment,
+                        "s": source,
+                        "c": f"Delayed flight {post_id}",
                         "t": datetime.fromisoformat(created_at + "+00:00"),
                     },
                 )
-    yield engine
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+                if sentiment:
+                    await connection.execute(
+                        text(
+                            "INSERT INTO sentiment_analysis (post_id, sentiment, confidence, "
+                            "emotion, emotion_confidence, model, analyzed_at) "
+                            "VALUES (:p, :s, 0.9, 'anger', 0.8, 'old', :t)"
+                        ).bindparams(STAMP),
+                        {
+                            "p": post_id,
+                            "s": sentiment,
+                            "t": datetime.fromisoformat(created_at + "+00:00"),
+                        },
+                    )
+        yield engine
+        await engine.dispose()
 
 
 async def test_upgrade_rekeys_copies_labels_and_backfills_rollups(old_store) -> None:

@@ -20,7 +20,7 @@ from sentiment_platform.models.database import GRAIN_UNITS, UTCDateTime, bucket_
 from sentiment_platform.services.reporting.aggregator import Bucket, compute_metrics
 from sentiment_platform.store import PostFilter, count_matches, posts_page, rollups
 from sentiment_platform.store.post_pages import decode_cursor
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -52,33 +52,28 @@ def _upgrade(connection, revision: str) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def old_store(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url, rows = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}", ROWS
-    else:
-        url, rows = scratch_database_url("m0007"), ROWS + PG_ONLY
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, "0006")
-        for post_id, created_at, ingested_at, sentiment in rows:
-            params = {"p": post_id, "c": f"post {post_id}", "s": sentiment, "i": ingested_at}
-            if isinstance(created_at, datetime):
-                stamp, binds, params = ":t", STAMPS, params | {"t": created_at}
-            else:  # raw SQL: what no datetime can write
-                stamp, binds = created_at, STAMPS[1:]
-            labels = "'anger', 0.9" if sentiment else "NULL, NULL"
-            statement = text(
-                "INSERT INTO social_media_posts (post_id, source, content, created_at, "
-                "ingested_at, sentiment, emotion, confidence) "
-                f"VALUES (:p, 'twitter', :c, {stamp}, :i, :s, {labels})"
-            )
-            await connection.execute(statement.bindparams(*binds), params)
-    async with AsyncSession(engine) as session, session.begin():
-        await _count_as_0006(session)
-    yield engine, request.param
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+    rows = ROWS if request.param == "sqlite" else ROWS + PG_ONLY
+    async with scratch_store(request.param, tmp_path, "m0007") as url:
+        engine = create_engine(Settings(database_url=url))
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, "0006")
+            for post_id, created_at, ingested_at, sentiment in rows:
+                params = {"p": post_id, "c": f"post {post_id}", "s": sentiment, "i": ingested_at}
+                if isinstance(created_at, datetime):
+                    stamp, binds, params = ":t", STAMPS, params | {"t": created_at}
+                else:  # raw SQL: what no datetime can write
+                    stamp, binds = created_at, STAMPS[1:]
+                labels = "'anger', 0.9" if sentiment else "NULL, NULL"
+                statement = text(
+                    "INSERT INTO social_media_posts (post_id, source, content, created_at, "
+                    "ingested_at, sentiment, emotion, confidence) "
+                    f"VALUES (:p, 'twitter', :c, {stamp}, :i, :s, {labels})"
+                )
+                await connection.execute(statement.bindparams(*binds), params)
+        async with AsyncSession(engine) as session, session.begin():
+            await _count_as_0006(session)
+        yield engine, request.param
+        await engine.dispose()
 
 
 async def _count_as_0006(session: AsyncSession) -> None:

@@ -20,7 +20,7 @@ from sentiment_platform.db import MIGRATIONS_DIR, create_engine
 from sentiment_platform.models.database import GRAIN_UNITS, ModelRollup, UTCDateTime
 from sentiment_platform.services.reporting.aggregator import compute_metrics
 from sentiment_platform.store import rollups
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -43,29 +43,23 @@ def _upgrade(connection, revision: str) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store_at_0007(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = scratch_database_url("m0008")
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    stamp = bindparam("t", type_=UTCDateTime())
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade, "0007")
-        for post_id, created_at, source, model in ROWS:
-            labels = "'negative', 'anger'" if model else "NULL, NULL"
-            await connection.execute(
-                text(
-                    "INSERT INTO social_media_posts (post_id, source, content, created_at, "
-                    f"ingested_at, sentiment, emotion, model) VALUES (:p, :s, 'text', :t, :t, "
-                    f"{labels}, :m)"
-                ).bindparams(stamp),
-                {"p": post_id, "s": source, "t": created_at, "m": model},
-            )
-    yield engine
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+    async with scratch_store(request.param, tmp_path, "m0008") as url:
+        engine = create_engine(Settings(database_url=url))
+        stamp = bindparam("t", type_=UTCDateTime())
+        async with engine.begin() as connection:
+            await connection.run_sync(_upgrade, "0007")
+            for post_id, created_at, source, model in ROWS:
+                labels = "'negative', 'anger'" if model else "NULL, NULL"
+                await connection.execute(
+                    text(
+                        "INSERT INTO social_media_posts (post_id, source, content, created_at, "
+                        f"ingested_at, sentiment, emotion, model) VALUES (:p, :s, 'text', :t, :t, "
+                        f"{labels}, :m)"
+                    ).bindparams(stamp),
+                    {"p": post_id, "s": source, "t": created_at, "m": model},
+                )
+        yield engine
+        await engine.dispose()
 
 
 async def _cells(session: AsyncSession) -> list[tuple]:

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from sentiment_platform.config import Settings
 from sentiment_platform.db import MIGRATIONS_DIR, create_engine
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -33,35 +33,29 @@ def _migrate(connection, revision: str, *, down: bool = False) -> None:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store_at_0009(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = scratch_database_url("m0010")
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    async with engine.begin() as connection:
-        await connection.run_sync(_migrate, "0009")
-        for grain, source, sentiment, emotion, count in CELLS:
+    async with scratch_store(request.param, tmp_path, "m0010") as url:
+        engine = create_engine(Settings(database_url=url))
+        async with engine.begin() as connection:
+            await connection.run_sync(_migrate, "0009")
+            for grain, source, sentiment, emotion, count in CELLS:
+                await connection.execute(
+                    text(
+                        "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, "
+                        "emotion, count) VALUES (:g, :b, :s, :se, :e, :c)"
+                    ),
+                    {"g": grain, "b": T0.replace(tzinfo=None), "s": source, "se": sentiment,
+                     "e": emotion, "c": count},
+                )  # fmt: skip
             await connection.execute(
                 text(
-                    "INSERT INTO post_rollups (grain, bucket_start, source, sentiment, emotion, "
-                    "count) VALUES (:g, :b, :s, :se, :e, :c)"
+                    "INSERT INTO alert_rules (name, keywords, metric, threshold, "
+                    "window_minutes, min_posts, created_at, updated_at) "
+                    "VALUES ('old', '[]', 'negative_share', 0.5, 15, 10, :t, :t)"
                 ),
-                {"g": grain, "b": T0.replace(tzinfo=None), "s": source, "se": sentiment,
-                 "e": emotion, "c": count},
-            )  # fmt: skip
-        await connection.execute(
-            text(
-                "INSERT INTO alert_rules (name, keywords, metric, threshold, window_minutes, "
-                "min_posts, created_at, updated_at) VALUES ('old', '[]', 'negative_share', 0.5, "
-                "15, 10, :t, :t)"
-            ),
-            {"t": T0.replace(tzinfo=None)},
-        )
-    yield engine
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+                {"t": T0.replace(tzinfo=None)},
+            )
+        yield engine
+        await engine.dispose()
 
 
 async def _rollups(connection) -> list[tuple]:

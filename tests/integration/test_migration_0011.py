@@ -14,7 +14,7 @@ from sqlalchemy import text
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine
 from tests.integration.test_migration_0010 import _migrate
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 
 pytestmark = pytest.mark.asyncio
 
@@ -27,36 +27,30 @@ COPIES = {"e": "a"}
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def store_at_0010(request, tmp_path: Path):
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:
-        url = scratch_database_url("m0011")
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    at = T0.replace(tzinfo=None) if request.param == "sqlite" else T0
-    async with engine.begin() as connection:
-        await connection.run_sync(_migrate, "0010")
-        for key, (post_id, label, strategy) in enumerate(POSTS, start=1):
-            await connection.execute(
-                text(
-                    "INSERT INTO social_media_posts (id, post_id, source, content, created_at, "
-                    "ingested_at, sentiment, model, label_sentiment, language, duplicate_of) "
-                    "VALUES (:k, :p, 'news', 'x', :t, :t, 'negative', 'm-a', :l, 'en', :c)"
-                ),
-                {"k": key, "p": post_id, "t": at, "l": label, "c": COPIES.get(post_id)},
-            )
-            if strategy is not None:
+    async with scratch_store(request.param, tmp_path, "m0011") as url:
+        engine = create_engine(Settings(database_url=url))
+        at = T0.replace(tzinfo=None) if request.param == "sqlite" else T0
+        async with engine.begin() as connection:
+            await connection.run_sync(_migrate, "0010")
+            for key, (post_id, label, strategy) in enumerate(POSTS, start=1):
                 await connection.execute(
                     text(
-                        "INSERT INTO review_draws (post_ref, strategy, drawn_at) "
-                        "VALUES (:k, :s, :t)"
+                        "INSERT INTO social_media_posts (id, post_id, source, content, created_at, "
+                        "ingested_at, sentiment, model, label_sentiment, language, duplicate_of) "
+                        "VALUES (:k, :p, 'news', 'x', :t, :t, 'negative', 'm-a', :l, 'en', :c)"
                     ),
-                    {"k": key, "s": strategy, "t": at},
+                    {"k": key, "p": post_id, "t": at, "l": label, "c": COPIES.get(post_id)},
                 )
-    yield engine
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+                if strategy is not None:
+                    await connection.execute(
+                        text(
+                            "INSERT INTO review_draws (post_ref, strategy, drawn_at) "
+                            "VALUES (:k, :s, :t)"
+                        ),
+                        {"k": key, "s": strategy, "t": at},
+                    )
+        yield engine
+        await engine.dispose()
 
 
 async def _cells(connection) -> list[tuple]:

@@ -24,7 +24,7 @@ from sentiment_platform.cli import app as cli
 from sentiment_platform.config import Settings
 from sentiment_platform.db import create_engine, create_session_factory, upgrade_schema
 from sentiment_platform.domain import utcnow
-from tests.support.databases import recreate_postgres_database, scratch_database_url
+from tests.support.databases import scratch_store
 from tests.support.pipeline import KeywordAnalyzer, wait_until
 from tests.support.rescoring import (
     LengthAnalyzer,
@@ -44,22 +44,16 @@ async def stored(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[str, async_sessionmaker[AsyncSession]]]:
     """A store (its URL and sessions) of 60 posts analysed by the keyword rule."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'rescore.db'}"
-    else:
-        url = scratch_database_url("rescore_cli")
-        await recreate_postgres_database(url)
-    engine = create_engine(Settings(database_url=url))
-    await upgrade_schema(engine)
-    sessions = create_session_factory(engine)
-    now = utcnow()
-    await save_analysed(
-        sessions, make_posts(POSTS, now - timedelta(days=4)), KeywordAnalyzer(), now
-    )
-    yield url, sessions
-    await engine.dispose()
-    if request.param == "postgres":
-        await recreate_postgres_database(url, create=False)
+    async with scratch_store(request.param, tmp_path, "rescore_cli") as url:
+        engine = create_engine(Settings(database_url=url))
+        await upgrade_schema(engine)
+        sessions = create_session_factory(engine)
+        now = utcnow()
+        await save_analysed(
+            sessions, make_posts(POSTS, now - timedelta(days=4)), KeywordAnalyzer(), now
+        )
+        yield url, sessions
+        await engine.dispose()
 
 
 def _invoke(url: str, monkeypatch: pytest.MonkeyPatch, *args: str):

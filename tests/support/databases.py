@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -34,6 +37,21 @@ async def recreate_postgres_database(url: str, create: bool = True) -> None:
             await admin.execute(f'CREATE DATABASE "{target.database}"')
     finally:
         await admin.close()
+
+
+@asynccontextmanager
+async def scratch_store(kind: str, directory: Path, name: str) -> AsyncIterator[str]:
+    """The URL of a store of one test's own: an SQLite file `name`.db in `directory`, or a
+    PostgreSQL database `<suite's>_<name>`, created anew and dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{directory / f'{name}.db'}"
+        return
+    url = scratch_database_url(name)
+    await recreate_postgres_database(url)
+    try:
+        yield url
+    finally:
+        await recreate_postgres_database(url, create=False)
 
 
 class LazyPostgres:
