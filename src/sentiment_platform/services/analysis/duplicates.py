@@ -51,7 +51,7 @@ from sentiment_platform.services.analysis.normal_text import folded, normal_form
 THRESHOLD = Fraction(4, 5)  # Jaccard over word sets, compared exactly in integers
 MIN_WORDS = 5  # fewer words after normalisation: never marked
 MIN_NEAR_WORDS = 9  # fewer distinct words: an exact match only
-KEY_VERSION = "v2"  # part of every shared key: a change of the fingerprint changes it
+KEY_VERSION = "v3"  # part of every shared key: a change of the fingerprint changes it
 
 PostText = tuple[str, str, datetime]  # (post_id, text, when the post was made)
 
@@ -228,15 +228,17 @@ class LocalDuplicateIndex:
         if first is not None:  # an exact copy: its buckets are its first's already
             return None if first == post_id else first
         bands = _BAND_KEYS.unpack(fingerprint.bands) if fingerprint.bands else ()
-        claims: list[bytes | int] = [fingerprint.exact]  # the buckets no live group holds
+        claims: list[bytes | int] = [fingerprint.exact]  # a copy claims its exact hash alone
+        free: list[bytes | int] = []  # the bands no live group holds
         for band in bands:  # one look-up a bucket, as the Redis script does
             holder = self._live(band, moment)
             if holder is None:
-                claims.append(band)
+                free.append(band)
             elif first is None and similar(fingerprint.words, self._groups[holder].words):
                 first = holder
         if first is None:
             first = post_id
+            claims += free
             if self._drop(post_id):  # a group of the same post, seen again: its buckets freed
                 claims = [k for k in (fingerprint.exact, *bands) if self._live(k, moment) is None]
             self._groups[post_id] = _Group(moment, fingerprint.words, [])

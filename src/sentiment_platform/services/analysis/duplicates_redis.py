@@ -1,8 +1,9 @@
 """The duplicate index in Redis, shared by every worker (the issue: not per process).
 
 Each bucket (a post's exact-text hash and each of its LSH bands) names its group by a
-reference, the exact-text hash of the group's first post; the reference's record holds the
-first's post_id, its time and its word hashes, which a candidate is checked against.
+reference, the exact-text hash of the group's first post; the first's own exact bucket holds,
+after the reference, the group's record: the first's post_id, its time and its word hashes,
+which a candidate is checked against.
 
 Buckets and records are fields of Redis hashes, not keys of their own: a top-level key with
 a TTL costs twice the memory of a hash field and several times the CPU to create, and a new
@@ -51,9 +52,12 @@ SHARDS = 256  # hashes per generation
 # their post_ids end to end, and their lengths in bytes ("3 5 …"); their times ("<ms since
 # the epoch> …"); their exact hashes (16 bytes each); their word hashes end to end (4 bytes
 # each, none for a post where only an exact match counts), and their lengths in bytes; the
-# band hashes of the posts that have words (8 bytes each, BANDS a post). Fields: a bucket's
-# hash -> its group's reference (the first's exact hash); "r" .. reference -> "<at ms>
-# <length of post_id> <post_id><word hashes>".
+# band hashes of the posts that have words (8 bytes each, BANDS a post). Fields: a band's
+# bucket -> its group's reference (the first's exact hash); a post's exact hash -> its group's
+# reference, and after it, for the group's first, its record "<at ms> <length of post_id>
+# <post_id><word hashes>" (one field a group fewer, and no look-up of the record apart when
+# the exact hash is asked already). A copy claims its exact hash alone: its group is found
+# through its first's bands (a new group writes 13 fields, a copy one).
 # Returns, per post, its group's first when that is another post, else false (nil).
 ASSIGN = """
 local prefix = ARGV[1]
@@ -132,26 +136,36 @@ for _, post in ipairs(posts) do
   end
 end
 fetch(fields, held)
+
+-- A value longer than a reference carries its group's record after it.
+local records = {}
+local function remember(value)
+  if #value <= 16 then return end
+  local first_space = string.find(value, ' ', 17, true)
+  local second_space = string.find(value, ' ', first_space + 1, true)
+  local length = tonumber(string.sub(value, first_space + 1, second_space - 1))
+  records[string.sub(value, 1, 16)] = {
+    tonumber(string.sub(value, 17, first_space - 1)),
+    string.sub(value, second_space + 1, second_space + length),
+    string.sub(value, second_space + length + 1),
+  }
+end
+for field, value in pairs(held) do
+  if value then
+    remember(value)
+    held[field] = string.sub(value, 1, 16)
+  end
+end
 local raw, wanted = {}, {}
 for _, reference in pairs(held) do
-  if reference and raw['r' .. reference] == nil then
-    raw['r' .. reference] = false
-    wanted[#wanted + 1] = 'r' .. reference
+  if reference and not records[reference] and raw[reference] == nil then
+    raw[reference] = false
+    wanted[#wanted + 1] = reference
   end
 end
 fetch(wanted, raw)
-local records = {}
-for field, value in pairs(raw) do
-  if value then
-    local first_space = string.find(value, ' ', 1, true)
-    local second_space = string.find(value, ' ', first_space + 1, true)
-    local length = tonumber(string.sub(value, first_space + 1, second_space - 1))
-    records[string.sub(field, 2)] = {
-      tonumber(string.sub(value, 1, first_space - 1)),
-      string.sub(value, second_space + 1, second_space + length),
-      string.sub(value, second_space + length + 1),
-    }
-  end
+for _, value in pairs(raw) do
+  if value then remember(value) end
 end
 
 local function live(field, at)
@@ -187,26 +201,29 @@ for _, item in ipairs(posts) do
   local post, at, sent, exact, words, own = unpack(item)
   local reference = live(exact, at)
   if not reference then
-    local claims = {exact}
+    local free = {}  -- the bands no live group holds: claimed only by a new group's first
     if words ~= '' then
       for j = 2, #own do
         local holder = live(own[j], at)
         if not holder then
-          claims[#claims + 1] = own[j]
+          free[#free + 1] = own[j]
         elseif not reference and similar(words, records[holder][3]) then
           reference = holder
         end
       end
     end
-    if not reference then
+    if reference then
+      write(exact, reference)
+    else
       reference = exact
       records[exact] = {at, post, words}
-      write('r' .. exact, sent .. ' ' .. #post .. ' ' .. post .. words)
+      write(exact, exact .. sent .. ' ' .. #post .. ' ' .. post .. words)
+      for _, field in ipairs(free) do
+        write(field, reference)
+        held[field] = reference
+      end
     end
-    for _, field in ipairs(claims) do
-      write(field, reference)
-      held[field] = reference
-    end
+    held[exact] = reference
   end
   local first = records[reference][2]
   if first == post then marks[#marks + 1] = false else marks[#marks + 1] = first end
