@@ -37,6 +37,7 @@ FUSION_TYPES = {
     "deberta-v2": "bert",
 }
 OPSET = 17
+FUSED = "model_fused.onnx"  # the fused fp32 graph's name in `convert`'s work directory
 REFERENCE_BATCH = 32
 
 
@@ -108,15 +109,21 @@ def fuse(config: Any, fp32: Path, out: Path) -> dict[str, int] | None:
     return {op: n for op, n in optimized.get_fused_operator_statistics().items() if n}
 
 
-def quantize(fused: Path, out: Path) -> None:
-    """Dynamic int8: weights per channel, activations quantised at run time."""
+def quantize(fused: Path, out: Path, *, unsigned: bool = False) -> None:
+    """Dynamic int8: weights per channel, activations quantised at run time.
+
+    Signed weights are the fast kind, but ONNX Runtime's u8×s8 kernel for CPUs without
+    AVX-512 VNNI adds pairs of products in 16 bits, which saturate where activations and
+    weights are both large; `unsigned` weights (u8×u8) never saturate, at ~20 % of the
+    speed on such a CPU (docs/models.md, "Importing a model").
+    """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(
         str(fused),
         str(out),
-        weight_type=QuantType.QInt8,
+        weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
         per_channel=True,
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
@@ -149,9 +156,9 @@ def convert(model: Any, tokenizer: Any, work: Path, out: Path) -> dict[str, int]
     """fp32 export, fusion and int8 quantisation; the int8 graph is written to `out`.
 
     Returns the fused operator counts (None: unfused). The fp32 and fused graphs (as large
-    as the model) stay in `work`.
+    as the model) stay in `work`, the fused one as `FUSED`, to be quantised again.
     """
-    fp32, fused = work / "model_fp32.onnx", work / "model_fused.onnx"
+    fp32, fused = work / "model_fp32.onnx", work / FUSED
     model_type = model.config.model_type
     failure = None
     with _quiet():

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentiment_platform.training.configs import BASE_MODEL, MODEL_NAME, SentimentConfig
 from sentiment_platform.training.data import EMOTION_LABELS
+from sentiment_platform.training.hf_convert import quantize
 
 if TYPE_CHECKING:
     import torch
@@ -29,9 +30,7 @@ def export_onnx(
     labels: tuple[str, ...],
 ) -> None:
     """int8 ONNX of encoder + sentiment head, fused by ORT's BERT optimiser; and the tokenizer."""
-    import onnx
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
     model = model.cpu()  # exported as it is served, whatever device trained it
@@ -65,13 +64,7 @@ def export_onnx(
         )
         optimized.save_model_to_file(str(fused))
         logger.info("fused operators: %s", optimized.get_fused_operator_statistics())
-        quantize_dynamic(
-            str(fused),
-            str(out_dir / "model.onnx"),
-            weight_type=QuantType.QInt8,
-            per_channel=True,
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        quantize(fused, out_dir / "model.onnx")
     tokenizer.save(str(out_dir / "tokenizer.json"))
     (out_dir / "emotion_head.npz").unlink(missing_ok=True)  # fitted to the old encoder's features
     write_config(
