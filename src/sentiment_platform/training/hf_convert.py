@@ -114,8 +114,8 @@ def quantize(fused: Path, out: Path, *, unsigned: bool = False) -> None:
 
     Signed weights are the fast kind, but ONNX Runtime's u8×s8 kernel for CPUs without
     AVX-512 VNNI adds pairs of products in 16 bits, which saturate where activations and
-    weights are both large; `unsigned` weights (u8×u8) never saturate, at ~20 % of the
-    speed on such a CPU (docs/models.md, "Importing a model").
+    weights are both large; `unsigned` weights (u8×u8) never saturate, and run ~20 %
+    slower on such a CPU (docs/models.md, "Importing a model").
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic

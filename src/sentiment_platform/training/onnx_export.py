@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sentiment_platform.training.configs import BASE_MODEL, MODEL_NAME, SentimentConfig
 from sentiment_platform.training.data import EMOTION_LABELS
-from sentiment_platform.training.hf_convert import quantize
+from sentiment_platform.training.hf_convert import FUSED, fuse, quantize
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +31,6 @@ def export_onnx(
 ) -> None:
     """int8 ONNX of encoder + sentiment head, fused by ORT's BERT optimiser; and the tokenizer."""
     import torch
-    from onnxruntime.transformers import optimizer
 
     model = model.cpu()  # exported as it is served, whatever device trained it
     bert_config: Any = model.bert.config  # type: ignore[union-attr]
@@ -54,16 +53,8 @@ def export_onnx(
                 dynamo=False,
             )
         hidden = bert_config.hidden_size
-        fused = Path(tmp) / "model_fused.onnx"
-        optimized = optimizer.optimize_model(
-            str(fp32),
-            model_type="bert",
-            num_heads=bert_config.num_attention_heads,
-            hidden_size=hidden,
-            opt_level=1,
-        )
-        optimized.save_model_to_file(str(fused))
-        logger.info("fused operators: %s", optimized.get_fused_operator_statistics())
+        fused = Path(tmp) / FUSED
+        logger.info("fused operators: %s", fuse(bert_config, fp32, fused))
         quantize(fused, out_dir / "model.onnx")
     tokenizer.save(str(out_dir / "tokenizer.json"))
     (out_dir / "emotion_head.npz").unlink(missing_ok=True)  # fitted to the old encoder's features
