@@ -20,7 +20,11 @@ POOL_RECYCLE_S = 300
 POOL_TIMEOUT_S = 5  # the longest a request waits for a connection before it is told 503
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, *, generic_plans: bool = False) -> AsyncEngine:
+    """The store's engine. `generic_plans` (PostgreSQL): its connections plan each prepared
+    statement once, for a pool whose statements read the same few cells whatever their
+    values (the metrics read: `ApiParts.reading`); elsewhere a plan chosen per value matters
+    (a text search's pattern)."""
     url = settings.async_database_url
     if settings.is_sqlite:
         engine = create_async_engine(url, connect_args={"timeout": 30})
@@ -49,7 +53,12 @@ def create_engine(settings: Settings) -> AsyncEngine:
                 # read (8-10 ms against 1.5-3.5 ms; benchmarks/README.md). Operators' bulk
                 # commands get them back (`rollups.no_statement_timeout`).
                 "max_parallel_workers_per_gather": "0",
-            },
+            }
+            # PostgreSQL plans a prepared statement anew each time while its cost estimated
+            # for unknown values is above the plans made for known ones: the metrics read
+            # was planned on every request, and planning was most of a short window's read
+            # (benchmarks/README.md, "Signed cells and generic plans").
+            | ({"plan_cache_mode": "force_generic_plan"} if generic_plans else {}),
         },
     )
 

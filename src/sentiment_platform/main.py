@@ -36,6 +36,7 @@ from sentiment_platform.api.http_metrics import HttpMetrics, HttpMetricsMiddlewa
 from sentiment_platform.api.hub import Hub
 from sentiment_platform.api.security import KeyRing, MemoryCounter, RateLimiter, RedisCounter
 from sentiment_platform.config import Settings, get_settings
+from sentiment_platform.db import create_engine
 from sentiment_platform.pipeline.demo import feed_demo
 from sentiment_platform.pipeline.ingester import PatientPublisher
 from sentiment_platform.pipeline.worker import Worker
@@ -123,6 +124,10 @@ async def _start(
     alerts_cache: SingleFlightCache[bytes] = SingleFlightCache(settings.metrics_cache_s)
     hub = Hub(settings, runtime.session_factory, runtime.events, on_alert=alerts_cache.drop)
     background = Background()
+    generic_reads = None
+    if not settings.is_sqlite:  # the metrics reads' pool: as many again at most, when busy
+        generic_reads = create_engine(settings, generic_plans=True)
+        stack.push_async_callback(generic_reads.dispose)
     app.state.api = ApiParts(
         runtime=runtime,
         sessions=sessions or runtime.session_factory,
@@ -136,6 +141,7 @@ async def _start(
         session_gate=asyncio.Semaphore(settings.db_pool_size),
         fresh_answers=fresh_answers,
         model_check=ModelCheck(settings) if settings.uses_redis else None,
+        generic_reads=generic_reads,
     )
     warn_if_open(settings)
     await _register_embedded_model(app.state.api.sessions)

@@ -108,5 +108,24 @@ async def test_the_apis_reads_give_every_bare_connection_back_to_the_pool(
         assert [answer.status_code for answer in answers] == [200] * len(answers)
         api = app.state.api
         assert api.runtime.engine.pool.checkedout() == 0
+        assert api.generic_reads.pool.checkedout() == 0
         assert api.session_gate._value == 2
     assert not [w.message for w in recwarn if issubclass(w.category, SAWarning)]
+
+
+@pytest.mark.postgres
+async def test_the_metrics_read_on_connections_that_plan_once(postgres) -> None:
+    """The metrics read runs on its own pool, whose connections plan a prepared statement
+    once (generic plans): planned per request, planning was most of a short window's read.
+    Every other read keeps PostgreSQL's choice (a text search's plan depends on its pattern)."""
+    await postgres.get()
+    settings = Settings(database_url=TEST_DATABASE_URL, embedded_worker=False)
+    async with app_client(settings) as (app, client):
+        api = app.state.api
+        for _ in range(3):
+            assert (await client.get("/api/metrics?window_minutes=60")).status_code == 200
+        assert api.generic_reads.pool.checkedin() == 1  # the metrics were read there
+        async with api.generic_reads.connect() as connection:
+            assert await connection.scalar(text("SHOW plan_cache_mode")) == "force_generic_plan"
+        async with api.runtime.engine.connect() as connection:
+            assert await connection.scalar(text("SHOW plan_cache_mode")) == "auto"

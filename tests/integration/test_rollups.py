@@ -63,6 +63,7 @@ def raw_answer(specs, start, end, bucket: Bucket, source):
     emotions: Counter[str] = Counter()
     timeline: Counter[datetime] = Counter()
     models: Counter[str] = Counter()
+    sources: Counter[str] = Counter()
     for i, (offset, name, sentiment, emotion, analysed) in enumerate(specs):
         created = BASE + timedelta(seconds=offset)
         if analysed and low <= created < high and source in (None, name):
@@ -70,7 +71,8 @@ def raw_answer(specs, start, end, bucket: Bucket, source):
             emotions[emotion.value] += 1
             timeline[bucket.floor(created)] += 1
             models[model_of(i)] += 1
-    return sentiments, emotions, timeline, models
+            sources[name] += 1
+    return sentiments, emotions, timeline, models, sources
 
 
 @settings(
@@ -99,7 +101,7 @@ async def test_rollup_answers_equal_raw_rows(database, specs, split, bounds, buc
                 await store.save_batch(session, posts, analyses)
                 await store.save_batch(session, posts[:split], analyses)  # a redelivery
                 metrics = await compute_metrics(session, start, end, bucket, source)
-                sentiments, emotions, timeline, models = raw_answer(
+                sentiments, emotions, timeline, models, sources = raw_answer(
                     specs, start, end, metrics.bucket, source
                 )
                 assert {k.value: v.count for k, v in metrics.sentiment.items() if v.count} == (
@@ -111,6 +113,8 @@ async def test_rollup_answers_equal_raw_rows(database, specs, split, bounds, buc
                 drawn = {p.bucket_start: p.total for p in metrics.timeline if p.total}
                 assert drawn == {k: v for k, v in timeline.items() if v}
                 assert metrics.models == dict(models)
+                # no source listed whose posts all lie in cells the read took away
+                assert {name: b.total for name, b in metrics.by_source.items()} == dict(sources)
                 # The page total (exact, any range) from the rollups and the partial edges.
                 where = store.PostFilter(since=start, until=end, source=source)
                 total, capped = await store.count_matches(session, where)

@@ -15,7 +15,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from prometheus_client import CollectorRegistry
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from sentiment_platform.api.answer_cache import SingleFlightCache
@@ -66,6 +66,8 @@ class ApiParts:
     label_writes: LabelWrites = field(default_factory=LabelWrites)
     # Redis mode: whether the workers' activated models load, for /api/health (api/probes.py)
     model_check: ModelCheck | None = None
+    # PostgreSQL: the metrics reads' own pool, whose statements are planned once (`reading`)
+    generic_reads: AsyncEngine | None = None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -74,17 +76,19 @@ class ApiParts:
             yield session
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncConnection]:
+    async def reading(self, generic: bool = False) -> AsyncIterator[AsyncConnection]:
         """A bare connection for a request that only reads, admitted as a session is: a read
         needs no unit of work, and an ORM session opened and closed around it is pure cost on
         the hottest endpoints. It is the connection `sessions` is bound to: from the engine's
-        pool, or the tests' one connection (inside their rolled-back transaction)."""
+        pool, or the tests' one connection (inside their rolled-back transaction); with
+        `generic`, from `generic_reads` where there is one (its plans are made once)."""
         bind = self.sessions.kw["bind"]
         async with self.admitted():
             if isinstance(bind, AsyncConnection):
                 yield bind
             else:
-                async with bind.connect() as connection:
+                engine = self.generic_reads if generic and self.generic_reads else bind
+                async with engine.connect() as connection:
                     yield connection
 
     @asynccontextmanager

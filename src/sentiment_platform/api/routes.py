@@ -165,7 +165,7 @@ async def metrics(request: Request, api: ApiDep, query: MetricsQueryDep) -> Resp
     assert start is not None and end is not None  # resolved by the schema
 
     async def compute() -> bytes:
-        async with api.reading() as connection:
+        async with api.reading(generic=True) as connection:
             answer = await compute_metrics(
                 connection,
                 start,

@@ -57,13 +57,15 @@ def covering(by_source: bool) -> list[ColumnElement[bool]]:
     return clauses
 
 
-def by_cell(where: Sequence[ColumnElement[bool]], by_source: bool) -> Select[Any]:
-    """The covered cells' counts per (model, prediction, label), as rows shaped like
-    `rollup_reads.summary`'s: (kind 'l', prediction, model, label, no language, all labels,
-    labels on posts that are not copies)."""
+def by_cell(
+    where: Sequence[ColumnElement[bool]], count: ColumnElement[Any], by_source: bool
+) -> Select[Any]:
+    """The covered cells' counts (`count`: each row's, signed as the read takes it) per
+    (model, prediction, label), as rows shaped like `rollup_reads.summary`'s: (kind 'l',
+    prediction, model, label, no language, all labels, labels on posts that are not copies)."""
     rows = CELLS.c
-    every = cast(func.sum(rows.count), BigInteger)  # as the post rollups' sums
-    kept = cast(func.sum(case((rows.duplicate, 0), else_=rows.count)), BigInteger)
+    every = cast(func.sum(count), BigInteger)  # as the post rollups' sums
+    kept = cast(func.sum(case((rows.duplicate, 0), else_=count)), BigInteger)
     return (
         select(literal_column("'l'"), rows.prediction, rows.model, rows.label, null(), every, kept)
         .where(*where, *covering(by_source))

@@ -53,11 +53,12 @@ async def add(session: AsyncSession, deltas: Counter[Key]) -> None:
     await drop_empty(session, ModelRollup, NAMES[:-1], [row[:-1] for row in rows if row[-1] < 0])
 
 
-def by_model(where: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """The cells' counts per model, as rows shaped like `rollup_reads.summary`'s (kind 'm';
-    no language, and copies are not kept apart here, so its two sums are the same)."""
+def by_model(where: Sequence[ColumnElement[bool]], count: ColumnElement[Any]) -> Select[Any]:
+    """The cells' counts (`count`: each row's, signed as the read takes it) per model, as
+    rows shaped like `rollup_reads.summary`'s (kind 'm'; no language, and copies are not
+    kept apart here, so its two sums are the same)."""
     rows = ModelRollup.__table__.c
-    counted = cast(func.sum(rows.count), BigInteger)  # as the post rollups' sums
+    counted = cast(func.sum(count), BigInteger)  # as the post rollups' sums
     return (
         select(literal_column("'m'"), null(), null(), rows.model, null(), counted, counted)
         .where(*where)

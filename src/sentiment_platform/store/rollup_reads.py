@@ -1,8 +1,9 @@
 """Reading the rollups: a metrics answer's one statement and a page's total, O(cells).
 
-A range is cut into the fewest cells (`rollups.pieces`); a statement is built once per shape
-(how many cells, which filters) with the values bound: building one per request cost more
-than running it. Written beside `store/rollups.py`, which keeps the writes.
+A range is cut into the fewest cells, some added and some taken away (`rollups.cover`); a
+statement is built once per shape (how many runs of cells of each sign, which filters) with
+the values bound: building one per request cost more than running it. Written beside
+`store/rollups.py`, which keeps the writes.
 
 Every cell counts its posts twice over: all of them, and those that are not copies
 (`duplicate` false), so one read answers `unique=true` and the copies it left out alike.
@@ -42,43 +43,45 @@ from sentiment_platform.models.database import (
 )
 from sentiment_platform.store import label_rollups, model_rollups
 from sentiment_platform.store.prepared import Reader, dialect_name, fetch_rows, instant_of_text
-from sentiment_platform.store.rollups import GRAINS_FOR, UNANALYSED, minute_range, pieces
+from sentiment_platform.store.rollups import GRAINS_FOR, UNANALYSED, Cover, cover, minute_range
 
 LABELS = ("source", "sentiment", "emotion", "language")  # the filters a total may have
 _AT = PostRollup.bucket_start.type
 
 
-def _where(
-    cells: int, labels: Sequence[str], table: Any = PostRollup.__table__
-) -> list[ColumnElement[bool]]:
+Shape = tuple[int, int]  # runs of cells added, runs taken away
+
+
+def _read(
+    shape: Shape, labels: Sequence[str], table: Any = PostRollup.__table__
+) -> tuple[list[ColumnElement[bool]], ColumnElement[Any]]:
+    """The WHERE of a read of a cover's runs of cells, by the filters, and each row's count
+    signed: negative in a run taken away (the runs never overlap: `rollups.cover`)."""
     rows = table.c
-    clauses = [
-        or_(
-            *(
-                and_(
-                    rows.grain == bindparam(f"grain{i}"),
-                    rows.bucket_start >= bindparam(f"low{i}", type_=_AT),
-                    rows.bucket_start < bindparam(f"high{i}", type_=_AT),
-                )
-                for i in range(cells)
-            )
+    runs = [
+        and_(
+            rows.grain == bindparam(f"grain{i}"),
+            rows.bucket_start >= bindparam(f"low{i}", type_=_AT),
+            rows.bucket_start < bindparam(f"high{i}", type_=_AT),
         )
+        for i in range(sum(shape))
     ]
-    return clauses + [rows[label] == bindparam(label) for label in labels]
+    taken = runs[shape[0] :]
+    count = case((or_(*taken), -rows.count), else_=rows.count) if taken else rows.count
+    return [or_(*runs), *(rows[label] == bindparam(label) for label in labels)], count
 
 
-def _params(
-    spans: Sequence[tuple[str, datetime, datetime]], **labels: str | None
-) -> dict[str, Any]:
+def _params(runs: Cover, **labels: str | None) -> dict[str, Any]:
     params: dict[str, Any] = {name: value for name, value in labels.items() if value is not None}
-    for i, (grain, low, high) in enumerate(spans):
+    for i, (grain, low, high) in enumerate([*runs[0], *runs[1]]):
         params |= {f"grain{i}": grain, f"low{i}": low, f"high{i}": high}
     return params
 
 
 @cache
-def _total_statement(cells: int, labels: tuple[str, ...]) -> Any:
-    return select(func.coalesce(func.sum(PostRollup.count), 0)).where(*_where(cells, labels))
+def _total_statement(shape: Shape, labels: tuple[str, ...]) -> Any:
+    where, count = _read(shape, labels)
+    return select(func.coalesce(func.sum(count), 0)).where(*where)
 
 
 async def total(
@@ -92,17 +95,18 @@ async def total(
     language: str | None = None,
 ) -> int:
     """Posts in every minute [start, end) touches (unbounded sides: all), by the filters."""
-    spans = pieces(*minute_range(start, end))
-    if not spans:
+    runs = cover(*minute_range(start, end))
+    if not runs[0]:
         return 0
-    params = _params(spans, source=source, sentiment=sentiment, emotion=emotion, language=language)
-    statement = _total_statement(len(spans), tuple(name for name in LABELS if name in params))
+    params = _params(runs, source=source, sentiment=sentiment, emotion=emotion, language=language)
+    labels = tuple(name for name in LABELS if name in params)
+    statement = _total_statement((len(runs[0]), len(runs[1])), labels)
     [(counted,)] = await fetch_rows(reader, statement, params)
     return int(counted)
 
 
 @cache
-def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, ...]) -> Any:
+def _summary_statement(dialect: str, unit: str, shape: Shape, labels: tuple[str, ...]) -> Any:
     """Three sums of one read of the cells, so an answer returns its sums, not every cell
     it reads: per (bucket, sentiment), per (source, sentiment, language), per emotion; and,
     from `model_rollups` over the same cells, per model, and from `label_rollups` the random
@@ -117,11 +121,11 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
     are the window's (and source's) whatever the other filters; `label_rollups` keeps both."""
     moment: Any = literal_column(bucket_floor_sql(dialect, unit, "post_rollups.bucket_start"))
     rows = PostRollup.__table__.c
-    where = _where(cells, labels)
-    model_where = _where(cells, [n for n in labels if n == "source"], ModelRollup.__table__)
+    where, count = _read(shape, labels)
+    by_source = [n for n in labels if n == "source"]
     models = (  # and the random labels whose draws cover the range, per model
-        model_rollups.by_model(model_where),
-        label_rollups.by_cell(_where(cells, labels, LabelRollup.__table__), "source" in labels),
+        model_rollups.by_model(*_read(shape, by_source, ModelRollup.__table__)),
+        label_rollups.by_cell(*_read(shape, labels, LabelRollup.__table__), bool(by_source)),
     )
     if dialect == "postgresql":
         kind = case({3: "t", 1: "s"}, value=func.grouping(rows.source, rows.emotion), else_="e")
@@ -133,8 +137,8 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
                 func.coalesce(rows.emotion, rows.sentiment),  # the set's label (the other: NULL)
                 rows.language,
                 # bigint, not sum()'s numeric: the driver decodes an integer far faster
-                cast(func.sum(rows.count), BigInteger),
-                cast(func.sum(rows.count).filter(~rows.duplicate), BigInteger),  # NULL: copies
+                cast(func.sum(count), BigInteger),
+                cast(func.sum(count).filter(~rows.duplicate), BigInteger),  # NULL: copies
             )
             .where(*where)
             .group_by(
@@ -153,8 +157,8 @@ def _summary_statement(dialect: str, unit: str, cells: int, labels: tuple[str, .
             rows.sentiment,
             rows.emotion,
             rows.language,
-            rows.count,
-            case((rows.duplicate, 0), else_=rows.count).label("kept"),
+            count.label("count"),
+            case((rows.duplicate, 0), else_=count).label("kept"),
         )
         .where(*where)
         .cte("cells")
@@ -204,13 +208,14 @@ async def summary(
     counts each group of copies once (its first post), except in `models`."""
     answer = Summary()
     minutes = minute_range(start, end)
-    spans = pieces(*minutes, GRAINS_FOR[unit])
-    if not spans:
+    runs = cover(*minutes, GRAINS_FOR[unit])
+    if not runs[0]:
         return answer
-    params = _params(spans, source=source, language=language)
+    params = _params(runs, source=source, language=language)
     params |= label_rollups.reach_params(*minutes)
     labels = tuple(name for name in LABELS if name in params)
-    statement = _summary_statement(dialect_name(reader), unit, len(spans), labels)
+    shape = (len(runs[0]), len(runs[1]))
+    statement = _summary_statement(dialect_name(reader), unit, shape, labels)
     by_source: dict[tuple[str, str], int] = defaultdict(int)
     languages: dict[str, int] = defaultdict(int)
     rows = await fetch_rows(reader, statement, params)
@@ -220,6 +225,8 @@ async def summary(
             if count:
                 answer.labels[(name, label, moment)] = count
         elif kind == "s":
+            if not every:  # its posts all in cells taken away
+                continue
             answer.duplicates += int(every) - int(kept or 0)
             if language:  # '': stored before detection
                 languages[language] += count
