@@ -57,7 +57,7 @@ def create_engine(settings: Settings, *, generic_plans: bool = False) -> AsyncEn
             # PostgreSQL plans a prepared statement anew each time while its cost estimated
             # for unknown values is above the plans made for known ones: the metrics read
             # was planned on every request, and planning was most of a short window's read
-            # (benchmarks/README.md, "Signed cells and generic plans").
+            # (benchmarks/README.md, "signed cells and plans made once").
             | ({"plan_cache_mode": "force_generic_plan"} if generic_plans else {}),
         },
     )

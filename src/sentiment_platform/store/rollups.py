@@ -105,10 +105,11 @@ _Cut = tuple[list[Span], list[Span]]  # the same, while it is being cut
 
 @lru_cache(maxsize=4096)
 def cover(start: datetime, end: datetime, grains: tuple[str, ...] = ("d", "h", "m")) -> Cover:
-    """Minute-aligned [start, end) in the fewest cells, some of them taken away: an edge that
+    """Minute-aligned [start, end) in few cells, some of them taken away: an edge that
     fills most of a coarser cell is read as that cell less the rest of it. A 30-day range
     from 01:15 is then the day from 00:00 less one hour and fifteen minutes, not 22 hours
-    and 45 minutes: a third of the rows (`benchmarks/README.md`, "Signed cells").
+    and 45 minutes: less than half the rows (`benchmarks/README.md`, "signed cells and plans
+    made once").
 
     Every row is in one run at most, so a row's sign is its run's: the runs of one grain
     never overlap (an edge's cut keeps to the coarser cell it lies in, and a cut whose runs
