@@ -1,6 +1,6 @@
 """Reading the rollups: a metrics answer's one statement and a page's total, O(cells).
 
-A range is cut into the fewest cells, some added and some taken away (`rollups.cover`); a
+A range is cut into few cells, some added and some taken away (`rollups.cover`); a
 statement is built once per shape (how many runs of cells of each sign, which filters) with
 the values bound: building one per request cost more than running it. Written beside
 `store/rollups.py`, which keeps the writes.
