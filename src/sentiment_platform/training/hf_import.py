@@ -273,8 +273,7 @@ def _unsigned_if_closer(
         )
         return unsigned
     os.replace(aside, staging / GRAPH)
-    _write_manifest(staging, signed)
-    return signed
+    return signed  # `import_model` writes the manifest it keeps
 
 
 def measure(
