@@ -51,7 +51,7 @@ from sentiment_platform.services.analysis.normal_text import folded, normal_form
 THRESHOLD = Fraction(4, 5)  # Jaccard over word sets, compared exactly in integers
 MIN_WORDS = 5  # fewer words after normalisation: never marked
 MIN_NEAR_WORDS = 9  # fewer distinct words: an exact match only
-KEY_VERSION = "v3"  # part of every shared key: a change of the fingerprint changes it
+KEY_VERSION = "v4"  # part of every shared key: a change of the fingerprint or layout changes it
 
 PostText = tuple[str, str, datetime]  # (post_id, text, when the post was made)
 

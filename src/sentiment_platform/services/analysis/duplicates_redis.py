@@ -8,20 +8,26 @@ which a candidate is checked against.
 Buckets and records are fields of Redis hashes, not keys of their own: a top-level key with
 a TTL costs twice the memory of a hash field and several times the CPU to create, and a new
 group writes thirteen buckets. Redis 7.0 has no per-field expiry, so the hashes are
-generations: each covers half a window of Redis's clock and expires (PEXPIRE) a window after
-its last write, and a lookup reads the three generations a window can span, newest first.
-An entry thus lives between one and one and a half windows; whether a group is still live
-for a post is decided by the posts' own times (`at`), as in-process. Each generation is
-split into `SHARDS` hashes by the field's last byte, so no hash grows large enough for its
-expiry to stall Redis.
+generations: one hash for each half a window of Redis's clock, and a lookup reads the three
+a window can span, newest first. An entry thus lives between one and one and a half windows;
+whether a group is still live for a post is decided by the posts' own times (`at`), as
+in-process. A generation that has left the window is UNLINKed by the next batch, so Redis
+frees it in a background thread: a hash of millions of fields freed by its expiry would
+stall Redis for as long as that takes. Its PEXPIRE, half a window later, only catches a
+generation no batch came to unlink (every worker stopped that long).
+
+One hash a generation, not a hash a shard: a field's cost in the script is per call and per
+field handled in Lua, and a shard's small hash is a listpack that Redis searches linearly.
+Only the posts whose exact bucket names no live group look their bands up: an exact copy
+(a retweet, a flood) reads one field.
 
 One Lua script takes a whole batch: one round trip per batch, and, because Redis runs a
 script alone, two workers' batches never interleave. With plain pipelined `SET NX`, two
 near copies in two workers' batches could each claim a different band first and each be
 marked a copy of the other; inside one script one batch runs wholly before the other, and
-every worker agrees on the first. The script derives its hashes' names from the clock and
-the fields, which it cannot declare in KEYS: it runs on a single Redis (as the stream does),
-not on a Redis Cluster. Commands are Redis 7.0's (TIME, HMGET, HSET, PEXPIRE).
+every worker agrees on the first. The script derives its hashes' names from the clock,
+which it cannot declare in KEYS: it runs on a single Redis (as the stream does), not on a
+Redis Cluster. Commands are Redis 7.0's (TIME, HMGET, HSET, PEXPIRE, UNLINK).
 
 The logic is `LocalDuplicateIndex._place`'s, step for step; the integration tests hold the
 two to the same answers.
@@ -44,101 +50,78 @@ from sentiment_platform.services.analysis.duplicates import (
 )
 from sentiment_platform.services.analysis.minhash import BANDS
 
-SHARDS = 256  # hashes per generation
-
-# ARGV: prefix, window (ms), generation span (ms), shards, threshold numerator and
-# denominator, bands, then the batch in eight arguments, whatever its size (the client's cost
-# is per argument, the script's `string.sub` and `gmatch` are cheap): the number of posts;
-# their post_ids end to end, and their lengths in bytes ("3 5 …"); their times ("<ms since
-# the epoch> …"); their exact hashes (16 bytes each); their word hashes end to end (4 bytes
-# each, none for a post where only an exact match counts), and their lengths in bytes; the
-# band hashes of the posts that have words (8 bytes each, BANDS a post). Fields: a band's
-# bucket -> its group's reference (the first's exact hash); a post's exact hash -> its group's
-# reference, and after it, for the group's first, its record "<at ms> <length of post_id>
-# <post_id><word hashes>" (one field a group fewer, and no look-up of the record apart when
-# the exact hash is asked already). A copy claims its exact hash alone: its group is found
-# through its first's bands (a new group writes 13 fields, a copy one).
+# ARGV: prefix, window (ms), generation span (ms), threshold numerator and denominator, bands,
+# then the batch in eight arguments, whatever its size (the client's cost is per argument,
+# the script's `string.sub` and `gmatch` are cheap): the number of posts; their post_ids end
+# to end, and their lengths in bytes ("3 5 …"); their times ("<ms since the epoch> …"); their
+# exact hashes (16 bytes each); their word hashes end to end (4 bytes each, none for a post
+# where only an exact match counts), and their lengths in bytes; the band hashes of the posts
+# that have words (8 bytes each, BANDS a post). Fields: a band's bucket -> its group's
+# reference (the first's exact hash); a post's exact hash -> its group's reference, and after
+# it, for the group's first, its record "<at ms> <length of post_id> <post_id><word hashes>"
+# (one field a group fewer, and no look-up of the record apart when the exact hash is asked
+# already). A copy claims its exact hash alone: its group is found through its first's bands
+# (a new group writes 13 fields, a copy one).
 # Returns, per post, its group's first when that is another post, else false (nil).
 ASSIGN = """
 local prefix = ARGV[1]
-local window, span, shards = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local numerator, denominator = tonumber(ARGV[5]), tonumber(ARGV[6])
-local bands, chunk = tonumber(ARGV[7]), 1000
+local window, span = tonumber(ARGV[2]), tonumber(ARGV[3])
+local numerator, denominator = tonumber(ARGV[4]), tonumber(ARGV[5])
+local bands, chunk = tonumber(ARGV[6]), 1000
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local current = math.floor(now / span)
-
 local oldest = math.floor((now - window) / span)
-local names = {}  -- names[generation][shard + 1]: the hashes' names, built once per call
-for generation = oldest, current do
-  local row = {}
-  for shard = 1, shards do row[shard] = prefix .. string.format('%d:%d', generation, shard - 1) end
-  names[generation] = row
-end
-local function shard_of(field) return string.byte(field, -1) % shards + 1 end
+local function name(generation) return prefix .. string.format('%d', generation) end
+redis.call('UNLINK', name(oldest - 1), name(oldest - 2))  -- out of every window now
 
--- Every field's newest value over the live generations: an HMGET per hash, not per field.
+-- Each field's newest value over the live generations, into `into`.
 local function fetch(fields, into)
-  local by_shard = {}
-  for _, field in ipairs(fields) do
-    local shard = shard_of(field)
-    local list = by_shard[shard]
-    if not list then list = {}; by_shard[shard] = list end
-    list[#list + 1] = field
-  end
   for generation = current, oldest, -1 do
-    local row, left = names[generation], false
-    for shard, list in pairs(by_shard) do
-      local still = {}
-      for i = 1, #list, chunk do
-        local last = math.min(i + chunk - 1, #list)
-        local values = redis.call('HMGET', row[shard], unpack(list, i, last))
-        for k = i, last do
-          local value = values[k - i + 1]
-          if value then into[list[k]] = value else still[#still + 1] = list[k] end
-        end
+    if #fields == 0 then return end
+    local key, still = name(generation), {}
+    for i = 1, #fields, chunk do
+      local last = math.min(i + chunk - 1, #fields)
+      local values = redis.call('HMGET', key, unpack(fields, i, last))
+      for k = i, last do
+        local value = values[k - i + 1]
+        if value then into[fields[k]] = value else still[#still + 1] = fields[k] end
       end
-      by_shard[shard] = still
-      left = left or #still > 0
     end
-    if not left then return end
+    fields = still
   end
 end
 
--- posts[i]: {post_id, at, at as sent, exact hash, word hashes, {exact hash, band hashes...}}
-local posts, ids, exacts, words, band_hashes = {}, ARGV[9], ARGV[12], ARGV[13], ARGV[15]
-local id_lengths, times = string.gmatch(ARGV[10], '%d+'), string.gmatch(ARGV[11], '-?%d+')
-local word_lengths = string.gmatch(ARGV[14], '%d+')
+-- posts[i]: {post_id, at, at as sent, exact hash, word hashes, where its bands start (0:
+-- none), its band hashes once read}
+local posts, ids, exacts, words, band_hashes = {}, ARGV[8], ARGV[11], ARGV[12], ARGV[14]
+local id_lengths, times = string.gmatch(ARGV[9], '%d+'), string.gmatch(ARGV[10], '-?%d+')
+local word_lengths = string.gmatch(ARGV[13], '%d+')
 local id_at, word_at, band_at = 1, 1, 1
-for i = 1, tonumber(ARGV[8]) do
+for i = 1, tonumber(ARGV[7]) do
   local id_end = id_at + tonumber(id_lengths()) - 1
   local word_end = word_at + tonumber(word_lengths()) - 1
-  local sent, exact = times(), string.sub(exacts, 16 * i - 15, 16 * i)
-  local own = {exact}
-  if word_end >= word_at then
-    for _ = 1, bands do
-      own[#own + 1] = string.sub(band_hashes, band_at, band_at + 7)
-      band_at = band_at + 8
-    end
-  end
-  posts[i] = {string.sub(ids, id_at, id_end), tonumber(sent), sent, exact,
-              string.sub(words, word_at, word_end), own}
+  local sent, band_start = times(), 0
+  if word_end >= word_at then band_start, band_at = band_at, band_at + 8 * bands end
+  posts[i] = {string.sub(ids, id_at, id_end), tonumber(sent), sent,
+              string.sub(exacts, 16 * i - 15, 16 * i), string.sub(words, word_at, word_end),
+              band_start}
   id_at, word_at = id_end + 1, word_end + 1
 end
-
-local held, fields = {}, {}
-for _, post in ipairs(posts) do
-  for _, field in ipairs(post[6]) do
-    if held[field] == nil then
-      held[field] = false
-      fields[#fields + 1] = field
+local function bands_of(post)
+  local own = post[7]
+  if not own then
+    own = {}
+    for j = post[6], post[6] + 8 * bands - 1, 8 do
+      own[#own + 1] = string.sub(band_hashes, j, j + 7)
     end
+    post[7] = own
   end
+  return own
 end
-fetch(fields, held)
 
--- A value longer than a reference carries its group's record after it.
-local records = {}
+-- held[field]: the reference it names (false: none, nil: not read); records[reference].
+local held, records = {}, {}
 local function remember(value)
   if #value <= 16 then return end
   local first_space = string.find(value, ' ', 17, true)
@@ -150,22 +133,33 @@ local function remember(value)
     string.sub(value, second_space + length + 1),
   }
 end
-for field, value in pairs(held) do
-  if value then
+-- Reads the fields not read yet, then the records of the groups they name.
+local function read(fields)
+  local asked, values = {}, {}
+  for _, field in ipairs(fields) do
+    if held[field] == nil then
+      held[field] = false
+      asked[#asked + 1] = field
+    end
+  end
+  fetch(asked, values)
+  local wanted, raw = {}, {}
+  for field, value in pairs(values) do
     remember(value)
-    held[field] = string.sub(value, 1, 16)
+    local reference = string.sub(value, 1, 16)
+    held[field] = reference
+    if not records[reference] and raw[reference] == nil then
+      raw[reference] = false
+      wanted[#wanted + 1] = reference
+    end
   end
-end
-local raw, wanted = {}, {}
-for _, reference in pairs(held) do
-  if reference and not records[reference] and raw[reference] == nil then
-    raw[reference] = false
-    wanted[#wanted + 1] = reference
+  fetch(wanted, raw)
+  for reference, value in pairs(raw) do
+    if value then
+      remember(value)
+      if held[reference] == nil then held[reference] = string.sub(value, 1, 16) end
+    end
   end
-end
-fetch(wanted, raw)
-for _, value in pairs(raw) do
-  if value then remember(value) end
 end
 
 local function live(field, at)
@@ -176,37 +170,55 @@ local function live(field, at)
   return false
 end
 
-local function similar(words, other)
-  if words == '' or other == '' then return false end
-  local mine, shared = {}, 0
-  for i = 1, #words, 4 do mine[string.sub(words, i, i + 3)] = true end
-  for i = 1, #other, 4 do
-    if mine[string.sub(other, i, i + 3)] then shared = shared + 1 end
+local word_sets = {}  -- word hashes -> their set, made once a batch
+local function word_set(hashes)
+  local set = word_sets[hashes]
+  if not set then
+    set = {}
+    for i = 1, #hashes, 4 do set[string.sub(hashes, i, i + 3)] = true end
+    word_sets[hashes] = set
   end
-  local union = #words / 4 + #other / 4 - shared
+  return set
+end
+local function similar(mine, other)
+  if mine == '' or other == '' then return false end
+  local shared, set = 0, word_set(mine)
+  for word in pairs(word_set(other)) do
+    if set[word] then shared = shared + 1 end
+  end
+  local union = #mine / 4 + #other / 4 - shared
   return shared * denominator >= numerator * union
 end
 
-local writes = {}
-local function write(field, value)
-  local key = names[current][shard_of(field)]
-  local list = writes[key]
-  if not list then list = {}; writes[key] = list end
-  list[#list + 1] = field
-  list[#list + 1] = value
+-- The exact buckets first; the bands only of the posts whose exact bucket names no live group.
+local asked = {}
+for i, post in ipairs(posts) do asked[i] = post[4] end
+read(asked)
+asked = {}
+for _, post in ipairs(posts) do
+  if post[6] > 0 and not live(post[4], post[2]) then
+    for _, field in ipairs(bands_of(post)) do asked[#asked + 1] = field end
+  end
 end
+read(asked)
 
-local marks = {}
+local writes, marks = {}, {}
+local function write(field, value)
+  writes[#writes + 1] = field
+  writes[#writes + 1] = value
+end
 for _, item in ipairs(posts) do
-  local post, at, sent, exact, words, own = unpack(item)
+  local post, at, sent, exact, words = item[1], item[2], item[3], item[4], item[5]
   local reference = live(exact, at)
   if not reference then
     local free = {}  -- the bands no live group holds: claimed only by a new group's first
-    if words ~= '' then
-      for j = 2, #own do
-        local holder = live(own[j], at)
+    if item[6] > 0 then
+      local own = bands_of(item)
+      read(own)  -- read already, unless an earlier post of the batch made its exact stale
+      for _, field in ipairs(own) do
+        local holder = live(field, at)
         if not holder then
-          free[#free + 1] = own[j]
+          free[#free + 1] = field
         elseif not reference and similar(words, records[holder][3]) then
           reference = holder
         end
@@ -229,12 +241,12 @@ for _, item in ipairs(posts) do
   if first == post then marks[#marks + 1] = false else marks[#marks + 1] = first end
 end
 
-local expiry = (current + 1) * span + window - now
-for key, list in pairs(writes) do
-  for i = 1, #list, 2 * chunk do
-    redis.call('HSET', key, unpack(list, i, math.min(i + 2 * chunk - 1, #list)))
+if #writes > 0 then
+  local key = name(current)
+  for i = 1, #writes, 2 * chunk do
+    redis.call('HSET', key, unpack(writes, i, math.min(i + 2 * chunk - 1, #writes)))
   end
-  redis.call('PEXPIRE', key, expiry)
+  redis.call('PEXPIRE', key, (current + 1) * span + window + span - now)
 end
 return marks
 """
@@ -267,7 +279,7 @@ class RedisDuplicateIndex:
         ids = [posts[i][0].encode() for i in asked]
         sent = [found[i] for i in asked]
         words = [fingerprint.words for fingerprint in sent]
-        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2, SHARDS]
+        args: list[Any] = [self.prefix, self.window_ms, self.window_ms // 2]
         args += [THRESHOLD.numerator, THRESHOLD.denominator, BANDS, len(asked)]
         args += [b"".join(ids), " ".join(map(str, map(len, ids)))]
         args.append(" ".join([str(int(posts[i][2].timestamp() * 1000)) for i in asked]))
