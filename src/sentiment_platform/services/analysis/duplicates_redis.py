@@ -63,6 +63,7 @@ from sentiment_platform.services.analysis.minhash import BANDS
 # already). A copy claims its exact hash alone: its group is found through its first's bands
 # (a new group writes 13 fields, a copy one).
 # Returns, per post, its group's first when that is another post, else false (nil).
+# Hot lists grow by a counter, not `#t + 1` (a binary search each time in Redis's Lua 5.1).
 ASSIGN = """
 local prefix = ARGV[1]
 local window, span = tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -79,13 +80,13 @@ redis.call('UNLINK', name(oldest - 1), name(oldest - 2))  -- out of every window
 local function fetch(fields, into)
   for generation = current, oldest, -1 do
     if #fields == 0 then return end
-    local key, still = name(generation), {}
+    local key, still, left = name(generation), {}, 0
     for i = 1, #fields, chunk do
       local last = math.min(i + chunk - 1, #fields)
       local values = redis.call('HMGET', key, unpack(fields, i, last))
       for k = i, last do
         local value = values[k - i + 1]
-        if value then into[fields[k]] = value else still[#still + 1] = fields[k] end
+        if value then into[fields[k]] = value else left = left + 1; still[left] = fields[k] end
       end
     end
     fields = still
@@ -135,11 +136,13 @@ local function remember(value)
 end
 -- Reads the fields not read yet, then the records of the groups they name.
 local function read(fields)
-  local asked, values = {}, {}
-  for _, field in ipairs(fields) do
+  local asked, values, count = {}, {}, 0
+  for i = 1, #fields do
+    local field = fields[i]
     if held[field] == nil then
       held[field] = false
-      asked[#asked + 1] = field
+      count = count + 1
+      asked[count] = field
     end
   end
   fetch(asked, values)
@@ -195,30 +198,35 @@ local asked = {}
 for i, post in ipairs(posts) do asked[i] = post[4] end
 read(asked)
 asked = {}
+local count = 0
 for _, post in ipairs(posts) do
   if post[6] > 0 and not live(post[4], post[2]) then
-    for _, field in ipairs(bands_of(post)) do asked[#asked + 1] = field end
+    local own = bands_of(post)
+    for j = 1, bands do asked[count + j] = own[j] end
+    count = count + bands
   end
 end
 read(asked)
 
-local writes, marks = {}, {}
+local writes, marks, written, marked = {}, {}, 0, 0
 local function write(field, value)
-  writes[#writes + 1] = field
-  writes[#writes + 1] = value
+  writes[written + 1], writes[written + 2] = field, value
+  written = written + 2
 end
 for _, item in ipairs(posts) do
   local post, at, sent, exact, words = item[1], item[2], item[3], item[4], item[5]
   local reference = live(exact, at)
   if not reference then
-    local free = {}  -- the bands no live group holds: claimed only by a new group's first
+    local free, claimed = {}, 0  -- the bands no live group holds: a new group's first's
     if item[6] > 0 then
       local own = bands_of(item)
       read(own)  -- read already, unless an earlier post of the batch made its exact stale
-      for _, field in ipairs(own) do
+      for j = 1, bands do
+        local field = own[j]
         local holder = live(field, at)
         if not holder then
-          free[#free + 1] = field
+          claimed = claimed + 1
+          free[claimed] = field
         elseif not reference and similar(words, records[holder][3]) then
           reference = holder
         end
@@ -230,21 +238,22 @@ for _, item in ipairs(posts) do
       reference = exact
       records[exact] = {at, post, words}
       write(exact, exact .. sent .. ' ' .. #post .. ' ' .. post .. words)
-      for _, field in ipairs(free) do
-        write(field, reference)
-        held[field] = reference
+      for j = 1, claimed do
+        write(free[j], reference)
+        held[free[j]] = reference
       end
     end
     held[exact] = reference
   end
   local first = records[reference][2]
-  if first == post then marks[#marks + 1] = false else marks[#marks + 1] = first end
+  marked = marked + 1
+  if first == post then marks[marked] = false else marks[marked] = first end
 end
 
-if #writes > 0 then
+if written > 0 then
   local key = name(current)
-  for i = 1, #writes, 2 * chunk do
-    redis.call('HSET', key, unpack(writes, i, math.min(i + 2 * chunk - 1, #writes)))
+  for i = 1, written, 2 * chunk do
+    redis.call('HSET', key, unpack(writes, i, math.min(i + 2 * chunk - 1, written)))
   end
   redis.call('PEXPIRE', key, (current + 1) * span + window + span - now)
 end
