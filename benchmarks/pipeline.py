@@ -42,6 +42,9 @@ from sentiment_platform.rule_spec import RuleSpec
 from sentiment_platform.runtime import Runtime, open_runtime
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from model import cpu_description  # noqa: E402  (benchmarks/model.py, beside this script)
+
 CLI = Path(sys.executable).with_name("sentiment-platform")
 BENCH_DB = "sentiment_pipeline_bench"
 PUBLISH_CHUNK = 1_000
@@ -252,6 +255,7 @@ async def main(args: argparse.Namespace) -> None:
     admin = admin.rsplit("/", 1)[0] + "/postgres"
     await prepare_database(admin, args.database_url)
     posts = DemoGenerator(negative_ratio=0.3, seed=7).posts(args.posts)
+    print(f"{cpu_description()}; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     results = []
     for workers in args.workers:
         result = await run_once(args, workers, posts)
