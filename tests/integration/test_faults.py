@@ -54,7 +54,9 @@ async def settings(postgres: PrivatePostgres) -> AsyncIterator[Settings]:
         db_pool_size=2,
         rate_limit_per_minute=0,
     )
-    engine = create_engine(settings)
+    # The migrations are an operator's command (`init-db` runs them with an hour): under the
+    # requests' 300 ms a cold private server on a loaded box could cancel one in CI.
+    engine = create_engine(settings.model_copy(update={"db_statement_timeout_ms": 60_000}))
     await upgrade_schema(engine)
     async with engine.begin() as connection:
         await connection.execute(
