@@ -9,6 +9,7 @@ dies, not the process).
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -26,9 +27,27 @@ def available() -> str | None:
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free now, below the kernel's ephemeral range: one picked from that range can be
+    taken as the source port of an outgoing connection before the server binds it (CI saw a
+    chaos run's API fail to bind so)."""
+    top = _ephemeral_start()
+    for _ in range(200):
+        port = random.randrange(20_000, top)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port between 20000 and {top}")
+
+
+def _ephemeral_start() -> int:
+    try:
+        start = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        start = 32_768  # Linux's default
+    return max(start, 21_000)
 
 
 class PrivateRedis:
