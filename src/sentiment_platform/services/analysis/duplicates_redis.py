@@ -94,7 +94,7 @@ local function fetch(fields, into)
 end
 
 -- posts[i]: {post_id, at, at as sent, exact hash, word hashes, where its bands start (0:
--- none), its band hashes once read}
+-- none), its band hashes once cut, whether they were read}
 local posts, ids, exacts, words, band_hashes = {}, ARGV[8], ARGV[11], ARGV[12], ARGV[14]
 local id_lengths, times = string.gmatch(ARGV[9], '%d+'), string.gmatch(ARGV[10], '-?%d+')
 local word_lengths = string.gmatch(ARGV[13], '%d+')
@@ -113,8 +113,9 @@ local function bands_of(post)
   local own = post[7]
   if not own then
     own = {}
-    for j = post[6], post[6] + 8 * bands - 1, 8 do
-      own[#own + 1] = string.sub(band_hashes, j, j + 7)
+    for j = 1, bands do
+      local at = post[6] + 8 * (j - 1)
+      own[j] = string.sub(band_hashes, at, at + 7)
     end
     post[7] = own
   end
@@ -146,14 +147,15 @@ local function read(fields)
     end
   end
   fetch(asked, values)
-  local wanted, raw = {}, {}
+  local wanted, raw, missing = {}, {}, 0
   for field, value in pairs(values) do
     remember(value)
     local reference = string.sub(value, 1, 16)
     held[field] = reference
     if not records[reference] and raw[reference] == nil then
       raw[reference] = false
-      wanted[#wanted + 1] = reference
+      missing = missing + 1
+      wanted[missing] = reference
     end
   end
   fetch(wanted, raw)
@@ -204,6 +206,7 @@ for _, post in ipairs(posts) do
     local own = bands_of(post)
     for j = 1, bands do asked[count + j] = own[j] end
     count = count + bands
+    post[8] = true  -- its bands read below
   end
 end
 read(asked)
@@ -220,7 +223,7 @@ for _, item in ipairs(posts) do
     local free, claimed = {}, 0  -- the bands no live group holds: a new group's first's
     if item[6] > 0 then
       local own = bands_of(item)
-      read(own)  -- read already, unless an earlier post of the batch made its exact stale
+      if not item[8] then read(own) end  -- an earlier post of the batch made its exact stale
       for j = 1, bands do
         local field = own[j]
         local holder = live(field, at)
