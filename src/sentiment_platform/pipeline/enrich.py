@@ -2,9 +2,13 @@
 post of its group of copies.
 
 Both readers read one normal form a post (`normal_text`, as `text_reading.read_texts` makes
-it). Detection is CPU work: one call per batch, in a thread, so the event loop (which in the
-embedded default also serves the API) is not held while it runs, and so it overlaps the
-index's round trip to Redis. The copies
+it). Making it and detecting languages is CPU work, done on the event loop in slices of a
+few dozen posts with a yield after each: the loop (which in the embedded default also serves
+the API) waits at most one slice, and the batch being saved meanwhile takes its turn at
+every reply from the database instead of sharing the CPU with a thread. A thread was tried
+first: fastText holds the GIL, so the saving batch's Python ran in turns with it, half a
+millisecond each (`benchmarks/pipeline.py`: slices made the worker 15 % faster end to end).
+Detection runs while the index's round trip is out. The copies
 come from the runtime's duplicate index: in this process for the embedded default,
 `RedisDuplicateIndex` (shared by every worker) in Redis mode. The index answers a batch
 delivered twice the same way twice, so a redelivery is marked as its first delivery was.
@@ -15,8 +19,8 @@ unmarked.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from redis.exceptions import RedisError
 
@@ -30,7 +34,12 @@ from sentiment_platform.services.analysis.duplicates import (
 from sentiment_platform.services.analysis.language import LanguageDetector
 from sentiment_platform.services.analysis.normal_text import normal_form
 
-GIL_SWITCH_INTERVAL_S = 0.0005
+T = TypeVar("T")
+
+# Posts a slice: under a millisecond of work each (normal forms and fingerprints ~6 µs a
+# post; detection ~12), and enough for the fingerprints' numpy passes to pay their setup.
+NORMAL_SLICE = 128
+DETECT_SLICE = 64
 
 
 class Enricher:
@@ -46,11 +55,6 @@ class Enricher:
     async def start(self) -> None:
         if self._detector is None:
             self._detector = await asyncio.to_thread(LanguageDetector)
-            # The detector's thread holds the GIL for up to the switch interval (5 ms by
-            # default) whenever the event loop wants it back, after each database or Redis
-            # reply of the batch being saved meanwhile: 0.5 ms made the worker 8 % faster
-            # end to end (`benchmarks/pipeline.py`, docs/performance.md).
-            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
     async def marks(self, posts: Sequence[Post], stop: asyncio.Event) -> dict[str, PostMarks]:
         """{post_id: its language and copy mark} for the batch's posts."""
@@ -60,11 +64,13 @@ class Enricher:
             return {}
         received = utcnow()  # the index's clock: when the worker had them
         asked = [(post.post_id, post.content, received) for post in posts]
-        # `read_texts` in two steps: one normal form a post for both readers, then the
-        # detector runs in a thread while the index works (in Redis, in Redis's time).
-        normals, found = await asyncio.to_thread(_normals, [post.content for post in posts])
-        detect = self._detector.detect_normals
-        detecting = asyncio.ensure_future(asyncio.to_thread(detect, normals))
+        normals: list[bytes] = []
+        found: list[Fingerprint] = []
+        for texts in _slices([post.content for post in posts], NORMAL_SLICE):
+            normals += (made := [normal_form(text) for text in texts])
+            found += fingerprints_of_normals(made)
+            await asyncio.sleep(0)  # the loop's other tasks between slices
+        detecting = asyncio.ensure_future(self._languages(self._detector, normals))
         try:
             copies = await retry_until(
                 lambda: self.duplicates.assign(asked, found),
@@ -80,8 +86,15 @@ class Enricher:
             for post, language, first in zip(posts, languages, copies, strict=True)
         }
 
+    @staticmethod
+    async def _languages(detector: LanguageDetector, normals: Sequence[bytes]) -> list[str]:
+        """Each normal form's language, a slice at a time (see the module's docstring)."""
+        codes: list[str] = []
+        for chunk in _slices(normals, DETECT_SLICE):
+            codes += detector.detect_normals(chunk)
+            await asyncio.sleep(0)
+        return codes
 
-def _normals(texts: Sequence[str]) -> tuple[list[bytes], list[Fingerprint]]:
-    """Each text's normal form, made once for both readers, and its duplicate fingerprint."""
-    normals = [normal_form(text) for text in texts]
-    return normals, fingerprints_of_normals(normals)
+
+def _slices(items: Sequence[T], size: int) -> list[Sequence[T]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
