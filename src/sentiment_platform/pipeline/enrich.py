@@ -3,16 +3,17 @@ post of its group of copies.
 
 Both readers read one normal form a post (`normal_text`, as `text_reading.read_texts` makes
 it). Making it and detecting languages is CPU work, done on the event loop in slices of a
-few dozen posts with a yield after each: the loop (which in the embedded default also serves
-the API) waits at most one slice, and the batch being saved meanwhile takes its turn at
-every reply from the database instead of sharing the CPU with a thread. A thread was tried
-first: fastText holds the GIL, so the saving batch's Python ran in turns with it, half a
-millisecond each (`benchmarks/pipeline.py`: slices made the worker 15 % faster end to end).
-Detection runs while the index's round trip is out. The copies
-come from the runtime's duplicate index: in this process for the embedded default,
-`RedisDuplicateIndex` (shared by every worker) in Redis mode. The index answers a batch
-delivered twice the same way twice, so a redelivery is marked as its first delivery was.
-An index in Redis that cannot be reached is waited out like the bus: nothing is stored
+few dozen posts with a yield after each, detection while the index's round trip is out. The
+loop (which in the embedded default also serves the API) waits at most one slice, and the
+batch being saved meanwhile runs from each database reply to its next wait undisturbed. In a
+thread, as it was until issue 31's last round, fastText held the GIL and the saving batch's
+Python ran in half-millisecond turns with it: the slices made the worker 15 % faster end to
+end (`benchmarks/pipeline.py`, benchmarks/README.md).
+
+The copies come from the runtime's duplicate index: in this process for the embedded
+default, `RedisDuplicateIndex` (shared by every worker) in Redis mode. The index answers a
+batch delivered twice the same way twice, so a redelivery is marked as its first delivery
+was. An index in Redis that cannot be reached is waited out like the bus: nothing is stored
 unmarked.
 """
 
