@@ -110,7 +110,15 @@ async def test_backlog_full_then_a_worker_drains_it_exactly_once(
                 async def drained() -> bool:
                     return await counts(pg_sessions) == (2_000, 2_000)
 
-                await wait_until(drained, 60, "the backlog stored")
+                async def state() -> str:
+                    stream = await bus.stats()
+                    return (
+                        f"stored {await counts(pg_sessions)}; the worker stored {worker.stored}, "
+                        f"dead-lettered {worker.dead_lettered}, done {task.done()}; the stream "
+                        f"{stream.length} long, {stream.pending} pending, lag {stream.lag}"
+                    )
+
+                await wait_until(drained, 60, "the backlog stored", state)
                 await asyncio.sleep(0.5)  # a janitor turn trims what was acknowledged
                 health = (await http.get("/api/health")).json()
                 assert health["backlog"] == 0 and health["status"] == "ok"

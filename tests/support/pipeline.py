@@ -83,11 +83,19 @@ def make_posts(count: int, tag: str = "") -> list[Post]:
     ]
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]],
+    timeout_s: float,
+    what: str,
+    state: Callable[[], Awaitable[str]] | None = None,
+) -> None:
+    """Poll `condition` until it holds; on timeout the error says what was awaited and, when
+    `state` is given, what things looked like then (a rare CI timeout is then readable)."""
     deadline = time.monotonic() + timeout_s
     while not await condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+            seen = f" ({await state()})" if state is not None else ""
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}{seen}")
         await asyncio.sleep(0.05)
 
 

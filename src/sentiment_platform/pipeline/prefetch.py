@@ -15,7 +15,6 @@ them from a live worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -61,20 +60,28 @@ class Held:
     def __init__(self, bus: Bus, consumer: str, entries: Sequence[Entry], interval_s: float):
         self._ids = [entry.entry_id for entry in entries]
         self._bus, self._consumer, self._interval_s = bus, consumer, interval_s
+        self._released = False
         self._task = asyncio.create_task(self._refresh())
 
     async def _refresh(self) -> None:
-        while True:
+        while not self._released:
             await asyncio.sleep(self._interval_s)
+            if self._released:
+                return
             try:
                 await self._bus.touch(self._consumer, self._ids)
             except (RedisError, OSError) as error:  # the claim may lapse; nothing is lost
                 log_outage(self._consumer, "bus", error, 0.0, action="touch")
 
     async def release(self) -> None:
+        """Stops the refresh. The flag ends it, not the cancel alone: on Python 3.11 a cancel
+        that lands as redis-py's send (guarded by `asyncio.wait_for`) completes is lost
+        (CPython gh-86296), and the touches went on for ever while the worker waited for
+        them to end, its batch stored but never acknowledged. `asyncio.wait` leaves a cancel
+        of the caller to the caller."""
+        self._released = True
         self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await asyncio.wait([self._task])
 
 
 @dataclass(slots=True)
