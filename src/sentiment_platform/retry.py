@@ -1,4 +1,5 @@
-"""Waiting out outages: exponential backoff with jitter, and one retry-until loop.
+"""Waiting out outages: exponential backoff with jitter, one retry-until loop, and stopping
+the loops that wait them out.
 
 Every caller that retries (the bus's subscriptions, the worker, the LLM client) spaces its
 tries the same way, so a fleet reconnecting after an outage does not stampede.
@@ -10,9 +11,10 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
+CANCEL_AGAIN_S = 0.1  # a task still running this long after a cancel is cancelled again
 
 
 class Stopped(Exception):
@@ -83,3 +85,18 @@ async def retry_until(
             delay = backoff.next_delay()
             on_retry(error, delay)
             await sleep_unless_stopped(delay, stop)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any]) -> None:
+    """Cancel the tasks and wait until each has ended, cancelling again while one runs on: on
+    Python 3.11 a cancel that meets a completing `asyncio.wait_for` (redis-py guards every
+    send with one) is lost (CPython gh-86296), and a loop would carry on for ever. A cancel of
+    the caller stays the caller's: `asyncio.wait` does not swallow it."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_AGAIN_S)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: how a loop ended was logged or reported by then

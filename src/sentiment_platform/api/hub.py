@@ -65,6 +65,7 @@ from sentiment_platform.api.ws_metrics import (
 from sentiment_platform.api.ws_protocol import abort_websocket, set_send_timeout
 from sentiment_platform.bus import ALERT, POST_ANALYZED, Events, encode_envelope
 from sentiment_platform.config import Settings
+from sentiment_platform.retry import cancel_and_wait
 from sentiment_platform.telemetry import WEBSOCKET_CLIENTS
 
 log = logging.getLogger(__name__)
@@ -143,9 +144,7 @@ class Hub:
         return self._tasks
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
 
     # --- one connection ----------------------------------------------------------------
@@ -184,9 +183,7 @@ class Hub:
             await asyncio.wait({client.writer, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._clients.discard(client)
-            for task in (client.writer, reader):
-                task.cancel()
-            await asyncio.gather(client.writer, reader, return_exceptions=True)
+            await cancel_and_wait(client.writer, reader)
         if client.dropped and not abort_websocket(websocket):
             # A server without the abort (not `serve`'s uvicorn): close, with a deadline.
             with contextlib.suppress(Exception):

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from sentiment_platform.bus import Bus, Entry, decode_post
 from sentiment_platform.pipeline.settle import Failure, Item, Marked, Stage, log_outage, one_line
+from sentiment_platform.retry import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,12 @@ class Held:
                 log_outage(self._consumer, "bus", error, 0.0, action="touch")
 
     async def release(self) -> None:
-        """Stops the refresh. The flag ends it, not the cancel alone: on Python 3.11 a cancel
-        that lands as redis-py's send (guarded by `asyncio.wait_for`) completes is lost
-        (CPython gh-86296), and the touches went on for ever while the worker waited for
-        them to end, its batch stored but never acknowledged. `asyncio.wait` leaves a cancel
-        of the caller to the caller."""
+        """Stops the refresh. Not by a cancel alone: a cancel that meets a touch's send can be
+        lost (`retry.cancel_and_wait`), and the touches then went on for ever while the worker
+        waited for them to end, its batch stored but never acknowledged; the flag ends the
+        loop at its next turn."""
         self._released = True
-        self._task.cancel()
-        await asyncio.wait([self._task])
+        await cancel_and_wait(self._task)
 
 
 @dataclass(slots=True)

@@ -45,6 +45,7 @@ from sentiment_platform.bus import ALERT, Event, Events
 from sentiment_platform.config import Settings
 from sentiment_platform.domain import AlertItem, utcnow
 from sentiment_platform.models.alerting import Alert
+from sentiment_platform.retry import cancel_and_wait
 from sentiment_platform.rule_spec import BUILTIN_RULE_ID, RuleView
 from sentiment_platform.services.alerting.estimated import Estimator, load_estimator
 from sentiment_platform.services.alerting.evaluation import measure, record, state_of
@@ -120,10 +121,7 @@ class AlertMonitor:
         return await self.notifier.deliver()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks = []
         await self.notifier.aclose()
         if self._lease is not None:
