@@ -61,25 +61,20 @@ class Held:
     def __init__(self, bus: Bus, consumer: str, entries: Sequence[Entry], interval_s: float):
         self._ids = [entry.entry_id for entry in entries]
         self._bus, self._consumer, self._interval_s = bus, consumer, interval_s
-        self._released = False
         self._task = asyncio.create_task(self._refresh())
 
     async def _refresh(self) -> None:
-        while not self._released:
+        while True:
             await asyncio.sleep(self._interval_s)
-            if self._released:
-                return
             try:
                 await self._bus.touch(self._consumer, self._ids)
             except (RedisError, OSError) as error:  # the claim may lapse; nothing is lost
                 log_outage(self._consumer, "bus", error, 0.0, action="touch")
 
     async def release(self) -> None:
-        """Stops the refresh. Not by a cancel alone: a cancel that meets a touch's send can be
-        lost (`retry.cancel_and_wait`), and the touches then went on for ever while the worker
-        waited for them to end, its batch stored but never acknowledged; the flag ends the
-        loop at its next turn."""
-        self._released = True
+        """Stops the refresh, cancelling until it has ended: a cancel that meets a touch's
+        send can be lost (`retry.cancel_and_wait`), and the touches then went on for ever
+        while the worker waited for them, its batch stored but never acknowledged."""
         await cancel_and_wait(self._task)
 
 
